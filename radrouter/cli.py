@@ -1,0 +1,161 @@
+"""The ``radrouter`` command: one thin entry per service, plus configuration checks."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from pydantic import ValidationError
+from rich.console import Console
+
+from radrouter.config.settings import CONFIG_ENV, Settings, load_settings
+
+app = typer.Typer(help="radrouter: a DICOM node that puts AI into the radiology workflow.", no_args_is_help=True)
+config_app = typer.Typer(help="Check and show configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+console = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help=f"YAML config file (default: ${CONFIG_ENV}).")
+]
+
+
+def _setup_logging() -> None:
+    level = os.environ.get("RADROUTER_LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _location(settings_data: dict[str, Any], loc: tuple[int | str, ...]) -> str:
+    """``rules[0] (brain-t1).match.Foo``: the path of an error in the file, with the rule's name."""
+    parts: list[str] = []
+    node: Any = settings_data
+    for key in loc:
+        if isinstance(key, int):
+            parts[-1] += f"[{key}]"
+            node = node[key] if isinstance(node, list) and key < len(node) else None
+            if isinstance(node, dict) and "name" in node:
+                parts[-1] += f" ({node['name']})"
+        else:
+            parts.append(str(key))
+            node = node.get(key) if isinstance(node, dict) else None
+    return ".".join(parts) or "(top level)"
+
+
+def _settings_or_exit(config_file: Path | None) -> Settings:
+    try:
+        return load_settings(config_file)
+    except FileNotFoundError as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from error
+    except yaml.YAMLError as error:
+        console.print(f"[red]error:[/red] {config_file or os.environ.get(CONFIG_ENV)} is not valid YAML: {error}")
+        raise typer.Exit(2) from error
+    except ValidationError as error:
+        path = config_file or Path(os.environ.get(CONFIG_ENV, ""))
+        data = yaml.safe_load(path.read_text()) if path.is_file() else {}
+        console.print(f"[red]{path}: {error.error_count()} error(s)[/red]")
+        for item in error.errors():
+            console.print(f"  {_location(data or {}, item['loc'])}: {item['msg']}")
+        raise typer.Exit(2) from error
+
+
+@config_app.command("check")
+def config_check(file: Annotated[Path, typer.Argument(help="The YAML file to check.")]) -> None:
+    """Validate a config file and explain each error with its path in the file."""
+    from radrouter.inference.registry import available
+
+    settings = _settings_or_exit(file)
+    unknown = sorted({p.name for rule in settings.rules for p in rule.pipelines} - set(available()))
+    if unknown:
+        console.print(f"[red]{file}: rules name unknown pipelines {unknown}; available: {available()}[/red]")
+        raise typer.Exit(2)
+    console.print(f"[green]{file}: OK[/green] ({len(settings.rules)} rule(s), {len(settings.destinations)} destination(s))")
+
+
+@config_app.command("show")
+def config_show(config: ConfigOption = None) -> None:
+    """Print the effective configuration (defaults, file and environment merged) as YAML."""
+    settings = _settings_or_exit(config)
+    typer.echo(yaml.safe_dump(settings.model_dump(mode="json", by_alias=True), sort_keys=False))
+
+
+@app.command()
+def up(config: ConfigOption = None) -> None:
+    """Run the whole node: SCP, web app, workers, and an embedded redis-server unless broker.url is set."""
+    from radrouter.node import run_node
+
+    _setup_logging()
+    settings = _settings_or_exit(config)
+    raise typer.Exit(run_node(settings, config))
+
+
+@app.command()
+def scp(config: ConfigOption = None) -> None:
+    """Run the DICOM SCP (C-ECHO, C-STORE) with study completion and routing."""
+    from radrouter.router.assembler import StudyAssembler
+    from radrouter.router.dispatch import StudyRouter, celery_app
+    from radrouter.router.scp import StorageSCP
+    from radrouter.storage.index import Index
+    from radrouter.storage.store import InstanceStore
+
+    _setup_logging()
+    settings = _settings_or_exit(config)
+    index = Index(settings.storage.resolved_index_url())
+    store = InstanceStore(settings.storage.root, fsync=settings.storage.fsync)
+    assembler = StudyAssembler(settings.completion.quiet_period_s, StudyRouter(settings, index, celery_app(settings)))
+    assembler.start()
+    try:
+        StorageSCP(settings, store, index, assembler).serve(block=True)
+    finally:
+        assembler.stop()
+
+
+@app.command()
+def worker(
+    queues: Annotated[str, typer.Option(help="Comma-separated Celery queues to serve.")],
+    pool: Annotated[str, typer.Option(help="solo keeps one model warm per process; threads for I/O.")] = "solo",
+    concurrency: Annotated[int, typer.Option(help="Tasks at once (threads pool).")] = 1,
+    config: ConfigOption = None,
+) -> None:
+    """Run a Celery worker on the given queues (one per GPU: set CUDA_VISIBLE_DEVICES)."""
+    if config is not None:
+        os.environ[CONFIG_ENV] = str(config.resolve())
+    _setup_logging()
+    _settings_or_exit(None)
+    import torch
+
+    from radrouter.inference.app import app as celery
+    from radrouter.inference.app import worker_settings
+
+    if worker_settings().inference.torch_threads:
+        torch.set_num_threads(worker_settings().inference.torch_threads)
+    name = f"{queues.replace(',', '+')}@%h"
+    celery.worker_main(
+        ["worker", "-Q", queues, "-P", pool, "-c", str(concurrency), "-n", name, "-l", "INFO", "--without-gossip",
+         "--without-mingle"]
+    )
+
+
+@app.command()
+def web(config: ConfigOption = None) -> None:
+    """Run the web app (JSON API, metrics)."""
+    import uvicorn
+
+    from radrouter.web.app import create_app
+
+    _setup_logging()
+    settings = _settings_or_exit(config)
+    uvicorn.run(create_app(settings), host=settings.web.host, port=settings.web.port, log_level="info")
+
+
+def main() -> None:
+    app(prog_name="radrouter")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""The one typed settings schema: every default lives here and nowhere else.
+
+Sources, strongest first: keyword arguments, ``RADROUTER_*`` environment variables (nested keys joined
+by ``__``, e.g. ``RADROUTER_NODE__PORT``), the YAML file named by ``RADROUTER_CONFIG`` or ``--config``,
+and these defaults. A YAML section that is left out keeps its defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from radrouter.config.rules import Priority, Rule, default_rules
+
+CONFIG_ENV = "RADROUTER_CONFIG"
+
+
+class NodeSettings(BaseModel):
+    """The DICOM SCP that modalities and PACS send to."""
+
+    ae_title: str = Field("RADROUTER", min_length=1, max_length=16, description="Our AE title.")
+    host: str = Field("0.0.0.0", description="Address the SCP listens on.")
+    port: int = Field(11112, ge=1, le=65535, description="DICOM port of the SCP.")
+    max_pdu: int = Field(0, ge=0, description="Maximum PDU size we receive; 0 means unlimited.")
+
+
+class WebSettings(BaseModel):
+    """The web app: JSON API, pages and Prometheus metrics."""
+
+    host: str = Field("127.0.0.1", description="Address of the web app.")
+    port: int = Field(8080, ge=1, le=65535, description="Port of the web app.")
+
+
+class StorageSettings(BaseModel):
+    """Where received instances, results and the index live."""
+
+    root: Path = Field(Path("radrouter-data"), description="Folder for instances, results and the index.")
+    index_url: str = Field(
+        "", description="SQLAlchemy URL of the index; empty means SQLite at <root>/index.sqlite3."
+    )
+    fsync: bool = Field(True, description="fsync every instance before answering Success (durability).")
+
+    def resolved_index_url(self) -> str:
+        return self.index_url or f"sqlite:///{self.root.resolve() / 'index.sqlite3'}"
+
+
+class BrokerSettings(BaseModel):
+    """The Celery broker (Redis)."""
+
+    url: str = Field("", description="Redis URL; empty means an embedded redis-server that `up` runs.")
+    embedded_port: int = Field(6390, ge=1, le=65535, description="Port of the embedded redis-server.")
+
+    def resolved_url(self) -> str:
+        return self.url or f"redis://127.0.0.1:{self.embedded_port}/0"
+
+
+class CompletionSettings(BaseModel):
+    """When a study counts as complete (DICOM has no end-of-study message)."""
+
+    quiet_period_s: float = Field(
+        1.0, gt=0, le=3600, description="Seconds without new instances, after release, before completion."
+    )
+
+
+class DeliverySettings(BaseModel):
+    """C-STORE of results (and forwarded originals) to destinations."""
+
+    max_attempts: int = Field(10, ge=1, description="Attempts before a delivery is marked FAILED.")
+    backoff_initial_s: float = Field(2.0, gt=0, description="Wait before the first retry.")
+    backoff_max_s: float = Field(300.0, gt=0, description="Longest wait between retries.")
+    timeout_s: float = Field(30.0, gt=0, description="Network timeout of one association.")
+
+
+class InferenceSettings(BaseModel):
+    """How workers run models."""
+
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto, cpu or cuda[:N].")
+    torch_threads: int = Field(0, ge=0, description="CPU threads for torch; 0 means all cores.")
+
+
+class Destination(BaseModel):
+    """A DICOM peer that receives results or forwarded images."""
+
+    host: str
+    port: int = Field(ge=1, le=65535)
+    ae_title: str = Field(min_length=1, max_length=16)
+
+
+def _default_destinations() -> dict[str, Destination]:
+    return {"pacs": Destination(host="127.0.0.1", port=4242, ae_title="ORTHANC")}
+
+
+class Settings(BaseSettings):
+    """Everything radrouter can be told; the defaults run a whole node on one machine."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RADROUTER_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    node: NodeSettings = NodeSettings()
+    web: WebSettings = WebSettings()
+    storage: StorageSettings = StorageSettings()
+    broker: BrokerSettings = BrokerSettings()
+    completion: CompletionSettings = CompletionSettings()
+    delivery: DeliverySettings = DeliverySettings()
+    inference: InferenceSettings = InferenceSettings()
+    destinations: dict[str, Destination] = Field(default_factory=_default_destinations)
+    rules: list[Rule] = Field(default_factory=default_rules)
+    default_priority: Priority = Priority.ROUTINE
+
+    @model_validator(mode="after")
+    def _rules_name_known_destinations(self) -> Settings:
+        for rule in self.rules:
+            unknown = sorted(set(rule.results_to) - set(self.destinations))
+            if unknown:
+                raise ValueError(f"rule {rule.name!r}: results_to names unknown destinations {unknown}")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = os.environ.get(CONFIG_ENV)
+        if path:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=Path(path)))
+        return tuple(sources)
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Read settings, from ``config_file`` when given (it then wins over ``RADROUTER_CONFIG``)."""
+    if config_file is not None:
+        if not config_file.is_file():
+            raise FileNotFoundError(f"config file not found: {config_file}")
+        os.environ[CONFIG_ENV] = str(config_file.resolve())
+    elif os.environ.get(CONFIG_ENV) and not Path(os.environ[CONFIG_ENV]).is_file():
+        raise FileNotFoundError(f"config file not found: {os.environ[CONFIG_ENV]} (from {CONFIG_ENV})")
+    return Settings(**overrides)

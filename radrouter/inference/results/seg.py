@@ -1,0 +1,71 @@
+"""Prediction → DICOM Segmentation (PS3.3 A.51) referencing the source series, on its frame of reference.
+
+One segment gives a BINARY SEG; several non-overlapping labels give a LABELMAP SEG (RLE lossless),
+plus a BINARY stand-in for destinations that do not yet accept the Label Map Segmentation class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import highdicom as hd
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian, RLELossless
+
+from radrouter.inference.pipeline import Prediction, SegmentSpec
+from radrouter.inference.results.content import MANUFACTURER, ResultIdentity
+
+
+def segment_descriptions(segments: Sequence[SegmentSpec], identity: ResultIdentity) -> list[hd.seg.SegmentDescription]:
+    return [
+        hd.seg.SegmentDescription(
+            segment_number=spec.label,
+            segment_label=spec.name,
+            segmented_property_category=spec.category,
+            segmented_property_type=spec.property_type,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+            algorithm_identification=identity.algorithm_sequence(),
+            tracking_uid=identity.uid(f"segment-{spec.label}"),
+            tracking_id=spec.name,
+            display_color=hd.color.CIELabColor.from_rgb(*spec.color_rgb),
+        )
+        for spec in segments
+    ]
+
+
+def build_segmentation(
+    source_images: Sequence[Dataset],
+    prediction: Prediction,
+    segments: Sequence[SegmentSpec],
+    identity: ResultIdentity,
+    segmentation_type: hd.seg.SegmentationTypeValues | None = None,
+) -> hd.seg.Segmentation:
+    """The SEG for ``prediction``; its type is LABELMAP for several labels, BINARY for one (or if asked)."""
+    if segmentation_type is None:
+        segmentation_type = (
+            hd.seg.SegmentationTypeValues.LABELMAP if len(segments) > 1 else hd.seg.SegmentationTypeValues.BINARY
+        )
+    labelmap = prediction.labelmap.astype(np.uint8)
+    labelmap = labelmap.with_array(np.where(labelmap.array <= max(s.label for s in segments), labelmap.array, 0))
+    is_labelmap = segmentation_type == hd.seg.SegmentationTypeValues.LABELMAP
+    role = "seg-labelmap" if is_labelmap else "seg"
+    return hd.seg.Segmentation(
+        source_images=source_images,
+        pixel_array=labelmap,
+        segmentation_type=segmentation_type,
+        segment_descriptions=segment_descriptions(segments, identity),
+        series_instance_uid=identity.uid(f"{role}-series"),
+        series_number=identity.series_number,
+        sop_instance_uid=identity.uid(role),
+        instance_number=1,
+        manufacturer=MANUFACTURER,
+        manufacturer_model_name=identity.model_name,
+        software_versions=identity.algorithm_version[:64],
+        device_serial_number="0",
+        content_label="AI_SEG",
+        content_description=f"{identity.pipeline} segmentation"[:64],
+        series_description=f"AI {identity.pipeline} SEG"[:64],
+        transfer_syntax_uid=RLELossless if is_labelmap else ExplicitVRLittleEndian,
+        contributing_equipment=[identity.contributing_equipment()],
+    )

@@ -1,0 +1,170 @@
+"""Runs one job: series → volume → model → SEG + SR on disk and in the index, with per-hop timings."""
+
+from __future__ import annotations
+
+import logging
+import time
+from io import BytesIO
+from dataclasses import dataclass
+from typing import Any
+
+import highdicom as hd
+
+from radrouter.config.settings import Settings
+from radrouter.inference.registry import loaded_pipeline
+from radrouter.inference.results.content import ResultIdentity, drop_empty_inherited_sequences
+from radrouter.inference.results.seg import build_segmentation
+from radrouter.inference.results.sr import build_report, segment_volumes_ml
+from radrouter.inference.volume import load_volume, read_series
+from radrouter.storage.index import (
+    Delivery,
+    Hop,
+    Index,
+    Job,
+    JobState,
+    Result,
+    Series,
+    StudyState,
+    settle_study,
+    utcnow,
+)
+from radrouter.storage.store import InstanceStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """What a finished job leaves for delivery."""
+
+    job_id: int
+    delivery_ids: list[int]
+
+
+class JobRunner:
+    """Executes jobs for a worker; the pipeline models stay loaded in the process between jobs."""
+
+    def __init__(self, settings: Settings, index: Index, store: InstanceStore) -> None:
+        self.settings = settings
+        self.index = index
+        self.store = store
+
+    def run(self, job_id: int) -> JobOutcome:
+        with self.index.session() as session:
+            job = session.get(Job, job_id)
+            if job is None:
+                raise LookupError(f"job {job_id} is not in the index")
+            if job.state == JobState.DONE:
+                # Redelivered after the work was done (acks late): deliver what exists, compute nothing.
+                return JobOutcome(job_id, [d.id for r in job.results for d in r.deliveries])
+            job.state, job.started_at, job.error = JobState.RUNNING, utcnow(), None
+            job.study.state = StudyState.PROCESSING
+            self.index.record_event(session, job.study_uid, Hop.INFERENCE_STARTED, job=job_id, pipeline=job.pipeline)
+            series = session.get(Series, job.series_uid)
+            assert series is not None
+            paths = [instance.path for instance in series.instances]
+            study_uid, pipeline_name, revision = job.study_uid, job.pipeline, job.revision
+            results_to: list[str] = list(job.destinations.get("results_to", []))
+            waited = (job.started_at - job.queued_at).total_seconds() if job.started_at else 0.0
+
+        try:
+            timings, results = self._compute(job_id, study_uid, job.series_uid, pipeline_name, revision, paths)
+        except Exception as error:
+            with self.index.session() as session:
+                failed = session.get(Job, job_id)
+                assert failed is not None
+                failed.state, failed.finished_at = JobState.FAILED, utcnow()
+                failed.error = f"{type(error).__name__}: {error}"[:1000]
+                self.index.record_event(session, study_uid, Hop.INFERENCE_FAILED, job=job_id, error=type(error).__name__)
+                settle_study(session, study_uid)
+            raise
+
+        timings["queue_wait_s"] = round(waited, 3)
+        with self.index.session() as session:
+            done = session.get(Job, job_id)
+            assert done is not None
+            delivery_rows: list[Delivery] = []
+            for result in results:
+                session.add(result)
+                session.flush()
+                for destination in results_to:
+                    delivery = Delivery(result_id=result.id, destination=destination)
+                    session.add(delivery)
+                    delivery_rows.append(delivery)
+            done.state, done.finished_at, done.timings = JobState.DONE, utcnow(), timings
+            session.flush()
+            self.index.record_event(
+                session, study_uid, Hop.INFERRED, job=job_id, results=[r.sop_uid for r in results], timings=timings
+            )
+            settle_study(session, study_uid)
+            return JobOutcome(job_id, [d.id for d in delivery_rows])
+
+    def _compute(
+        self, job_id: int, study_uid: str, series_uid: str, pipeline_name: str, revision: int, paths: list[str]
+    ) -> tuple[dict[str, Any], list[Result]]:
+        timings: dict[str, Any] = {}
+        clock = time.perf_counter()
+
+        def lap(name: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            timings[name] = round(now - clock, 3)
+            clock = now
+
+        pipeline = loaded_pipeline(pipeline_name, self.settings.inference.device)
+        lap("model_load_s")
+        datasets = read_series(paths)
+        volume = load_volume(datasets)
+        lap("volume_load_s")
+        prediction = pipeline.predict(volume)
+        lap("predict_s")
+        timings["model_s"] = round(prediction.model_seconds, 3)
+
+        identity = ResultIdentity(
+            job_key=f"{series_uid}/{pipeline_name}/{revision}",
+            pipeline=pipeline_name,
+            algorithm_version=pipeline.version,
+            series_number=pipeline.series_number,
+        )
+        segmentation = build_segmentation(datasets, prediction, pipeline.segments, identity)
+        fallback = None
+        if segmentation.SegmentationType == "LABELMAP":
+            fallback = build_segmentation(
+                datasets, prediction, pipeline.segments, identity, hd.seg.SegmentationTypeValues.BINARY
+            )
+        lap("seg_s")
+        volumes = segment_volumes_ml(prediction, pipeline.segments)
+        report = build_report(datasets, segmentation, volumes, pipeline.segments, pipeline.procedure, identity)
+        lap("sr_s")
+
+        results: list[Result] = []
+        for kind, dataset, stand_in in (("SEG", segmentation, fallback), ("SR", report, None)):
+            drop_empty_inherited_sequences(dataset)
+            path = self.store.result_path(study_uid, dataset.SOPInstanceUID)
+            fallback_path = None
+            if stand_in is not None:
+                drop_empty_inherited_sequences(stand_in)
+                fallback_path = self.store.result_path(study_uid, stand_in.SOPInstanceUID)
+                self.store.write(fallback_path, _encode(stand_in))
+            self.store.write(path, _encode(dataset))
+            results.append(
+                Result(
+                    job_id=job_id,
+                    kind=kind,
+                    sop_uid=dataset.SOPInstanceUID,
+                    sop_class_uid=dataset.SOPClassUID,
+                    series_uid=dataset.SeriesInstanceUID,
+                    path=str(path),
+                    fallback_path=str(fallback_path) if fallback_path else None,
+                    summary={"volumes_ml": {spec.name: round(volumes[spec.label], 2) for spec in pipeline.segments}},
+                )
+            )
+        lap("write_s")
+        log.info("job %d (%s) on series %s: %s", job_id, pipeline_name, series_uid, timings)
+        return timings, results
+
+
+def _encode(dataset: Any) -> bytes:
+    buffer = BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()

@@ -1,0 +1,91 @@
+"""``radrouter up``: the whole node on one machine, as child processes that stop together."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+from radrouter.broker import EmbeddedRedis
+from radrouter.config.settings import CONFIG_ENV, Settings
+from radrouter.inference.registry import available
+from radrouter.router.dispatch import DELIVERY_QUEUE, queue_for
+from radrouter.storage.index import Index
+
+log = logging.getLogger(__name__)
+
+
+def node_commands() -> dict[str, list[str]]:
+    """The processes of a node: the SCP, the web app, one worker per pipeline queue, one for delivery."""
+    radrouter = [sys.executable, "-m", "radrouter.cli"]
+    commands = {
+        "scp": [*radrouter, "scp"],
+        "web": [*radrouter, "web"],
+        "worker-delivery": [*radrouter, "worker", "--queues", DELIVERY_QUEUE, "--pool", "threads", "--concurrency", "4"],
+    }
+    for pipeline in available():
+        commands[f"worker-{pipeline}"] = [*radrouter, "worker", "--queues", queue_for(pipeline)]
+    return commands
+
+
+def run_node(settings: Settings, config_file: Path | None) -> int:
+    """Start everything, wait until Ctrl-C/SIGTERM or a child dies, then stop everything; return an exit code."""
+    settings.storage.root.mkdir(parents=True, exist_ok=True)
+    Index(settings.storage.resolved_index_url())  # create the schema once, before the processes share it
+    env = dict(os.environ)
+    if config_file is not None:
+        env[CONFIG_ENV] = str(config_file.resolve())
+    broker: EmbeddedRedis | None = None
+    if not settings.broker.url:
+        broker = EmbeddedRedis(settings.broker.embedded_port, settings.storage.root / "redis")
+        broker.start()
+        env["RADROUTER_BROKER__URL"] = broker.url
+        log.info("embedded redis-server on %s", broker.url)
+
+    stopping = False
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    children: dict[str, subprocess.Popen[bytes]] = {}
+    exit_code = 0
+    try:
+        for name, command in node_commands().items():
+            children[name] = subprocess.Popen(command, env=env, start_new_session=True)
+        log.info("node up: SCP %s on port %d, web on http://%s:%d", settings.node.ae_title, settings.node.port,
+                 settings.web.host, settings.web.port)
+        while not stopping:
+            dead = {name: child.returncode for name, child in children.items() if child.poll() is not None}
+            if dead:
+                log.error("stopping the node because a process ended: %s", dead)
+                exit_code = 1
+                break
+            time.sleep(0.2)
+    finally:
+        _stop_children(children)
+        if broker is not None:
+            broker.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return exit_code
+
+
+def _stop_children(children: dict[str, subprocess.Popen[bytes]], timeout_s: float = 20.0) -> None:
+    for child in children.values():
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    for name, child in children.items():
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop in time; killing it", name)
+            child.kill()
+            child.wait()

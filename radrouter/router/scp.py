@@ -1,0 +1,123 @@
+"""The DICOM SCP: C-ECHO, and C-STORE for every storage SOP class and transfer syntax.
+
+The C-STORE handler writes the bytes exactly as received (no pixel decoding, no transcoding),
+durably, indexes them, tells the assembler, and only then answers Success.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from io import BytesIO
+from typing import Any
+
+import pydicom
+from pydicom.errors import InvalidDicomError
+from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, StoragePresentationContexts, evt
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from sqlalchemy.exc import SQLAlchemyError
+
+from radrouter.config.settings import Settings
+from radrouter.router.assembler import StudyAssembler
+from radrouter.router.network import NODELAY_HANDLER
+from radrouter.storage.ingest import ReceivedInstance, record_instance
+from radrouter.storage.store import InstanceStore, InvalidUID, validate_uid
+
+log = logging.getLogger(__name__)
+
+SUCCESS = 0x0000
+PROCESSING_FAILURE = 0x0110
+OUT_OF_RESOURCES = 0xA700
+CANNOT_UNDERSTAND = 0xC000
+INVALID_UID = 0xC001
+
+_HEADER_TAGS = [
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "Modality",
+    "SeriesNumber",
+    "SeriesDescription",
+]
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+class StorageSCP:
+    """Receives instances into the store and the index; its handlers are small and return statuses."""
+
+    def __init__(self, settings: Settings, store: InstanceStore, index: Any, assembler: StudyAssembler) -> None:
+        self.settings = settings
+        self.store = store
+        self.index = index
+        self.assembler = assembler
+        self.ae = AE(ae_title=settings.node.ae_title)
+        self.ae.maximum_pdu_size = settings.node.max_pdu
+        for context in StoragePresentationContexts:
+            self.ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+        self.ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
+        self.handlers = [
+            NODELAY_HANDLER,
+            (evt.EVT_C_ECHO, self.handle_echo),
+            (evt.EVT_C_STORE, self.handle_store),
+            (evt.EVT_CONN_CLOSE, self.handle_connection_closed),
+        ]
+
+    def serve(self, block: bool = True) -> Any:
+        address = (self.settings.node.host, self.settings.node.port)
+        log.info("SCP %s listening on %s:%d", self.settings.node.ae_title, *address)
+        return self.ae.start_server(address, block=block, evt_handlers=self.handlers)
+
+    def handle_echo(self, event: Any) -> int:
+        return SUCCESS
+
+    def handle_connection_closed(self, event: Any) -> None:
+        self.assembler.association_ended(id(event.assoc))
+
+    def handle_store(self, event: Any) -> int:
+        raw: bytes = bytes(event.encoded_dataset(include_meta=True))
+        try:
+            header = pydicom.dcmread(BytesIO(raw), stop_before_pixels=True, specific_tags=_HEADER_TAGS)
+            study_uid = validate_uid(str(header.StudyInstanceUID), "StudyInstanceUID")
+            series_uid = validate_uid(str(header.SeriesInstanceUID), "SeriesInstanceUID")
+            sop_uid = validate_uid(str(event.request.AffectedSOPInstanceUID), "SOPInstanceUID")
+        except InvalidUID as error:
+            log.warning("refused an instance: %s", error)
+            return INVALID_UID
+        except (InvalidDicomError, AttributeError, ValueError, EOFError, KeyError) as error:
+            log.warning("refused an instance that cannot be indexed: %s", type(error).__name__)
+            return CANNOT_UNDERSTAND
+
+        path = self.store.instance_path(study_uid, series_uid, sop_uid)
+        try:
+            self.store.write(path, raw)
+        except OSError as error:
+            log.error("cannot store %s: %s", sop_uid, errno.errorcode.get(error.errno or 0, error))
+            return OUT_OF_RESOURCES
+
+        received = ReceivedInstance(
+            study_uid=study_uid,
+            series_uid=series_uid,
+            sop_uid=sop_uid,
+            sop_class_uid=str(event.request.AffectedSOPClassUID),
+            transfer_syntax_uid=str(event.context.transfer_syntax),
+            modality=header.get("Modality"),
+            series_number=_int_or_none(header.get("SeriesNumber")),
+            series_description=(str(header.get("SeriesDescription", "")) or None),
+            path=str(path),
+            size=len(raw),
+            calling_ae=event.assoc.requestor.ae_title,
+        )
+        try:
+            record_instance(self.index, received)
+        except SQLAlchemyError:
+            log.exception("cannot index %s", sop_uid)
+            return PROCESSING_FAILURE
+        self.assembler.instance_received(study_uid, id(event.assoc))
+        return SUCCESS

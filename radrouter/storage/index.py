@@ -1,0 +1,238 @@
+"""The index: what was received, how it was routed, what was computed and where it was delivered.
+
+SQLAlchemy ORM over SQLite (the embedded default, in WAL mode so the SCP, workers and web app can
+share it) or PostgreSQL. Only UIDs, codes and timings are kept here: no patient names or IDs.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Enum, Float, ForeignKey, Integer, String, UniqueConstraint, create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class StudyState(enum.StrEnum):
+    RECEIVING = "RECEIVING"
+    COMPLETE = "COMPLETE"
+    ROUTED = "ROUTED"
+    PROCESSING = "PROCESSING"
+    DONE = "DONE"
+    FAILED = "FAILED"
+
+
+class JobState(enum.StrEnum):
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    DONE = "DONE"
+    FAILED = "FAILED"
+
+
+class DeliveryState(enum.StrEnum):
+    PENDING = "PENDING"
+    DELIVERED = "DELIVERED"
+    FAILED = "FAILED"
+
+
+class Hop(enum.StrEnum):
+    """The steps of a study's path that the audit trail records."""
+
+    RECEIVED = "received"
+    COMPLETE = "complete"
+    ROUTED = "routed"
+    QUEUED = "queued"
+    INFERENCE_STARTED = "inference_started"
+    INFERRED = "inferred"
+    INFERENCE_FAILED = "inference_failed"
+    DELIVERY_ATTEMPT = "delivery_attempt"
+    DELIVERED = "delivered"
+    DELIVERY_FAILED = "delivery_failed"
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON}
+
+
+class Study(Base):
+    __tablename__ = "studies"
+
+    uid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[StudyState] = mapped_column(Enum(StudyState), default=StudyState.RECEIVING)
+    reason: Mapped[str | None] = mapped_column(String(500))
+    calling_ae: Mapped[str | None] = mapped_column(String(16))
+    first_received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    completed_at: Mapped[datetime | None]
+    revision: Mapped[int] = mapped_column(Integer, default=0)
+
+    series: Mapped[list[Series]] = relationship(back_populates="study", order_by="Series.series_number")
+    jobs: Mapped[list[Job]] = relationship(back_populates="study", order_by="Job.id")
+    events: Mapped[list[AuditEvent]] = relationship(order_by="AuditEvent.id")
+
+
+class Series(Base):
+    __tablename__ = "series"
+
+    uid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    study_uid: Mapped[str] = mapped_column(ForeignKey("studies.uid"), index=True)
+    modality: Mapped[str | None] = mapped_column(String(16))
+    series_number: Mapped[int | None]
+    description: Mapped[str | None] = mapped_column(String(64))
+
+    study: Mapped[Study] = relationship(back_populates="series")
+    instances: Mapped[list[Instance]] = relationship(back_populates="series", order_by="Instance.path")
+
+
+class Instance(Base):
+    __tablename__ = "instances"
+
+    sop_uid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    series_uid: Mapped[str] = mapped_column(ForeignKey("series.uid"), index=True)
+    sop_class_uid: Mapped[str] = mapped_column(String(64))
+    transfer_syntax_uid: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(String(400))
+    size: Mapped[int]
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    series: Mapped[Series] = relationship(back_populates="instances")
+
+
+class Job(Base):
+    """One pipeline run on one series of one study revision (the unit Celery computes)."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (UniqueConstraint("series_uid", "pipeline", "revision"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_uid: Mapped[str] = mapped_column(ForeignKey("studies.uid"), index=True)
+    series_uid: Mapped[str] = mapped_column(ForeignKey("series.uid"))
+    pipeline: Mapped[str] = mapped_column(String(64))
+    revision: Mapped[int] = mapped_column(Integer, default=0)
+    priority: Mapped[str] = mapped_column(String(16))
+    rule: Mapped[str] = mapped_column(String(100))
+    destinations: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[JobState] = mapped_column(Enum(JobState), default=JobState.QUEUED)
+    error: Mapped[str | None] = mapped_column(String(1000))
+    queued_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    timings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    study: Mapped[Study] = relationship(back_populates="jobs")
+    results: Mapped[list[Result]] = relationship(back_populates="job", order_by="Result.id")
+
+
+class Result(Base):
+    """A DICOM object a job wrote (SEG, SR), with an optional stand-in for peers that refuse its class."""
+
+    __tablename__ = "results"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    sop_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    sop_class_uid: Mapped[str] = mapped_column(String(64))
+    series_uid: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(String(400))
+    fallback_path: Mapped[str | None] = mapped_column(String(400))
+    summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    job: Mapped[Job] = relationship(back_populates="results")
+    deliveries: Mapped[list[Delivery]] = relationship(back_populates="result", order_by="Delivery.id")
+
+
+class Delivery(Base):
+    """One result going to one destination, with every attempt counted."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (UniqueConstraint("result_id", "destination"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    result_id: Mapped[int] = mapped_column(ForeignKey("results.id"), index=True)
+    destination: Mapped[str] = mapped_column(String(64))
+    state: Mapped[DeliveryState] = mapped_column(Enum(DeliveryState), default=DeliveryState.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(1000))
+    sent_sop_class_uid: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None]
+
+    result: Mapped[Result] = relationship(back_populates="deliveries")
+
+
+class AuditEvent(Base):
+    """One hop of one study: when, what, and details made of UIDs and figures only."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_uid: Mapped[str] = mapped_column(ForeignKey("studies.uid"), index=True)
+    hop: Mapped[Hop] = mapped_column(Enum(Hop))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+class Index:
+    """Opens the database, creates its tables, and hands out short transactions."""
+
+    def __init__(self, url: str) -> None:
+        self.engine: Engine = create_engine(url, pool_pre_ping=True)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        try:
+            Base.metadata.create_all(self.engine)
+        except OperationalError:
+            # Another process of the node created the tables between our check and our CREATE.
+            Base.metadata.create_all(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A transaction that commits on success and rolls back on error."""
+        with self._sessions.begin() as session:
+            yield session
+
+    def record_event(self, session: Session, study_uid: str, hop: Hop, **detail: Any) -> None:
+        session.add(AuditEvent(study_uid=study_uid, hop=hop, detail=detail))
+
+
+def settle_study(session: Session, study_uid: str) -> None:
+    """Move a study to DONE or FAILED once every job of its revision and every delivery has ended."""
+    study = session.get(Study, study_uid)
+    if study is None or study.state not in (StudyState.ROUTED, StudyState.PROCESSING):
+        return
+    jobs = [job for job in study.jobs if job.revision == study.revision]
+    if any(job.state in (JobState.QUEUED, JobState.RUNNING) for job in jobs):
+        return
+    deliveries = [d for job in jobs for result in job.results for d in result.deliveries]
+    if any(d.state == DeliveryState.PENDING for d in deliveries):
+        return
+    failed = [job for job in jobs if job.state == JobState.FAILED]
+    undelivered = [d for d in deliveries if d.state == DeliveryState.FAILED]
+    if failed or undelivered:
+        study.state = StudyState.FAILED
+        study.reason = (
+            f"{len(failed)} job(s) failed" if failed else f"{len(undelivered)} delivery(ies) failed"
+        )
+    else:
+        study.state, study.reason = StudyState.DONE, None

@@ -1,0 +1,88 @@
+"""Records a received instance in the index and reopens a study that gets late instances."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from radrouter.storage.index import Hop, Index, Instance, Series, Study, StudyState, utcnow
+
+
+@dataclass(frozen=True)
+class ReceivedInstance:
+    """What the index keeps of one instance: UIDs and a few series facts, no patient data."""
+
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    sop_class_uid: str
+    transfer_syntax_uid: str
+    modality: str | None
+    series_number: int | None
+    series_description: str | None
+    path: str
+    size: int
+    calling_ae: str
+
+
+def record_instance(index: Index, received: ReceivedInstance) -> bool:
+    """Index ``received``; return True when it replaced an instance with the same SOP Instance UID."""
+    now = utcnow()
+    with index.session() as session:
+        study = session.get(Study, received.study_uid)
+        first = study is None
+        if study is None:
+            study = Study(
+                uid=received.study_uid,
+                state=StudyState.RECEIVING,
+                revision=0,
+                calling_ae=received.calling_ae,
+                first_received_at=now,
+            )
+            session.add(study)
+        reopened = study.state != StudyState.RECEIVING
+        if reopened:
+            study.state = StudyState.RECEIVING
+            study.revision += 1
+            study.reason = "late instance reopened the study"
+        study.last_received_at = now
+        if session.get(Series, received.series_uid) is None:
+            session.add(
+                Series(
+                    uid=received.series_uid,
+                    study_uid=received.study_uid,
+                    modality=received.modality,
+                    series_number=received.series_number,
+                    description=received.series_description,
+                )
+            )
+        existing = session.get(Instance, received.sop_uid)
+        replaced = existing is not None
+        if existing is None:
+            session.add(
+                Instance(
+                    sop_uid=received.sop_uid,
+                    series_uid=received.series_uid,
+                    sop_class_uid=received.sop_class_uid,
+                    transfer_syntax_uid=received.transfer_syntax_uid,
+                    path=received.path,
+                    size=received.size,
+                    received_at=now,
+                )
+            )
+        else:
+            existing.transfer_syntax_uid = received.transfer_syntax_uid
+            existing.size = received.size
+            existing.received_at = now
+        if first or reopened or replaced:
+            # One event per study revision, plus one per replaced instance: the trail stays readable.
+            index.record_event(
+                session,
+                received.study_uid,
+                Hop.RECEIVED,
+                sop_uid=received.sop_uid,
+                first=first,
+                reopened=reopened,
+                replaced=replaced,
+                calling_ae=received.calling_ae,
+            )
+    return replaced

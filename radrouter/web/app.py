@@ -1,0 +1,157 @@
+"""The web app: a JSON API over the index (studies and their hops) and Prometheus metrics."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import redis
+from fastapi import FastAPI, HTTPException, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from sqlalchemy import func, select, text
+
+import radrouter
+from radrouter.config.settings import Settings
+from radrouter.storage.index import Index, Job, Result, Study, StudyState
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() + "Z" if moment else None
+
+
+def _job(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "series_uid": job.series_uid,
+        "pipeline": job.pipeline,
+        "revision": job.revision,
+        "priority": job.priority,
+        "rule": job.rule,
+        "state": job.state.value,
+        "error": job.error,
+        "queued_at": _iso(job.queued_at),
+        "started_at": _iso(job.started_at),
+        "finished_at": _iso(job.finished_at),
+        "timings": job.timings,
+    }
+
+
+def _result(result: Result) -> dict[str, Any]:
+    return {
+        "id": result.id,
+        "job_id": result.job_id,
+        "kind": result.kind,
+        "sop_uid": result.sop_uid,
+        "sop_class_uid": result.sop_class_uid,
+        "series_uid": result.series_uid,
+        "summary": result.summary,
+        "created_at": _iso(result.created_at),
+    }
+
+
+class _StudyStateCollector:
+    """Studies by state, read from the index at scrape time so every process agrees."""
+
+    def __init__(self, index: Index) -> None:
+        self.index = index
+
+    def collect(self) -> Any:
+        gauge = GaugeMetricFamily("radrouter_studies", "Studies by state", labels=["state"])
+        with self.index.session() as session:
+            counts = dict(session.execute(select(Study.state, func.count()).group_by(Study.state)).all())
+        for state in StudyState:
+            gauge.add_metric([state.value], counts.get(state, 0))
+        yield gauge
+
+
+def create_app(settings: Settings, index: Index | None = None) -> FastAPI:
+    index = index or Index(settings.storage.resolved_index_url())
+    registry = CollectorRegistry()
+    registry.register(_StudyStateCollector(index))  # type: ignore[arg-type]
+    app = FastAPI(title="radrouter", version=radrouter.__version__)
+
+    @app.get("/api/health")
+    def health() -> dict[str, Any]:
+        checks: dict[str, str] = {}
+        try:
+            with index.session() as session:
+                session.execute(text("SELECT 1"))
+            checks["index"] = "ok"
+        except Exception as error:
+            checks["index"] = f"error: {type(error).__name__}"
+        try:
+            redis.Redis.from_url(settings.broker.resolved_url(), socket_connect_timeout=1).ping()
+            checks["broker"] = "ok"
+        except redis.RedisError as error:
+            checks["broker"] = f"error: {type(error).__name__}"
+        healthy = all(value == "ok" for value in checks.values())
+        return {"status": "ok" if healthy else "degraded", "version": radrouter.__version__, "checks": checks}
+
+    @app.get("/api/studies")
+    def studies(limit: int = 100) -> list[dict[str, Any]]:
+        with index.session() as session:
+            rows = session.scalars(select(Study).order_by(Study.last_received_at.desc()).limit(limit)).all()
+            return [
+                {
+                    "study_uid": study.uid,
+                    "state": study.state.value,
+                    "reason": study.reason,
+                    "revision": study.revision,
+                    "series": len(study.series),
+                    "last_received_at": _iso(study.last_received_at),
+                    "completed_at": _iso(study.completed_at),
+                }
+                for study in rows
+            ]
+
+    @app.get("/api/studies/{study_uid}")
+    def study(study_uid: str) -> dict[str, Any]:
+        with index.session() as session:
+            found = session.get(Study, study_uid)
+            if found is None:
+                raise HTTPException(status_code=404, detail=f"no study {study_uid}")
+            results = [result for job in found.jobs for result in job.results]
+            return {
+                "study_uid": found.uid,
+                "state": found.state.value,
+                "reason": found.reason,
+                "revision": found.revision,
+                "calling_ae": found.calling_ae,
+                "first_received_at": _iso(found.first_received_at),
+                "last_received_at": _iso(found.last_received_at),
+                "completed_at": _iso(found.completed_at),
+                "series": [
+                    {
+                        "series_uid": s.uid,
+                        "modality": s.modality,
+                        "series_number": s.series_number,
+                        "description": s.description,
+                        "instances": len(s.instances),
+                    }
+                    for s in found.series
+                ],
+                "jobs": [_job(job) for job in found.jobs],
+                "results": [_result(result) for result in results],
+                "deliveries": [
+                    {
+                        "id": d.id,
+                        "result_id": d.result_id,
+                        "destination": d.destination,
+                        "state": d.state.value,
+                        "attempts": d.attempts,
+                        "last_error": d.last_error,
+                        "sent_sop_class_uid": d.sent_sop_class_uid,
+                        "delivered_at": _iso(d.delivered_at),
+                    }
+                    for result in results
+                    for d in result.deliveries
+                ],
+                "events": [{"hop": e.hop.value, "at": _iso(e.at), "detail": e.detail} for e in found.events],
+            }
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
