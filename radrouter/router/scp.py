@@ -59,6 +59,7 @@ class StorageSCP:
         self.assembler = assembler
         self.ae = AE(ae_title=settings.node.ae_title)
         self.ae.maximum_pdu_size = settings.node.max_pdu
+        self.ae.maximum_associations = settings.node.max_associations
         for context in StoragePresentationContexts:
             self.ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
         self.ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)

@@ -1,0 +1,42 @@
+"""One set of real services per test session: Orthanc as the PACS and a running radrouter node."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.services import DATA, Node, Orthanc
+
+REQUIRED_TOOLS = ("redis-server", "Orthanc", "/usr/bin/storescu", "/usr/bin/echoscu", "dciodvfy")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    missing = [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
+    if missing or not DATA.is_dir():
+        raise pytest.UsageError(
+            f"missing {missing or DATA}: run the tests through `make test`, which installs what is needed"
+        )
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
+    pacs = Orthanc(tmp_path_factory.mktemp("orthanc"))
+    pacs.start()
+    yield pacs
+    pacs.stop()
+
+
+@pytest.fixture(scope="session")
+def node(tmp_path_factory: pytest.TempPathFactory, orthanc: Orthanc) -> Iterator[Node]:
+    running = Node(tmp_path_factory.mktemp("node"), orthanc)
+    running.start()
+    yield running
+    assert running.stop() == 0, "radrouter up did not stop cleanly on Ctrl-C"
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    return tmp_path

@@ -1,0 +1,160 @@
+"""Real services for the tests: Orthanc as the PACS, and the radrouter node itself, on free ports."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from radrouter.node import node_commands
+
+PROJECT = Path(__file__).resolve().parents[1]
+DATA = PROJECT.parent / "shared" / "data"
+MPRAGE = DATA / "mr-t1-philips-mprage"
+CT_HEAD = DATA / "ct-head-philips-phantom-5mm"
+STORESCU = "/usr/bin/storescu"
+ECHOSCU = "/usr/bin/echoscu"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(predicate: Any, timeout_s: float, what: str, interval_s: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval_s)
+    raise TimeoutError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+class Orthanc:
+    """Debian's Orthanc with its own temporary configuration (and TCP_NODELAY=1, which its build needs)."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.dicom_port = free_port()
+        self.http_port = free_port()
+        self.ae_title = "ORTHANC"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def start(self) -> None:
+        storage = self.workdir / "storage"
+        storage.mkdir(parents=True, exist_ok=True)
+        config = {
+            "Name": "radrouter-test-pacs",
+            "StorageDirectory": str(storage),
+            "IndexDirectory": str(storage),
+            "DicomAet": self.ae_title,
+            "DicomPort": self.dicom_port,
+            "HttpPort": self.http_port,
+            "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": False,
+            "DicomCheckCalledAet": False,
+            "Plugins": [],
+        }
+        config_path = self.workdir / "orthanc.json"
+        config_path.write_text(json.dumps(config))
+        log = (self.workdir / "orthanc.log").open("wb")
+        self._process = subprocess.Popen(
+            ["Orthanc", str(config_path)], stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "TCP_NODELAY": "1"}
+        )
+        wait_until(lambda: port_open(self.http_port) and port_open(self.dicom_port), 30, "Orthanc")
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(timeout=30)
+
+    def find_series(self, study_uid: str, modality: str) -> list[str]:
+        query = {"Level": "Series", "Query": {"StudyInstanceUID": study_uid, "Modality": modality}}
+        return list(httpx.post(f"{self.url}/tools/find", json=query).json())
+
+    def instance_files(self, series_id: str) -> list[bytes]:
+        instances = httpx.get(f"{self.url}/series/{series_id}/instances").json()
+        return [httpx.get(f"{self.url}/instances/{item['ID']}/file").content for item in instances]
+
+
+class Node:
+    """``radrouter up`` as a user runs it, with a config file naming free ports and the test PACS."""
+
+    def __init__(self, workdir: Path, pacs: Orthanc) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.web_port = free_port()
+        self.redis_port = free_port()
+        self.config_path = workdir / "radrouter.yaml"
+        self.config_path.write_text(
+            f"""
+node: {{ae_title: RADROUTER, port: {self.port}}}
+web: {{port: {self.web_port}}}
+storage: {{root: {workdir / "data"}}}
+broker: {{embedded_port: {self.redis_port}}}
+destinations:
+  pacs: {{host: 127.0.0.1, port: {pacs.dicom_port}, ae_title: {pacs.ae_title}}}
+"""
+        )
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}/api"
+
+    def start(self) -> None:
+        self.log_path = self.workdir / "node.log"
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "radrouter.cli", "up", "--config", str(self.config_path)],
+            stdout=self.log_path.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        wait_until(self._ready, 120, "radrouter up")
+
+    def _ready(self) -> bool:
+        assert self._process is not None
+        if self._process.poll() is not None:
+            raise RuntimeError(f"radrouter up exited: {self.log_path.read_text()[-3000:]}")
+        if not port_open(self.web_port):
+            return False
+        log = self.log_path.read_text()
+        workers = sum(name.startswith("worker-") for name in node_commands())
+        # Each Celery worker says "<name> ready."; the SCP is not probed with bare TCP connections,
+        # which it would count as associations until they time out.
+        return "listening on" in log and log.count(" ready.") >= workers
+
+    def stop(self) -> int:
+        assert self._process is not None
+        self._process.send_signal(signal.SIGINT)
+        return self._process.wait(timeout=60)
+
+    def study(self, study_uid: str) -> dict[str, Any]:
+        return dict(httpx.get(f"{self.api}/studies/{study_uid}").json())
+
+
+def storescu(port: int, files: list[Path], ae_title: str = "RADROUTER") -> subprocess.CompletedProcess[str]:
+    """dcmtk's storescu (not pynetdicom's, which the venv puts first on PATH), as a modality sends."""
+    return subprocess.run(
+        [STORESCU, "-aec", ae_title, "-aet", "MODALITY", "127.0.0.1", str(port), *map(str, files)],
+        capture_output=True, text=True, env={**os.environ, "TCP_NODELAY": "1"}, check=False,
+    )
