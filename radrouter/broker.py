@@ -28,10 +28,25 @@ class EmbeddedRedis:
             raise RuntimeError("redis-server is not installed (Debian: apt-get install redis-server)")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self._answers():
-            raise RuntimeError(f"something already listens on 127.0.0.1:{self.port}; set broker.embedded_port")
+            raise RuntimeError(
+                f"something already listens on 127.0.0.1:{self.port}; set broker.embedded_port"
+            )
         self._process = subprocess.Popen(
-            [executable, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir.resolve()),
-             "--appendonly", "yes", "--save", "", "--protected-mode", "yes"],
+            [
+                executable,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.data_dir.resolve()),
+                "--appendonly",
+                "yes",
+                "--save",
+                "",
+                "--protected-mode",
+                "yes",
+            ],
             stdout=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + timeout_s

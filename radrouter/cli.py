@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,7 +14,9 @@ from rich.console import Console
 
 from radrouter.config.settings import CONFIG_ENV, Settings, load_settings
 
-app = typer.Typer(help="radrouter: a DICOM node that puts AI into the radiology workflow.", no_args_is_help=True)
+app = typer.Typer(
+    help="radrouter: a DICOM node that puts AI into the radiology workflow.", no_args_is_help=True
+)
 config_app = typer.Typer(help="Check and show configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 console = Console(stderr=True)
@@ -53,7 +54,9 @@ def _settings_or_exit(config_file: Path | None) -> Settings:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(2) from error
     except yaml.YAMLError as error:
-        console.print(f"[red]error:[/red] {config_file or os.environ.get(CONFIG_ENV)} is not valid YAML: {error}")
+        console.print(
+            f"[red]error:[/red] {config_file or os.environ.get(CONFIG_ENV)} is not valid YAML: {error}"
+        )
         raise typer.Exit(2) from error
     except ValidationError as error:
         path = config_file or Path(os.environ.get(CONFIG_ENV, ""))
@@ -74,7 +77,10 @@ def config_check(file: Annotated[Path, typer.Argument(help="The YAML file to che
     if unknown:
         console.print(f"[red]{file}: rules name unknown pipelines {unknown}; available: {available()}[/red]")
         raise typer.Exit(2)
-    console.print(f"[green]{file}: OK[/green] ({len(settings.rules)} rule(s), {len(settings.destinations)} destination(s))")
+    console.print(
+        f"[green]{file}: OK[/green] "
+        f"({len(settings.rules)} rule(s), {len(settings.destinations)} destination(s))"
+    )
 
 
 @config_app.command("show")
@@ -107,7 +113,9 @@ def scp(config: ConfigOption = None) -> None:
     settings = _settings_or_exit(config)
     index = Index(settings.storage.resolved_index_url())
     store = InstanceStore(settings.storage.root, fsync=settings.storage.fsync)
-    assembler = StudyAssembler(settings.completion.quiet_period_s, StudyRouter(settings, index, celery_app(settings)))
+    assembler = StudyAssembler(
+        settings.completion.quiet_period_s, StudyRouter(settings, index, celery_app(settings))
+    )
     assembler.start()
     try:
         StorageSCP(settings, store, index, assembler).serve(block=True)
@@ -118,7 +126,9 @@ def scp(config: ConfigOption = None) -> None:
 @app.command()
 def worker(
     queues: Annotated[str, typer.Option(help="Comma-separated Celery queues to serve.")],
-    pool: Annotated[str, typer.Option(help="solo keeps one model warm per process; threads for I/O.")] = "solo",
+    pool: Annotated[
+        str, typer.Option(help="solo keeps one model warm per process; threads for I/O.")
+    ] = "solo",
     concurrency: Annotated[int, typer.Option(help="Tasks at once (threads pool).")] = 1,
     config: ConfigOption = None,
 ) -> None:
@@ -136,8 +146,21 @@ def worker(
         torch.set_num_threads(worker_settings().inference.torch_threads)
     name = f"{queues.replace(',', '+')}@%h"
     celery.worker_main(
-        ["worker", "-Q", queues, "-P", pool, "-c", str(concurrency), "-n", name, "-l", "INFO", "--without-gossip",
-         "--without-mingle"]
+        [
+            "worker",
+            "-Q",
+            queues,
+            "-P",
+            pool,
+            "-c",
+            str(concurrency),
+            "-n",
+            name,
+            "-l",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+        ]
     )
 
 
@@ -158,4 +181,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

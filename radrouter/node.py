@@ -26,7 +26,16 @@ def node_commands() -> dict[str, list[str]]:
     commands = {
         "scp": [*radrouter, "scp"],
         "web": [*radrouter, "web"],
-        "worker-delivery": [*radrouter, "worker", "--queues", DELIVERY_QUEUE, "--pool", "threads", "--concurrency", "4"],
+        "worker-delivery": [
+            *radrouter,
+            "worker",
+            "--queues",
+            DELIVERY_QUEUE,
+            "--pool",
+            "threads",
+            "--concurrency",
+            "4",
+        ],
     }
     for pipeline in available():
         commands[f"worker-{pipeline}"] = [*radrouter, "worker", "--queues", queue_for(pipeline)]
@@ -34,7 +43,7 @@ def node_commands() -> dict[str, list[str]]:
 
 
 def run_node(settings: Settings, config_file: Path | None) -> int:
-    """Start everything, wait until Ctrl-C/SIGTERM or a child dies, then stop everything; return an exit code."""
+    """Start everything; on Ctrl-C, SIGTERM or a child's death stop everything; return an exit code."""
     settings.storage.root.mkdir(parents=True, exist_ok=True)
     Index(settings.storage.resolved_index_url())  # create the schema once, before the processes share it
     env = dict(os.environ)
@@ -59,8 +68,13 @@ def run_node(settings: Settings, config_file: Path | None) -> int:
     try:
         for name, command in node_commands().items():
             children[name] = subprocess.Popen(command, env=env, start_new_session=True)
-        log.info("node up: SCP %s on port %d, web on http://%s:%d", settings.node.ae_title, settings.node.port,
-                 settings.web.host, settings.web.port)
+        log.info(
+            "node up: SCP %s on port %d, web on http://%s:%d",
+            settings.node.ae_title,
+            settings.node.port,
+            settings.web.host,
+            settings.web.port,
+        )
         while not stopping:
             dead = {name: child.returncode for name, child in children.items() if child.poll() is not None}
             if dead:

@@ -79,7 +79,10 @@ class Orthanc:
         config_path.write_text(json.dumps(config))
         log = (self.workdir / "orthanc.log").open("wb")
         self._process = subprocess.Popen(
-            ["Orthanc", str(config_path)], stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "TCP_NODELAY": "1"}
+            ["Orthanc", str(config_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "TCP_NODELAY": "1"},
         )
         wait_until(lambda: port_open(self.http_port) and port_open(self.dicom_port), 30, "Orthanc")
 
@@ -156,5 +159,8 @@ def storescu(port: int, files: list[Path], ae_title: str = "RADROUTER") -> subpr
     """dcmtk's storescu (not pynetdicom's, which the venv puts first on PATH), as a modality sends."""
     return subprocess.run(
         [STORESCU, "-aec", ae_title, "-aet", "MODALITY", "127.0.0.1", str(port), *map(str, files)],
-        capture_output=True, text=True, env={**os.environ, "TCP_NODELAY": "1"}, check=False,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TCP_NODELAY": "1"},
+        check=False,
     )

@@ -6,7 +6,6 @@ import subprocess
 import tempfile
 import time
 from io import BytesIO
-from pathlib import Path
 
 import highdicom as hd
 import numpy as np
@@ -47,7 +46,10 @@ def delivered(node: Node, orthanc: Orthanc) -> dict[str, object]:
     seg = pydicom.dcmread(BytesIO(orthanc.instance_files(orthanc.find_series(study_uid, "SEG")[0])[0]))
     sr = pydicom.dcmread(BytesIO(orthanc.instance_files(orthanc.find_series(study_uid, "SR")[0])[0]))
     study = wait_until(lambda: (s := node.study(study_uid))["state"] == "DONE" and s, 30, "study DONE")
-    print(f"\nlast instance -> SEG and SR in Orthanc: {elapsed:.2f} s; job timings {study['jobs'][0]['timings']}")
+    print(
+        f"\nlast instance -> SEG and SR in Orthanc: {elapsed:.2f} s; "
+        f"job timings {study['jobs'][0]['timings']}"
+    )
     return {"files": files, "study_uid": study_uid, "seg": seg, "sr": sr, "study": study, "elapsed": elapsed}
 
 
@@ -72,7 +74,9 @@ def test_results_pass_dciodvfy(delivered: dict[str, object]) -> None:
 def test_seg_planes_match_the_source_geometry(delivered: dict[str, object]) -> None:
     files = delivered["files"]
     assert isinstance(files, list)
-    sources = {str(ds.SOPInstanceUID): ds for ds in (pydicom.dcmread(f, stop_before_pixels=True) for f in files)}
+    sources = {
+        str(ds.SOPInstanceUID): ds for ds in (pydicom.dcmread(f, stop_before_pixels=True) for f in files)
+    }
     seg = hd.seg.Segmentation.from_dataset(delivered["seg"])
     assert seg.FrameOfReferenceUID == next(iter(sources.values())).FrameOfReferenceUID
     shared = seg.SharedFunctionalGroupsSequence[0]

@@ -57,7 +57,9 @@ class Condition(BaseModel):
 
     @model_validator(mode="after")
     def _exactly_one_test(self) -> Condition:
-        given = [name for name in ("equals", "regex", "in_", "range", "exists") if getattr(self, name) is not None]
+        given = [
+            name for name in ("equals", "regex", "in_", "range", "exists") if getattr(self, name) is not None
+        ]
         if len(given) != 1:
             raise ValueError("a condition needs exactly one of equals, regex, in, range, exists")
         return self
@@ -103,7 +105,9 @@ class Rule(BaseModel):
     def _known_keywords(cls, match: dict[str, Condition]) -> dict[str, Condition]:
         unknown = sorted(key for key in match if key not in keyword_dict and key not in ASSOCIATION_KEYS)
         if unknown:
-            raise ValueError(f"not DICOM keywords: {unknown} (keywords are CamelCase, e.g. SeriesDescription)")
+            raise ValueError(
+                f"not DICOM keywords: {unknown} (keywords are CamelCase, e.g. SeriesDescription)"
+            )
         return match
 
 

@@ -31,7 +31,9 @@ class NodeSettings(BaseModel):
     host: str = Field("0.0.0.0", description="Address the SCP listens on.")
     port: int = Field(11112, ge=1, le=65535, description="DICOM port of the SCP.")
     max_pdu: int = Field(0, ge=0, description="Maximum PDU size we receive; 0 means unlimited.")
-    max_associations: int = Field(32, ge=1, description="Concurrent associations before new ones are rejected.")
+    max_associations: int = Field(
+        32, ge=1, description="Concurrent associations before new ones are rejected."
+    )
 
 
 class WebSettings(BaseModel):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from io import BytesIO
 from dataclasses import dataclass
+from io import BytesIO
 from typing import Any
 
 import highdicom as hd
@@ -59,7 +59,9 @@ class JobRunner:
                 return JobOutcome(job_id, [d.id for r in job.results for d in r.deliveries])
             job.state, job.started_at, job.error = JobState.RUNNING, utcnow(), None
             job.study.state = StudyState.PROCESSING
-            self.index.record_event(session, job.study_uid, Hop.INFERENCE_STARTED, job=job_id, pipeline=job.pipeline)
+            self.index.record_event(
+                session, job.study_uid, Hop.INFERENCE_STARTED, job=job_id, pipeline=job.pipeline
+            )
             series = session.get(Series, job.series_uid)
             assert series is not None
             paths = [instance.path for instance in series.instances]
@@ -68,14 +70,18 @@ class JobRunner:
             waited = (job.started_at - job.queued_at).total_seconds() if job.started_at else 0.0
 
         try:
-            timings, results = self._compute(job_id, study_uid, job.series_uid, pipeline_name, revision, paths)
+            timings, results = self._compute(
+                job_id, study_uid, job.series_uid, pipeline_name, revision, paths
+            )
         except Exception as error:
             with self.index.session() as session:
                 failed = session.get(Job, job_id)
                 assert failed is not None
                 failed.state, failed.finished_at = JobState.FAILED, utcnow()
                 failed.error = f"{type(error).__name__}: {error}"[:1000]
-                self.index.record_event(session, study_uid, Hop.INFERENCE_FAILED, job=job_id, error=type(error).__name__)
+                self.index.record_event(
+                    session, study_uid, Hop.INFERENCE_FAILED, job=job_id, error=type(error).__name__
+                )
                 settle_study(session, study_uid)
             raise
 
@@ -94,13 +100,24 @@ class JobRunner:
             done.state, done.finished_at, done.timings = JobState.DONE, utcnow(), timings
             session.flush()
             self.index.record_event(
-                session, study_uid, Hop.INFERRED, job=job_id, results=[r.sop_uid for r in results], timings=timings
+                session,
+                study_uid,
+                Hop.INFERRED,
+                job=job_id,
+                results=[r.sop_uid for r in results],
+                timings=timings,
             )
             settle_study(session, study_uid)
             return JobOutcome(job_id, [d.id for d in delivery_rows])
 
     def _compute(
-        self, job_id: int, study_uid: str, series_uid: str, pipeline_name: str, revision: int, paths: list[str]
+        self,
+        job_id: int,
+        study_uid: str,
+        series_uid: str,
+        pipeline_name: str,
+        revision: int,
+        paths: list[str],
     ) -> tuple[dict[str, Any], list[Result]]:
         timings: dict[str, Any] = {}
         clock = time.perf_counter()
@@ -134,7 +151,9 @@ class JobRunner:
             )
         lap("seg_s")
         volumes = segment_volumes_ml(prediction, pipeline.segments)
-        report = build_report(datasets, segmentation, volumes, pipeline.segments, pipeline.procedure, identity)
+        report = build_report(
+            datasets, segmentation, volumes, pipeline.segments, pipeline.procedure, identity
+        )
         lap("sr_s")
 
         results: list[Result] = []
@@ -156,7 +175,9 @@ class JobRunner:
                     series_uid=dataset.SeriesInstanceUID,
                     path=str(path),
                     fallback_path=str(fallback_path) if fallback_path else None,
-                    summary={"volumes_ml": {spec.name: round(volumes[spec.label], 2) for spec in pipeline.segments}},
+                    summary={
+                        "volumes_ml": {spec.name: round(volumes[spec.label], 2) for spec in pipeline.segments}
+                    },
                 )
             )
         lap("write_s")

@@ -20,7 +20,12 @@ def infer(self: Any, job_id: int) -> None:
     """Run a job, then queue one delivery task per result and destination."""
     outcome = JobRunner(worker_settings(), worker_index(), worker_store()).run(job_id)
     for delivery_id in outcome.delivery_ids:
-        app.send_task(DELIVER_TASK, args=[delivery_id], queue=DELIVERY_QUEUE, priority=self.request.delivery_info.get("priority"))
+        app.send_task(
+            DELIVER_TASK,
+            args=[delivery_id],
+            queue=DELIVERY_QUEUE,
+            priority=self.request.delivery_info.get("priority"),
+        )
 
 
 @app.task(name=DELIVER_TASK, bind=True, acks_late=True, max_retries=None)
@@ -33,7 +38,9 @@ def deliver(self: Any, delivery_id: int) -> None:
             return
         result, destination_name = delivery.result, delivery.destination
         study_uid = result.job.study_uid
-        outgoing = OutgoingObject(Path(result.path), Path(result.fallback_path) if result.fallback_path else None)
+        outgoing = OutgoingObject(
+            Path(result.path), Path(result.fallback_path) if result.fallback_path else None
+        )
         delivery.attempts += 1
         attempt = delivery.attempts
     destination = settings.destinations.get(destination_name)
@@ -48,12 +55,19 @@ def deliver(self: Any, delivery_id: int) -> None:
             assert failed is not None
             failed.last_error = str(error)[:1000]
             index.record_event(
-                session, study_uid, Hop.DELIVERY_ATTEMPT, delivery=delivery_id, destination=destination_name,
-                attempt=attempt, error=str(error)[:200],
+                session,
+                study_uid,
+                Hop.DELIVERY_ATTEMPT,
+                delivery=delivery_id,
+                destination=destination_name,
+                attempt=attempt,
+                error=str(error)[:200],
             )
             if give_up:
                 failed.state = DeliveryState.FAILED
-                index.record_event(session, study_uid, Hop.DELIVERY_FAILED, delivery=delivery_id, attempts=attempt)
+                index.record_event(
+                    session, study_uid, Hop.DELIVERY_FAILED, delivery=delivery_id, attempts=attempt
+                )
                 settle_study(session, study_uid)
         if give_up:
             log.error("delivery %d to %s failed after %d attempts", delivery_id, destination_name, attempt)
@@ -64,10 +78,18 @@ def deliver(self: Any, delivery_id: int) -> None:
         done = session.get(Delivery, delivery_id)
         assert done is not None
         done.state, done.delivered_at, done.sent_sop_class_uid, done.last_error = (
-            DeliveryState.DELIVERED, utcnow(), sent_class, None,
+            DeliveryState.DELIVERED,
+            utcnow(),
+            sent_class,
+            None,
         )
         index.record_event(
-            session, study_uid, Hop.DELIVERED, delivery=delivery_id, destination=destination_name,
-            sop_uid=done.result.sop_uid, attempt=attempt,
+            session,
+            study_uid,
+            Hop.DELIVERED,
+            delivery=delivery_id,
+            destination=destination_name,
+            sop_uid=done.result.sop_uid,
+            attempt=attempt,
         )
         settle_study(session, study_uid)

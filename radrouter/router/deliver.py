@@ -50,7 +50,9 @@ def _describe(path: Path) -> _Encoded:
     return _Encoded(path, str(meta.MediaStorageSOPClassUID), str(meta.TransferSyntaxUID))
 
 
-def send(destination: Destination, objects: Sequence[OutgoingObject], calling_ae: str, timeout_s: float) -> list[str]:
+def send(
+    destination: Destination, objects: Sequence[OutgoingObject], calling_ae: str, timeout_s: float
+) -> list[str]:
     """Store ``objects`` at ``destination`` over one association; return the SOP class sent for each."""
     choices = [(_describe(o.path), _describe(o.fallback_path) if o.fallback_path else None) for o in objects]
     pairs = {(c.sop_class_uid, c.transfer_syntax_uid) for primary, fb in choices for c in (primary, fb) if c}
@@ -69,7 +71,9 @@ def send(destination: Destination, objects: Sequence[OutgoingObject], calling_ae
         evt_handlers=[NODELAY_HANDLER],
     )
     if not assoc.is_established:
-        raise DeliveryError(f"association with {destination.ae_title}@{destination.host}:{destination.port} failed")
+        raise DeliveryError(
+            f"association with {destination.ae_title}@{destination.host}:{destination.port} failed"
+        )
     try:
         accepted = {(cx.abstract_syntax, cx.transfer_syntax[0]) for cx in assoc.accepted_contexts}
         sent: list[str] = []
@@ -83,7 +87,9 @@ def send(destination: Destination, objects: Sequence[OutgoingObject], calling_ae
             status = assoc.send_c_store(chosen.path)
             code = getattr(status, "Status", None)
             if code is None:
-                raise DeliveryError(f"no C-STORE response from {destination.ae_title} (connection lost or timeout)")
+                raise DeliveryError(
+                    f"no C-STORE response from {destination.ae_title} (connection lost or timeout)"
+                )
             if code not in (0x0000, 0xB000, 0xB007, 0xB006):
                 raise DeliveryError(f"{destination.ae_title} answered C-STORE with status 0x{code:04X}")
             sent.append(chosen.sop_class_uid)

@@ -87,8 +87,12 @@ class StudyRouter:
                 quiet_s=round((now - study.last_received_at).total_seconds(), 3),
             )
             headers = [
-                SeriesHeader(series.uid, read_header(series.instances[0].path), study.calling_ae or "",
-                             self.settings.node.ae_title)
+                SeriesHeader(
+                    series.uid,
+                    read_header(series.instances[0].path),
+                    study.calling_ae or "",
+                    self.settings.node.ae_title,
+                )
                 for series in study.series
                 if series.instances
             ]
@@ -109,9 +113,16 @@ class StudyRouter:
                 session.flush()
                 queued.append((job.id, run.pipeline, run.priority.celery_priority))
                 self.index.record_event(
-                    session, study_uid, Hop.QUEUED, job=job.id, pipeline=run.pipeline, priority=run.priority.value
+                    session,
+                    study_uid,
+                    Hop.QUEUED,
+                    job=job.id,
+                    pipeline=run.pipeline,
+                    priority=run.priority.value,
                 )
             study.state = StudyState.ROUTED if queued else StudyState.DONE
             study.reason = None if queued else "no rule asked for a pipeline"
-            self.index.record_event(session, study_uid, Hop.ROUTED, matched=decision.matched, jobs=len(queued))
+            self.index.record_event(
+                session, study_uid, Hop.ROUTED, matched=decision.matched, jobs=len(queued)
+            )
         return queued

@@ -6,6 +6,7 @@ import socket
 from typing import Any
 
 from pynetdicom import evt
+from pynetdicom.events import EventHandlerType
 
 
 def set_tcp_nodelay(event: Any) -> None:
@@ -15,4 +16,4 @@ def set_tcp_nodelay(event: Any) -> None:
         transport.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-NODELAY_HANDLER = (evt.EVT_CONN_OPEN, set_tcp_nodelay)
+NODELAY_HANDLER: EventHandlerType = (evt.EVT_CONN_OPEN, set_tcp_nodelay)

@@ -13,8 +13,14 @@ from typing import Any
 
 import pydicom
 from pydicom.errors import InvalidDicomError
-from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, StoragePresentationContexts, evt
-from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom import (
+    AE,
+    ALL_TRANSFER_SYNTAXES,
+    StoragePresentationContexts,
+    VerificationPresentationContexts,
+    evt,
+)
+from pynetdicom.events import EventHandlerType
 from sqlalchemy.exc import SQLAlchemyError
 
 from radrouter.config.settings import Settings
@@ -52,7 +58,9 @@ def _int_or_none(value: Any) -> int | None:
 class StorageSCP:
     """Receives instances into the store and the index; its handlers are small and return statuses."""
 
-    def __init__(self, settings: Settings, store: InstanceStore, index: Any, assembler: StudyAssembler) -> None:
+    def __init__(
+        self, settings: Settings, store: InstanceStore, index: Any, assembler: StudyAssembler
+    ) -> None:
         self.settings = settings
         self.store = store
         self.index = index
@@ -60,10 +68,10 @@ class StorageSCP:
         self.ae = AE(ae_title=settings.node.ae_title)
         self.ae.maximum_pdu_size = settings.node.max_pdu
         self.ae.maximum_associations = settings.node.max_associations
-        for context in StoragePresentationContexts:
-            self.ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
-        self.ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
-        self.handlers = [
+        for context in [*StoragePresentationContexts, *VerificationPresentationContexts]:
+            if context.abstract_syntax is not None:
+                self.ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+        self.handlers: list[EventHandlerType] = [
             NODELAY_HANDLER,
             (evt.EVT_C_ECHO, self.handle_echo),
             (evt.EVT_C_STORE, self.handle_store),

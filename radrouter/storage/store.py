@@ -69,7 +69,9 @@ class InstanceStore:
 
     def result_path(self, study_uid: str, sop_uid: str) -> Path:
         return self.root.joinpath(
-            "results", validate_uid(study_uid, "StudyInstanceUID"), validate_uid(sop_uid, "SOPInstanceUID") + ".dcm"
+            "results",
+            validate_uid(study_uid, "StudyInstanceUID"),
+            validate_uid(sop_uid, "SOPInstanceUID") + ".dcm",
         )
 
     def write(self, path: Path, data: bytes) -> None:

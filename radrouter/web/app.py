@@ -68,7 +68,7 @@ class _StudyStateCollector:
 def create_app(settings: Settings, index: Index | None = None) -> FastAPI:
     index = index or Index(settings.storage.resolved_index_url())
     registry = CollectorRegistry()
-    registry.register(_StudyStateCollector(index))  # type: ignore[arg-type]
+    registry.register(_StudyStateCollector(index))
     app = FastAPI(title="radrouter", version=radrouter.__version__)
 
     @app.get("/api/health")

@@ -28,7 +28,7 @@ class BrainExtraction:
     description = "Brain mask and brain volume from 3D T1-weighted MRI (deepbet). Not a diagnostic device."
     procedure = codes.LN.BrainMRI
     series_number = 9100
-    segments = (
+    segments: tuple[SegmentSpec, ...] = (
         SegmentSpec(
             label=1,
             name="Brain",

@@ -18,7 +18,7 @@ MANUFACTURER = "radrouter"
 
 @dataclass(frozen=True)
 class ResultIdentity:
-    """Everything that names one job's results; UIDs are derived, so a retried job rewrites the same objects."""
+    """What names one job's results; UIDs are derived, so a retried job rewrites the same objects."""
 
     job_key: str
     pipeline: str

@@ -17,7 +17,9 @@ from radrouter.inference.pipeline import Prediction, SegmentSpec
 from radrouter.inference.results.content import MANUFACTURER, ResultIdentity
 
 
-def segment_descriptions(segments: Sequence[SegmentSpec], identity: ResultIdentity) -> list[hd.seg.SegmentDescription]:
+def segment_descriptions(
+    segments: Sequence[SegmentSpec], identity: ResultIdentity
+) -> list[hd.seg.SegmentDescription]:
     return [
         hd.seg.SegmentDescription(
             segment_number=spec.label,
@@ -44,10 +46,14 @@ def build_segmentation(
     """The SEG for ``prediction``; its type is LABELMAP for several labels, BINARY for one (or if asked)."""
     if segmentation_type is None:
         segmentation_type = (
-            hd.seg.SegmentationTypeValues.LABELMAP if len(segments) > 1 else hd.seg.SegmentationTypeValues.BINARY
+            hd.seg.SegmentationTypeValues.LABELMAP
+            if len(segments) > 1
+            else hd.seg.SegmentationTypeValues.BINARY
         )
     labelmap = prediction.labelmap.astype(np.uint8)
-    labelmap = labelmap.with_array(np.where(labelmap.array <= max(s.label for s in segments), labelmap.array, 0))
+    labelmap = labelmap.with_array(
+        np.where(labelmap.array <= max(s.label for s in segments), labelmap.array, 0)
+    )
     is_labelmap = segmentation_type == hd.seg.SegmentationTypeValues.LABELMAP
     role = "seg-labelmap" if is_labelmap else "seg"
     return hd.seg.Segmentation(

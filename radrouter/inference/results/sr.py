@@ -21,7 +21,7 @@ MILLILITER = Code("mL", "UCUM", "milliliter")
 
 
 def segment_volumes_ml(prediction: Prediction, segments: Sequence[SegmentSpec]) -> dict[int, float]:
-    """Volume of each label in mL (voxel count × voxel volume in mm³ / 1000)."""
+    """Volume of each label in mL (voxel count x voxel volume in mm³ / 1000)."""
     counts = np.bincount(prediction.labelmap.array.ravel().astype(np.int64), minlength=256)
     voxel_ml = prediction.labelmap.voxel_volume / 1000.0
     return {spec.label: float(counts[spec.label] * voxel_ml) for spec in segments}
@@ -39,14 +39,18 @@ def build_report(
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=identity.uid("device"), name=identity.model_name, manufacturer_name=MANUFACTURER,
+            uid=identity.uid("device"),
+            name=identity.model_name,
+            manufacturer_name=MANUFACTURER,
             model_name=identity.pipeline[:64],
         ),
     )
     present = {int(item.SegmentNumber) for item in segmentation.SegmentSequence}
     groups = [
         hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
-            tracking_identifier=hd.sr.TrackingIdentifier(uid=identity.uid(f"tracking-{spec.label}"), identifier=spec.name),
+            tracking_identifier=hd.sr.TrackingIdentifier(
+                uid=identity.uid(f"tracking-{spec.label}"), identifier=spec.name
+            ),
             referenced_segment=hd.sr.ReferencedSegment(
                 sop_class_uid=segmentation.SOPClassUID,
                 sop_instance_uid=segmentation.SOPInstanceUID,

@@ -1,0 +1,36 @@
+# Two commands do all the set-up on a fresh Debian 12 machine (root, Python 3.11):
+#   make run    install what is missing, then run the node on embedded defaults (Ctrl-C stops it)
+#   make test   install what is missing, then lint, type-check and run the whole test suite
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+APT_PACKAGES := redis-server orthanc dcmtk dicom3tools
+APT_TOOLS := /usr/bin/redis-server /usr/sbin/Orthanc /usr/bin/storescu /usr/bin/echoscu /usr/bin/dciodvfy
+
+.PHONY: run test lint system-packages
+
+run: system-packages $(VENV)/.installed
+	$(VENV)/bin/radrouter up
+
+test: system-packages $(VENV)/.installed lint
+	$(VENV)/bin/pytest
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check radrouter tests
+	$(VENV)/bin/mypy
+
+# redis-server is the embedded broker; Orthanc, dcmtk and dicom3tools are the tests' real PACS,
+# modality and validator. Installed only when one of them is missing.
+system-packages:
+	@missing=0; for tool in $(APT_TOOLS); do [ -x $$tool ] || missing=1; done; \
+	if [ $$missing = 1 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); \
+	fi
+
+# torch is pinned to the local CPU wheel first, so nothing pulls the CUDA build.
+$(VENV)/.installed: pyproject.toml
+	[ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q torch==2.13.0
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
