@@ -83,6 +83,14 @@ def config_check(file: Annotated[Path, typer.Argument(help="The YAML file to che
     )
 
 
+@config_app.command("reference")
+def config_reference() -> None:
+    """Print every option with its default and meaning (the README's table is this output)."""
+    from radrouter.config.reference import reference_markdown
+
+    typer.echo(reference_markdown(), nl=False)
+
+
 @config_app.command("show")
 def config_show(config: ConfigOption = None) -> None:
     """Print the effective configuration (defaults, file and environment merged) as YAML."""

@@ -40,11 +40,15 @@ class Condition(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    equals: Scalar | None = None
-    regex: str | None = None
-    in_: list[Scalar] | None = Field(None, alias="in")
-    range: tuple[float | None, float | None] | None = None
-    exists: bool | None = None
+    equals: Scalar | None = Field(None, description="Equal to this value (strings: case-insensitive).")
+    regex: str | None = Field(None, description="A Python regular expression found in the value.")
+    in_: list[Scalar] | None = Field(None, alias="in", description="Equal to one of these values.")
+    range: tuple[float | None, float | None] | None = Field(
+        None, description="[low, high], inclusive; null for an open end."
+    )
+    exists: bool | None = Field(
+        None, description="true: the attribute is present and not empty; false: it is not."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -80,8 +84,8 @@ class PipelineRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1)
-    priority: Priority | None = None
+    name: str = Field(min_length=1, description="A pipeline name (`radrouter config check` lists them).")
+    priority: Priority | None = Field(None, description="stat, urgent or routine; default: the rule's.")
 
     @model_validator(mode="before")
     @classmethod
@@ -94,11 +98,16 @@ class Rule(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1)
-    match: dict[str, Condition] = Field(default_factory=dict)
-    pipelines: list[PipelineRequest] = Field(default_factory=list)
-    priority: Priority = Priority.ROUTINE
-    results_to: list[str] = Field(default_factory=list)
+    name: str = Field(min_length=1, description="Names the rule in logs, the audit trail and errors.")
+    match: dict[str, Condition] = Field(
+        default_factory=dict,
+        description="DICOM keyword (or calling_ae, called_ae) → condition; all must hold.",
+    )
+    pipelines: list[PipelineRequest] = Field(
+        default_factory=list, description="Pipelines to run on the series."
+    )
+    priority: Priority = Field(Priority.ROUTINE, description="stat, urgent or routine (0, 3, 6 on Celery).")
+    results_to: list[str] = Field(default_factory=list, description="Destinations that receive the results.")
 
     @field_validator("match")
     @classmethod

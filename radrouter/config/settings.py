@@ -93,9 +93,9 @@ class InferenceSettings(BaseModel):
 class Destination(BaseModel):
     """A DICOM peer that receives results or forwarded images."""
 
-    host: str
-    port: int = Field(ge=1, le=65535)
-    ae_title: str = Field(min_length=1, max_length=16)
+    host: str = Field(description="Host name or address of the peer.")
+    port: int = Field(ge=1, le=65535, description="DICOM port of the peer.")
+    ae_title: str = Field(min_length=1, max_length=16, description="AE title of the peer (called AE).")
 
 
 def _default_destinations() -> dict[str, Destination]:
@@ -118,7 +118,9 @@ class Settings(BaseSettings):
     inference: InferenceSettings = InferenceSettings()
     destinations: dict[str, Destination] = Field(default_factory=_default_destinations)
     rules: list[Rule] = Field(default_factory=default_rules)
-    default_priority: Priority = Priority.ROUTINE
+    default_priority: Priority = Field(
+        Priority.ROUTINE, description="Celery priority of tasks no rule ranks."
+    )
 
     @model_validator(mode="after")
     def _rules_name_known_destinations(self) -> Settings:

@@ -8,7 +8,7 @@ from typing import Any
 
 from radrouter.inference.app import app, worker_index, worker_settings, worker_store
 from radrouter.inference.run import JobRunner
-from radrouter.router.deliver import DeliveryError, OutgoingObject, send
+from radrouter.router.deliver import DeliveryError, OutgoingObject, RefusedByDestination, send
 from radrouter.router.dispatch import DELIVER_TASK, DELIVERY_QUEUE, INFER_TASK
 from radrouter.storage.index import Delivery, DeliveryState, Hop, settle_study, utcnow
 
@@ -49,7 +49,7 @@ def deliver(self: Any, delivery_id: int) -> None:
             raise DeliveryError(f"destination {destination_name!r} is not configured")
         sent_class = send(destination, [outgoing], settings.node.ae_title, settings.delivery.timeout_s)[0]
     except DeliveryError as error:
-        give_up = attempt >= settings.delivery.max_attempts
+        give_up = isinstance(error, RefusedByDestination) or attempt >= settings.delivery.max_attempts
         with index.session() as session:
             failed = session.get(Delivery, delivery_id)
             assert failed is not None

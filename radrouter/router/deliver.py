@@ -27,7 +27,7 @@ class DeliveryError(RuntimeError):
 
 
 class RefusedByDestination(DeliveryError):
-    """The destination refused the object's SOP class and there is no stand-in it accepts."""
+    """The destination refused the object's SOP class and there is no stand-in it accepts: not retried."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,11 @@ def send(
         evt_handlers=[NODELAY_HANDLER],
     )
     if not assoc.is_established:
+        if assoc.rejected_contexts and not assoc.accepted_contexts:
+            refused = sorted({str(cx.abstract_syntax) for cx in assoc.rejected_contexts})
+            raise RefusedByDestination(
+                f"{destination.ae_title} refused SOP class(es) {refused} in negotiation"
+            )
         raise DeliveryError(
             f"association with {destination.ae_title}@{destination.host}:{destination.port} failed"
         )

@@ -1,0 +1,51 @@
+"""The configuration reference, generated from the settings schema so docs and defaults cannot drift."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+
+from radrouter.config.rules import Condition, PipelineRequest, Rule
+from radrouter.config.settings import Destination, Settings
+
+
+def _default(field: FieldInfo) -> str:
+    if field.is_required():
+        return "required"
+    if field.default_factory is not None:
+        produced = field.default_factory()  # type: ignore[call-arg]
+        return f"`{produced!r}`" if not produced else "the defaults shown below"
+    value: Any = field.get_default()
+    if isinstance(value, str) and value == "":
+        return '`""`'
+    return f"`{getattr(value, 'value', value)}`" if value is not None else "(none)"
+
+
+def _rows(model: type[BaseModel], prefix: str) -> list[tuple[str, str, str]]:
+    rows: list[tuple[str, str, str]] = []
+    for name, field in model.model_fields.items():
+        key = f"{prefix}{field.alias or name}"
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel) and annotation is not Condition:
+            rows.extend(_rows(annotation, f"{key}."))
+        else:
+            rows.append((key, _default(field), field.description or ""))
+    return rows
+
+
+def reference_rows() -> list[tuple[str, str, str]]:
+    """(key, default, description) for every option, nested keys joined by dots."""
+    rows = [row for row in _rows(Settings, "") if row[0] not in ("destinations", "rules")]
+    rows += _rows(Destination, "destinations.<name>.")
+    rows += _rows(Rule, "rules[].")
+    rows += _rows(PipelineRequest, "rules[].pipelines[].")
+    rows += [(f"rules[].match.<Keyword>.{key}", default, text) for key, default, text in _rows(Condition, "")]
+    return rows
+
+
+def reference_markdown() -> str:
+    lines = ["| key | default | meaning |", "|---|---|---|"]
+    lines += [f"| `{key}` | {default} | {text} |" for key, default, text in reference_rows()]
+    return "\n".join(lines) + "\n"
