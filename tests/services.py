@@ -17,7 +17,15 @@ import httpx
 from radrouter.node import node_commands
 
 PROJECT = Path(__file__).resolve().parents[1]
-DATA = PROJECT.parent / "shared" / "data"
+
+def _shared_data() -> Path:
+    """``../shared/data`` beside the checkout (or RADROUTER_TEST_DATA); a clone in /tmp still finds it."""
+    candidates = [Path(os.environ["RADROUTER_TEST_DATA"])] if "RADROUTER_TEST_DATA" in os.environ else []
+    candidates += [PROJECT.parent / "shared" / "data", Path("/work/shared/data")]
+    return next((path for path in candidates if path.is_dir()), candidates[0])
+
+
+DATA = _shared_data()
 MPRAGE = DATA / "mr-t1-philips-mprage"
 CT_HEAD = DATA / "ct-head-philips-phantom-5mm"
 STORESCU = "/usr/bin/storescu"
