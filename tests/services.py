@@ -18,6 +18,7 @@ from radrouter.node import node_commands
 
 PROJECT = Path(__file__).resolve().parents[1]
 
+
 def _shared_data() -> Path:
     """``../shared/data`` beside the checkout (or RADROUTER_TEST_DATA); a clone in /tmp still finds it."""
     candidates = [Path(os.environ["RADROUTER_TEST_DATA"])] if "RADROUTER_TEST_DATA" in os.environ else []

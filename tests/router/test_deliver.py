@@ -48,13 +48,17 @@ def labelmap_seg(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return paths
 
 
-def test_a_refused_labelmap_seg_falls_back_to_binary(orthanc: Orthanc, labelmap_seg: tuple[Path, Path]) -> None:
+def test_a_refused_labelmap_seg_falls_back_to_binary(
+    orthanc: Orthanc, labelmap_seg: tuple[Path, Path]
+) -> None:
     pacs = Destination(host="127.0.0.1", port=orthanc.dicom_port, ae_title=orthanc.ae_title)
     sent = send(pacs, [OutgoingObject(labelmap_seg[0], fallback_path=labelmap_seg[1])], "RADROUTER", 30)
     assert sent == [BINARY_SEG]
 
 
-def test_a_refused_class_without_stand_in_is_an_error(orthanc: Orthanc, labelmap_seg: tuple[Path, Path]) -> None:
+def test_a_refused_class_without_stand_in_is_an_error(
+    orthanc: Orthanc, labelmap_seg: tuple[Path, Path]
+) -> None:
     pacs = Destination(host="127.0.0.1", port=orthanc.dicom_port, ae_title=orthanc.ae_title)
     with pytest.raises(RefusedByDestination, match="refused SOP class"):
         send(pacs, [OutgoingObject(labelmap_seg[0])], "RADROUTER", 30)
