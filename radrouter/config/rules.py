@@ -53,6 +53,8 @@ class Condition(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("a bare true/false is ambiguous (YAML reads yes/no/on/off so): write exists: or quote it")
         if isinstance(value, list):
             return {"in": value}
         if isinstance(value, str | int | float):

@@ -70,6 +70,9 @@ def record_instance(index: Index, received: ReceivedInstance) -> bool:
                 )
             )
         else:
+            existing.series_uid = received.series_uid
+            existing.sop_class_uid = received.sop_class_uid
+            existing.path = received.path
             existing.transfer_syntax_uid = received.transfer_syntax_uid
             existing.size = received.size
             existing.received_at = now

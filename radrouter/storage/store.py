@@ -11,7 +11,7 @@ import re
 import tempfile
 from pathlib import Path
 
-_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+_UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 
 
 class InvalidUID(ValueError):
@@ -21,7 +21,7 @@ class InvalidUID(ValueError):
 def validate_uid(uid: str, what: str = "UID") -> str:
     """Return ``uid`` stripped of DICOM padding, or raise :class:`InvalidUID`."""
     cleaned = uid.rstrip("\x00 ")
-    if len(cleaned) > 64 or not _UID.match(cleaned):
+    if len(cleaned) > 64 or not _UID.fullmatch(cleaned):
         raise InvalidUID(f"{what} {cleaned[:80]!r} is not a valid DICOM UID")
     return cleaned
 

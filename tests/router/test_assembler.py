@@ -1,0 +1,156 @@
+"""StudyAssembler: a study completes when its associations have ended and it has been quiet.
+
+No test asserts how fast anything happens. To show that a study is *not* completed, a sentinel study
+on another association is received after it and released; the assembler handles due studies in
+order of arrival, so by the time the sentinel completes, the study under test would have completed
+too had its open association been ignored.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from radrouter.router.assembler import StudyAssembler
+
+QUIET_S = 0.2
+TIMEOUT_S = 10.0
+
+
+class Completions:
+    """The on_complete callback: records study UIDs in order and lets a test wait for them."""
+
+    def __init__(self) -> None:
+        self.studies: list[str] = []
+        self._changed = threading.Condition()
+        self.fail_for: set[str] = set()
+
+    def __call__(self, study_uid: str) -> None:
+        with self._changed:
+            self.studies.append(study_uid)
+            self._changed.notify_all()
+        if study_uid in self.fail_for:
+            raise RuntimeError(f"routing {study_uid} failed")
+
+    def wait_for(self, study_uid: str, times: int = 1) -> None:
+        with self._changed:
+            done = self._changed.wait_for(lambda: self.studies.count(study_uid) >= times, timeout=TIMEOUT_S)
+        assert done, f"{study_uid} not completed {times} time(s) within {TIMEOUT_S} s: {self.studies}"
+
+    def snapshot(self) -> list[str]:
+        with self._changed:
+            return list(self.studies)
+
+
+@pytest.fixture
+def completions() -> Completions:
+    return Completions()
+
+
+@pytest.fixture
+def assembler(completions: Completions) -> Iterator[StudyAssembler]:
+    running = StudyAssembler(quiet_period_s=QUIET_S, on_complete=completions)
+    running.start()
+    yield running
+    running.stop()
+
+
+def release_sentinel(
+    assembler: StudyAssembler, completions: Completions, name: str, association: int
+) -> None:
+    """Receive and release a sentinel study on its own association, and wait until it completes."""
+    assembler.instance_received(name, association)
+    assembler.association_ended(association)
+    completions.wait_for(name)
+
+
+def test_open_association_keeps_study_incomplete(assembler: StudyAssembler, completions: Completions) -> None:
+    assembler.instance_received("1.1", association_id=1)
+
+    release_sentinel(assembler, completions, "9.1", association=91)
+
+    assert "1.1" not in completions.snapshot()
+    assert assembler.pending() == ["1.1"]
+
+
+def test_study_completes_once_after_association_ended(
+    assembler: StudyAssembler, completions: Completions
+) -> None:
+    for _ in range(3):
+        assembler.instance_received("1.1", association_id=1)
+    assembler.association_ended(1)
+
+    completions.wait_for("1.1")
+    release_sentinel(assembler, completions, "9.1", association=91)
+
+    assert completions.snapshot() == ["1.1", "9.1"]
+    assert assembler.pending() == []
+
+
+def test_studies_on_different_associations_complete_independently(
+    assembler: StudyAssembler, completions: Completions
+) -> None:
+    assembler.instance_received("1.1", association_id=1)
+    assembler.instance_received("2.2", association_id=2)
+
+    assembler.association_ended(2)
+    completions.wait_for("2.2")
+    assert "1.1" not in completions.snapshot()
+
+    assembler.association_ended(1)
+    completions.wait_for("1.1")
+    assert completions.snapshot() == ["2.2", "1.1"]
+
+
+def test_study_sent_on_two_associations_waits_for_both(
+    assembler: StudyAssembler, completions: Completions
+) -> None:
+    assembler.instance_received("1.1", association_id=1)
+    assembler.instance_received("1.1", association_id=2)
+
+    assembler.association_ended(1)
+    release_sentinel(assembler, completions, "9.1", association=91)
+    assert "1.1" not in completions.snapshot()
+
+    assembler.association_ended(2)
+    completions.wait_for("1.1")
+    assert completions.snapshot() == ["9.1", "1.1"]
+
+
+def test_late_instance_completes_the_study_again(assembler: StudyAssembler, completions: Completions) -> None:
+    assembler.instance_received("1.1", association_id=1)
+    assembler.association_ended(1)
+    completions.wait_for("1.1")
+
+    assembler.instance_received("1.1", association_id=2)
+    release_sentinel(assembler, completions, "9.1", association=91)
+    assert completions.snapshot().count("1.1") == 1, "completed again while the late association was open"
+
+    assembler.association_ended(2)
+    completions.wait_for("1.1", times=2)
+    assert completions.snapshot() == ["1.1", "9.1", "1.1"]
+
+
+def test_failing_callback_does_not_stop_the_assembler(
+    assembler: StudyAssembler, completions: Completions
+) -> None:
+    completions.fail_for.add("1.1")
+    assembler.instance_received("1.1", association_id=1)
+    assembler.association_ended(1)
+    completions.wait_for("1.1")
+
+    release_sentinel(assembler, completions, "2.2", association=2)
+
+    assert completions.snapshot() == ["1.1", "2.2"]
+
+
+def test_stop_ends_the_thread(completions: Completions) -> None:
+    running = StudyAssembler(quiet_period_s=QUIET_S, on_complete=completions)
+    running.start()
+    running.instance_received("1.1", association_id=1)
+
+    running.stop()
+
+    assert not running._thread.is_alive()

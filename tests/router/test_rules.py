@@ -1,0 +1,229 @@
+"""Rule evaluation on real series headers: the MPRAGE goes to brain extraction, the head CT does not."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pydicom
+import pytest
+
+from radrouter.config.rules import Priority, Rule, default_rules
+from radrouter.router.rules import PipelineRun, SeriesHeader, decide, rule_matches
+from tests.services import CT_HEAD, MPRAGE
+
+
+@pytest.fixture(scope="module")
+def mr() -> SeriesHeader:
+    first = sorted(MPRAGE.glob("*.dcm"))[0]
+    dataset = pydicom.dcmread(first, stop_before_pixels=True)
+    return SeriesHeader(str(dataset.SeriesInstanceUID), dataset, calling_ae="MODALITY", called_ae="RADROUTER")
+
+
+@pytest.fixture(scope="module")
+def ct() -> SeriesHeader:
+    dataset = pydicom.dcmread(CT_HEAD / "I10", stop_before_pixels=True)
+    return SeriesHeader(
+        str(dataset.SeriesInstanceUID), dataset, calling_ae="CTSCANNER", called_ae="RADROUTER"
+    )
+
+
+def rule(match: dict[str, Any], name: str = "test", **extra: Any) -> Rule:
+    return Rule.model_validate({"name": name, "match": match, "pipelines": ["brain-extraction"], **extra})
+
+
+def test_headers_are_what_the_tests_assume(mr: SeriesHeader, ct: SeriesHeader) -> None:
+    assert (mr.dataset.Modality, mr.dataset.MRAcquisitionType) == ("MR", "3D")
+    assert ct.dataset.Modality == "CT"
+    assert "MRAcquisitionType" not in ct.dataset
+    assert mr.series_uid != ct.series_uid
+
+
+def test_default_rules_send_mprage_to_brain_extraction(mr: SeriesHeader) -> None:
+    decision = decide(default_rules(), [mr])
+
+    assert decision.runs == [
+        PipelineRun(
+            series_uid=mr.series_uid,
+            pipeline="brain-extraction",
+            priority=Priority.ROUTINE,
+            rules=["brain-t1-3d"],
+            results_to=["pacs"],
+        )
+    ]
+    assert decision.matched == {mr.series_uid: ["brain-t1-3d"]}
+
+
+def test_default_rules_do_not_match_head_ct(ct: SeriesHeader) -> None:
+    decision = decide(default_rules(), [ct])
+
+    assert decision.runs == []
+    assert decision.matched == {}
+
+
+def test_study_with_both_series_runs_only_on_the_mprage(mr: SeriesHeader, ct: SeriesHeader) -> None:
+    decision = decide(default_rules(), [ct, mr])
+
+    assert [(run.series_uid, run.pipeline) for run in decision.runs] == [(mr.series_uid, "brain-extraction")]
+    assert list(decision.matched) == [mr.series_uid]
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        "3D",
+        {"regex": "3D"},
+        {"in": ["2D", "3D"]},
+        {"range": [0, 10]},
+        {"exists": True},
+    ],
+)
+def test_missing_attribute_does_not_match_and_does_not_raise(ct: SeriesHeader, condition: Any) -> None:
+    assert rule_matches(rule({"MRAcquisitionType": condition}), ct) is False
+
+
+def test_empty_attribute_counts_as_missing(mr: SeriesHeader) -> None:
+    assert "ContrastBolusAgent" in mr.dataset
+    assert mr.dataset.ContrastBolusAgent == ""
+
+    assert rule_matches(rule({"ContrastBolusAgent": {"exists": True}}), mr) is False
+    assert rule_matches(rule({"ContrastBolusAgent": {"exists": False}}), mr) is True
+
+
+def test_exists_false_matches_missing_attribute(mr: SeriesHeader, ct: SeriesHeader) -> None:
+    no_mr_acquisition = rule({"MRAcquisitionType": {"exists": False}})
+
+    assert rule_matches(no_mr_acquisition, ct) is True
+    assert rule_matches(no_mr_acquisition, mr) is False
+
+
+@pytest.mark.parametrize(
+    ("bounds", "matches_ct", "matches_mr"),
+    [
+        ([4, 6], True, False),
+        ([5, 5], True, False),
+        ([None, 2], False, True),
+        ([2, None], True, False),
+        ([None, None], True, True),
+        ([6, 10], False, False),
+    ],
+)
+def test_range_on_slice_thickness(
+    mr: SeriesHeader, ct: SeriesHeader, bounds: list[float | None], matches_ct: bool, matches_mr: bool
+) -> None:
+    thickness = rule({"SliceThickness": {"range": bounds}})
+
+    assert rule_matches(thickness, ct) is matches_ct
+    assert rule_matches(thickness, mr) is matches_mr
+
+
+def test_range_on_non_numeric_attribute_does_not_match(mr: SeriesHeader) -> None:
+    assert rule_matches(rule({"SeriesDescription": {"range": [0, 10]}}), mr) is False
+
+
+def test_in_list(mr: SeriesHeader, ct: SeriesHeader) -> None:
+    cross_sectional = rule({"Modality": {"in": ["CT", "MR"]}})
+    bare_list = rule({"Modality": ["ct"]})
+    radiographs = rule({"Modality": ["CR", "DX"]})
+
+    assert rule_matches(cross_sectional, mr) and rule_matches(cross_sectional, ct)
+    assert rule_matches(bare_list, ct) and not rule_matches(bare_list, mr)
+    assert not rule_matches(radiographs, mr) and not rule_matches(radiographs, ct)
+
+
+def test_in_list_with_numbers(ct: SeriesHeader) -> None:
+    assert rule_matches(rule({"SliceThickness": [2.5, 5]}), ct) is True
+    assert rule_matches(rule({"SliceThickness": [1, 2.5]}), ct) is False
+
+
+@pytest.mark.parametrize("description", ["adni_sag3d mprage", "ADNI_SAG3D MPRAGE", " Adni_Sag3D Mprage "])
+def test_equality_is_case_insensitive(mr: SeriesHeader, description: str) -> None:
+    assert rule_matches(rule({"SeriesDescription": description}), mr) is True
+
+
+def test_equality_does_not_match_a_different_value(mr: SeriesHeader) -> None:
+    assert rule_matches(rule({"SeriesDescription": "adni_sag3d"}), mr) is False
+    assert rule_matches(rule({"Modality": "mr"}), mr) is True
+
+
+def test_equality_on_multi_valued_attribute_matches_any_value(mr: SeriesHeader, ct: SeriesHeader) -> None:
+    ffe = rule({"ImageType": "m_ffe"})
+
+    assert rule_matches(ffe, mr) is True
+    assert rule_matches(ffe, ct) is False
+
+
+def test_numeric_equality(ct: SeriesHeader) -> None:
+    assert rule_matches(rule({"SliceThickness": 5}), ct) is True
+    assert rule_matches(rule({"SliceThickness": 5.0}), ct) is True
+    assert rule_matches(rule({"SliceThickness": 1}), ct) is False
+
+
+def test_regex_searches_the_value(mr: SeriesHeader, ct: SeriesHeader) -> None:
+    t1 = rule({"SeriesDescription": {"regex": r"(?i)mprage"}})
+    case_sensitive = rule({"SeriesDescription": {"regex": "mprage"}})
+
+    assert rule_matches(t1, mr) is True
+    assert rule_matches(t1, ct) is False
+    assert rule_matches(case_sensitive, mr) is False
+
+
+def test_calling_ae_condition(mr: SeriesHeader, ct: SeriesHeader) -> None:
+    from_modality = rule({"calling_ae": "modality"})
+    to_us = rule({"called_ae": "RADROUTER", "calling_ae": {"in": ["CTSCANNER", "OTHER"]}})
+
+    assert rule_matches(from_modality, mr) is True
+    assert rule_matches(from_modality, ct) is False
+    assert rule_matches(to_us, ct) is True
+    assert rule_matches(to_us, mr) is False
+
+
+def test_all_conditions_must_hold(mr: SeriesHeader) -> None:
+    assert rule_matches(rule({"Modality": "MR", "MRAcquisitionType": "3D"}), mr) is True
+    assert rule_matches(rule({"Modality": "MR", "MRAcquisitionType": "2D"}), mr) is False
+
+
+def test_rule_without_conditions_matches_every_series(mr: SeriesHeader, ct: SeriesHeader) -> None:
+    everything = rule({})
+
+    assert rule_matches(everything, mr) and rule_matches(everything, ct)
+
+
+@pytest.mark.parametrize("stat_first", [False, True])
+def test_same_pipeline_from_two_rules_is_one_run_with_most_urgent_priority_and_all_destinations(
+    mr: SeriesHeader, stat_first: bool
+) -> None:
+    routine = rule({"Modality": "MR"}, name="routine-mr", priority="routine", results_to=["pacs"])
+    stat = rule({"MRAcquisitionType": "3D"}, name="stat-3d", priority="stat", results_to=["archive", "pacs"])
+    rules = [stat, routine] if stat_first else [routine, stat]
+
+    decision = decide(rules, [mr])
+
+    assert len(decision.runs) == 1
+    run = decision.runs[0]
+    assert (run.series_uid, run.pipeline) == (mr.series_uid, "brain-extraction")
+    assert run.priority is Priority.STAT
+    assert sorted(run.results_to) == ["archive", "pacs"]
+    assert sorted(run.rules) == ["routine-mr", "stat-3d"]
+    assert sorted(decision.matched[mr.series_uid]) == ["routine-mr", "stat-3d"]
+
+
+def test_pipeline_priority_overrides_rule_priority(mr: SeriesHeader) -> None:
+    urgent = Rule.model_validate(
+        {
+            "name": "urgent-request",
+            "match": {"Modality": "MR"},
+            "priority": "routine",
+            "pipelines": [{"name": "brain-extraction", "priority": "urgent"}],
+        }
+    )
+    routine = rule({"Modality": "MR"}, name="plain", priority="routine")
+
+    decision = decide([routine, urgent], [mr])
+
+    assert [run.priority for run in decision.runs] == [Priority.URGENT]
+
+
+def test_different_series_get_separate_runs(mr: SeriesHeader, ct: SeriesHeader) -> None:
+    decision = decide([rule({})], [mr, ct])
+
+    assert sorted(run.series_uid for run in decision.runs) == sorted([mr.series_uid, ct.series_uid])
