@@ -54,7 +54,9 @@ class Condition(BaseModel):
     @classmethod
     def _shorthand(cls, value: Any) -> Any:
         if isinstance(value, bool):
-            raise ValueError("a bare true/false is ambiguous (YAML reads yes/no/on/off so): write exists: or quote it")
+            raise ValueError(
+                "a bare true/false is ambiguous (YAML reads yes/no/on/off as such): use exists or quote it"
+            )
         if isinstance(value, list):
             return {"in": value}
         if isinstance(value, str | int | float):
