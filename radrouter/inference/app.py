@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from functools import cache
+from typing import Any
 
 from celery import Celery
+from celery.signals import worker_ready
 
 from radrouter.config.settings import Settings, load_settings
-from radrouter.router.dispatch import celery_app
+from radrouter.router.dispatch import celery_app, queue_for
 from radrouter.storage.index import Index
 from radrouter.storage.store import InstanceStore
 
@@ -31,3 +33,14 @@ def worker_store() -> InstanceStore:
 
 app: Celery = celery_app(worker_settings())
 app.conf.imports = ["radrouter.inference.tasks"]
+
+
+@worker_ready.connect
+def _load_models_before_the_first_task(sender: Any, **_: Any) -> None:
+    """Load the models of the queues this worker serves now, not inside the first study's time."""
+    from radrouter.inference.registry import available, loaded_pipeline
+
+    served = {queue.name for queue in sender.app.amqp.queues.consume_from.values()}
+    for pipeline in available():
+        if queue_for(pipeline) in served:
+            loaded_pipeline(pipeline, worker_settings().inference.device)
