@@ -44,7 +44,6 @@ def node_commands() -> dict[str, list[str]]:
 
 def run_node(settings: Settings, config_file: Path | None) -> int:
     """Start everything; on Ctrl-C, SIGTERM or a child's death stop everything; return an exit code."""
-    settings.storage.root.mkdir(parents=True, exist_ok=True)
     Index(settings.storage.resolved_index_url())  # create the schema once, before the processes share it
     env = dict(os.environ)
     if config_file is not None:

@@ -122,7 +122,7 @@ class Node:
             f"""
 node: {{ae_title: RADROUTER, port: {self.port}}}
 web: {{port: {self.web_port}}}
-storage: {{root: {workdir / "data"}}}
+storage: {{root: {workdir / "data"}, free_space_reserve_mb: 64}}
 broker: {{embedded_port: {self.redis_port}}}
 destinations:
   pacs: {{host: 127.0.0.1, port: {pacs.dicom_port}, ae_title: {pacs.ae_title}}}
@@ -167,7 +167,7 @@ destinations:
 def storescu(port: int, files: list[Path], ae_title: str = "RADROUTER") -> subprocess.CompletedProcess[str]:
     """dcmtk's storescu (not pynetdicom's, which the venv puts first on PATH), as a modality sends."""
     return subprocess.run(
-        [STORESCU, "-aec", ae_title, "-aet", "MODALITY", "127.0.0.1", str(port), *map(str, files)],
+        [STORESCU, "-v", "-aec", ae_title, "-aet", "MODALITY", "127.0.0.1", str(port), *map(str, files)],
         capture_output=True,
         text=True,
         env={**os.environ, "TCP_NODELAY": "1"},

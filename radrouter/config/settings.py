@@ -34,6 +34,10 @@ class NodeSettings(BaseModel):
     max_associations: int = Field(
         32, ge=1, description="Concurrent associations before new ones are rejected."
     )
+    allowed_calling_aes: list[str] = Field(
+        default_factory=list, description="Calling AE titles allowed to associate; empty accepts all."
+    )
+    check_called_ae: bool = Field(True, description="Reject associations not addressed to our AE title.")
 
 
 class WebSettings(BaseModel):
@@ -51,6 +55,11 @@ class StorageSettings(BaseModel):
         "", description="SQLAlchemy URL of the index; empty means SQLite at <root>/index.sqlite3."
     )
     fsync: bool = Field(True, description="fsync every instance before answering Success (durability).")
+    free_space_reserve_mb: int = Field(
+        1024,
+        ge=0,
+        description="Answer Out of Resources (0xA700) rather than fill the disk past this reserve.",
+    )
 
     def resolved_index_url(self) -> str:
         return self.index_url or f"sqlite:///{self.root.resolve() / 'index.sqlite3'}"

@@ -68,6 +68,9 @@ class StorageSCP:
         self.ae = AE(ae_title=settings.node.ae_title)
         self.ae.maximum_pdu_size = settings.node.max_pdu
         self.ae.maximum_associations = settings.node.max_associations
+        self.ae.require_called_aet = settings.node.check_called_ae
+        self.ae.require_calling_aet = settings.node.allowed_calling_aes
+        self.reserve_bytes = settings.storage.free_space_reserve_mb * 1024 * 1024
         for context in [*StoragePresentationContexts, *VerificationPresentationContexts]:
             if context.abstract_syntax is not None:
                 self.ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
@@ -104,6 +107,9 @@ class StorageSCP:
             return CANNOT_UNDERSTAND
 
         path = self.store.instance_path(study_uid, series_uid, sop_uid)
+        if self.store.free_bytes() - len(raw) < self.reserve_bytes:
+            log.error("refused %s: free disk space is below the reserve", sop_uid)
+            return OUT_OF_RESOURCES
         try:
             self.store.write(path, raw)
         except OSError as error:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -57,6 +58,7 @@ class InstanceStore:
 
     def __init__(self, root: Path, fsync: bool = True) -> None:
         self.root = root.resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
         self.fsync = fsync
 
     def instance_path(self, study_uid: str, series_uid: str, sop_uid: str) -> Path:
@@ -73,6 +75,10 @@ class InstanceStore:
             validate_uid(study_uid, "StudyInstanceUID"),
             validate_uid(sop_uid, "SOPInstanceUID") + ".dcm",
         )
+
+    def free_bytes(self) -> int:
+        """Free space on the storage root's file system."""
+        return shutil.disk_usage(self.root).free
 
     def write(self, path: Path, data: bytes) -> None:
         if not path.resolve().is_relative_to(self.root):
