@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.services import DATA, Node, Orthanc
+from tests.services import DATA, Node, Orthanc, port_open
 
 REQUIRED_TOOLS = ("redis-server", "Orthanc", "/usr/bin/storescu", "/usr/bin/echoscu", "dciodvfy")
 
@@ -35,6 +35,8 @@ def node(tmp_path_factory: pytest.TempPathFactory, orthanc: Orthanc) -> Iterator
     running.start()
     yield running
     assert running.stop() == 0, "radrouter up did not stop cleanly on Ctrl-C"
+    for port in (running.port, running.web_port, running.redis_port):
+        assert not port_open(port), f"port {port} still open after Ctrl-C"
 
 
 @pytest.fixture
