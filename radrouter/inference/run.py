@@ -65,7 +65,12 @@ class JobRunner:
             series = session.get(Series, job.series_uid)
             assert series is not None
             paths = [instance.path for instance in series.instances]
-            study_uid, pipeline_name, revision = job.study_uid, job.pipeline, job.revision
+            study_uid, series_uid, pipeline_name, revision = (
+                job.study_uid,
+                job.series_uid,
+                job.pipeline,
+                job.revision,
+            )
             results_to: list[str] = list(job.destinations.get("results_to", []))
             waited = (job.started_at - job.queued_at).total_seconds() if job.started_at else 0.0
 
