@@ -75,9 +75,7 @@ class JobRunner:
             waited = (job.started_at - job.queued_at).total_seconds() if job.started_at else 0.0
 
         try:
-            timings, results = self._compute(
-                job_id, study_uid, job.series_uid, pipeline_name, revision, paths
-            )
+            timings, results = self._compute(job_id, study_uid, series_uid, pipeline_name, revision, paths)
         except Exception as error:
             with self.index.session() as session:
                 failed = session.get(Job, job_id)
