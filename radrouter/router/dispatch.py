@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import pydicom
 from celery import Celery
@@ -69,36 +68,43 @@ class StudyRouter:
             self.celery.send_task(INFER_TASK, args=[job_id], queue=queue_for(pipeline), priority=priority)
 
     def route(self, study_uid: str) -> list[tuple[int, str, int]]:
-        """Mark the study complete, decide its runs and record them; return (job, pipeline, priority)."""
-        queued: list[tuple[int, str, int]] = []
+        """Mark the study complete, decide its runs and record them; return (job, pipeline, priority).
+
+        Headers are read from disk between two short transactions, so the SCP can keep indexing other
+        studies meanwhile. An instance that arrives in between makes this call give way: the assembler
+        completes the study again once it is quiet.
+        """
         with self.index.session() as session:
             study = session.get(Study, study_uid)
             if study is None or study.state != StudyState.RECEIVING:
-                return queued
+                return []
+            seen_last = study.last_received_at
+            calling_ae = study.calling_ae or ""
+            first_paths = {
+                series.uid: series.instances[0].path for series in study.series if series.instances
+            }
+        headers = [
+            SeriesHeader(series_uid, read_header(path), calling_ae, self.settings.node.ae_title)
+            for series_uid, path in first_paths.items()
+        ]
+        decision = decide(self.settings.rules, headers)
+
+        queued: list[tuple[int, str, int]] = []
+        with self.index.session() as session:
+            study = session.get(Study, study_uid)
+            if study is None or study.state != StudyState.RECEIVING or study.last_received_at != seen_last:
+                return []
             now = utcnow()
             study.state, study.completed_at, study.reason = StudyState.COMPLETE, now, None
-            instances = sum(len(series.instances) for series in study.series)
             self.index.record_event(
                 session,
                 study_uid,
                 Hop.COMPLETE,
                 revision=study.revision,
-                instances=instances,
+                instances=sum(len(series.instances) for series in study.series),
                 quiet_s=round((now - study.last_received_at).total_seconds(), 3),
             )
-            headers = [
-                SeriesHeader(
-                    series.uid,
-                    read_header(series.instances[0].path),
-                    study.calling_ae or "",
-                    self.settings.node.ae_title,
-                )
-                for series in study.series
-                if series.instances
-            ]
-            decision = decide(self.settings.rules, headers)
             for run in decision.runs:
-                destinations: dict[str, Any] = {"results_to": run.results_to}
                 job = Job(
                     study_uid=study_uid,
                     series_uid=run.series_uid,
@@ -106,7 +112,7 @@ class StudyRouter:
                     revision=study.revision,
                     priority=run.priority.value,
                     rule=",".join(run.rules),
-                    destinations=destinations,
+                    destinations={"results_to": run.results_to},
                     state=JobState.QUEUED,
                 )
                 session.add(job)
