@@ -13,12 +13,15 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from radrouter.config.settings import CONFIG_ENV, Settings, load_settings
+from radrouter.deliveries_cli import app as deliveries_app
+from radrouter.redaction import withhold_dataset_values_in_logs
 
 app = typer.Typer(
     help="radrouter: a DICOM node that puts AI into the radiology workflow.", no_args_is_help=True
 )
 config_app = typer.Typer(help="Check and show configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+app.add_typer(deliveries_app, name="deliveries")
 console = Console(stderr=True)
 
 ConfigOption = Annotated[
@@ -29,6 +32,7 @@ ConfigOption = Annotated[
 def _setup_logging() -> None:
     level = os.environ.get("RADROUTER_LOG_LEVEL", "INFO").upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    withhold_dataset_values_in_logs()
 
 
 def _location(settings_data: dict[str, Any], loc: tuple[int | str, ...]) -> str:
@@ -113,8 +117,10 @@ def scp(config: ConfigOption = None) -> None:
     """Run the DICOM SCP (C-ECHO, C-STORE) with study completion and routing."""
     from radrouter.router.assembler import StudyAssembler
     from radrouter.router.dispatch import StudyRouter, celery_app
+    from radrouter.router.reconcile import start_reconciler
     from radrouter.router.scp import StorageSCP
     from radrouter.storage.index import Index
+    from radrouter.storage.reconcile import reconcile_store
     from radrouter.storage.store import InstanceStore
 
     _setup_logging()
@@ -124,10 +130,13 @@ def scp(config: ConfigOption = None) -> None:
     assembler = StudyAssembler(
         settings.completion.quiet_period_s, StudyRouter(settings, index, celery_app(settings))
     )
+    reconcile_store(store, index, settle_s=0)
     assembler.start()
+    reconciling = start_reconciler(settings, index, assembler)
     try:
         StorageSCP(settings, store, index, assembler).serve(block=True)
     finally:
+        reconciling.set()
         assembler.stop()
 
 

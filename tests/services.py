@@ -104,6 +104,15 @@ class Orthanc:
         query = {"Level": "Series", "Query": {"StudyInstanceUID": study_uid, "Modality": modality}}
         return list(httpx.post(f"{self.url}/tools/find", json=query).json())
 
+    def count_instances(self, study_uid: str, modality: str) -> int:
+        series = self.find_series(study_uid, modality)
+        return sum(len(httpx.get(f"{self.url}/series/{s}/instances").json()) for s in series)
+
+    def delete_study(self, study_uid: str) -> None:
+        query = {"Level": "Study", "Query": {"StudyInstanceUID": study_uid}}
+        for study_id in httpx.post(f"{self.url}/tools/find", json=query).json():
+            httpx.delete(f"{self.url}/studies/{study_id}")
+
     def instance_files(self, series_id: str) -> list[bytes]:
         instances = httpx.get(f"{self.url}/series/{series_id}/instances").json()
         return [httpx.get(f"{self.url}/instances/{item['ID']}/file").content for item in instances]

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -45,6 +45,11 @@ class WebSettings(BaseModel):
 
     host: str = Field("127.0.0.1", description="Address of the web app.")
     port: int = Field(8080, ge=1, le=65535, description="Port of the web app.")
+    api_token: SecretStr | None = Field(
+        None,
+        description="When set, every API endpoint that changes state or returns study data needs "
+        "`Authorization: Bearer <token>`.",
+    )
 
 
 class StorageSettings(BaseModel):
@@ -70,6 +75,12 @@ class BrokerSettings(BaseModel):
 
     url: str = Field("", description="Redis URL; empty means an embedded redis-server that `up` runs.")
     embedded_port: int = Field(6390, ge=1, le=65535, description="Port of the embedded redis-server.")
+    visibility_timeout_s: int = Field(
+        3600,
+        ge=1,
+        description="A task taken by a worker that died is given to another after this many seconds; "
+        "longer than the longest job.",
+    )
 
     def resolved_url(self) -> str:
         return self.url or f"redis://127.0.0.1:{self.embedded_port}/0"
@@ -90,6 +101,12 @@ class DeliverySettings(BaseModel):
     backoff_initial_s: float = Field(2.0, gt=0, description="Wait before the first retry.")
     backoff_max_s: float = Field(300.0, gt=0, description="Longest wait between retries.")
     timeout_s: float = Field(30.0, gt=0, description="Network timeout of one association.")
+    dead_letter_after_s: float = Field(
+        86400.0,
+        gt=0,
+        description="A delivery still failing this long after it was created goes to the dead-letter "
+        "state (FAILED); `radrouter deliveries retry` sends it again.",
+    )
 
 
 class InferenceSettings(BaseModel):
@@ -97,6 +114,23 @@ class InferenceSettings(BaseModel):
 
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto, cpu or cuda[:N].")
     torch_threads: int = Field(0, ge=0, description="CPU threads for torch; 0 means all cores.")
+
+
+class RecoverySettings(BaseModel):
+    """The reconciler that finds work a crash or a broker outage left behind."""
+
+    interval_s: float = Field(30.0, gt=0, description="Seconds between reconciler passes in the SCP.")
+    receiving_timeout_s: float = Field(
+        300.0,
+        gt=0,
+        description="A study still RECEIVING this long after its last instance, with no association "
+        "open, is completed by the reconciler (its sender or our SCP died mid-study).",
+    )
+    undispatched_after_s: float = Field(
+        10.0,
+        gt=0,
+        description="A job recorded but not handed to the broker this long ago is queued again.",
+    )
 
 
 class Destination(BaseModel):
@@ -125,6 +159,7 @@ class Settings(BaseSettings):
     completion: CompletionSettings = CompletionSettings()
     delivery: DeliverySettings = DeliverySettings()
     inference: InferenceSettings = InferenceSettings()
+    recovery: RecoverySettings = RecoverySettings()
     destinations: dict[str, Destination] = Field(default_factory=_default_destinations)
     rules: list[Rule] = Field(default_factory=default_rules)
     default_priority: Priority = Field(

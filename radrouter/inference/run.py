@@ -6,9 +6,13 @@ import logging
 import time
 from dataclasses import dataclass
 from io import BytesIO
+from pathlib import Path
 from typing import Any
 
 import highdicom as hd
+import pydicom
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from radrouter.config.settings import Settings
 from radrouter.inference.registry import loaded_pipeline
@@ -72,10 +76,13 @@ class JobRunner:
                 job.revision,
             )
             results_to: list[str] = list(job.destinations.get("results_to", []))
+            replaced = _earlier_reports(session, job)
             waited = (job.started_at - job.queued_at).total_seconds() if job.started_at else 0.0
 
         try:
-            timings, results = self._compute(job_id, study_uid, series_uid, pipeline_name, revision, paths)
+            timings, results = self._compute(
+                job_id, study_uid, series_uid, pipeline_name, revision, paths, replaced
+            )
         except Exception as error:
             with self.index.session() as session:
                 failed = session.get(Job, job_id)
@@ -107,6 +114,8 @@ class JobRunner:
                 study_uid,
                 Hop.INFERRED,
                 job=job_id,
+                pipeline=pipeline_name,
+                model_version=loaded_pipeline(pipeline_name, self.settings.inference.device).version,
                 results=[r.sop_uid for r in results],
                 timings=timings,
             )
@@ -121,6 +130,7 @@ class JobRunner:
         pipeline_name: str,
         revision: int,
         paths: list[str],
+        replaced: list[str],
     ) -> tuple[dict[str, Any], list[Result]]:
         timings: dict[str, Any] = {}
         clock = time.perf_counter()
@@ -155,7 +165,13 @@ class JobRunner:
         lap("seg_s")
         volumes = segment_volumes_ml(prediction, pipeline.segments)
         report = build_report(
-            datasets, segmentation, volumes, pipeline.segments, pipeline.procedure, identity
+            datasets,
+            segmentation,
+            volumes,
+            pipeline.segments,
+            pipeline.procedure,
+            identity,
+            replaces=[pydicom.dcmread(path) for path in replaced],
         )
         lap("sr_s")
 
@@ -186,6 +202,23 @@ class JobRunner:
         lap("write_s")
         log.info("job %d (%s) on series %s: %s", job_id, pipeline_name, series_uid, timings)
         return timings, results
+
+
+def _earlier_reports(session: Session, job: Job) -> list[str]:
+    """Paths of the SRs the same pipeline wrote for this series on the latest earlier study revision."""
+    earlier = session.scalars(
+        select(Result)
+        .join(Job)
+        .where(
+            Job.series_uid == job.series_uid,
+            Job.pipeline == job.pipeline,
+            Job.revision < job.revision,
+            Result.kind == "SR",
+        )
+        .order_by(Job.revision.desc())
+    ).all()
+    latest = [r for r in earlier if r.job.revision == earlier[0].job.revision] if earlier else []
+    return [result.path for result in latest if Path(result.path).is_file()]
 
 
 def _encode(dataset: Any) -> bytes:

@@ -43,13 +43,18 @@ def deliver(self: Any, delivery_id: int) -> None:
         )
         delivery.attempts += 1
         attempt = delivery.attempts
+        pending_s = (utcnow() - delivery.pending_since).total_seconds()
     destination = settings.destinations.get(destination_name)
     try:
         if destination is None:
             raise DeliveryError(f"destination {destination_name!r} is not configured")
         sent_class = send(destination, [outgoing], settings.node.ae_title, settings.delivery.timeout_s)[0]
     except DeliveryError as error:
-        give_up = isinstance(error, RefusedByDestination) or attempt >= settings.delivery.max_attempts
+        give_up = (
+            isinstance(error, RefusedByDestination)
+            or attempt >= settings.delivery.max_attempts
+            or pending_s >= settings.delivery.dead_letter_after_s
+        )
         with index.session() as session:
             failed = session.get(Delivery, delivery_id)
             assert failed is not None

@@ -31,7 +31,11 @@ def celery_app(settings: Settings) -> Celery:
             "priority_steps": list(range(10)),
             "sep": ":",
             "queue_order_strategy": "priority",
-            "visibility_timeout": 3600,
+            # A task whose worker died (kill -9, power loss) goes back to its queue after this long;
+            # the sweep that looks for such tasks runs a few times per timeout.
+            "visibility_timeout": settings.broker.visibility_timeout_s,
+            "unacked_restore_interval": max(1, min(10, settings.broker.visibility_timeout_s // 4)),
+            "unacked_restore_throttle": 1,
         },
         broker_connection_retry_on_startup=True,
         worker_prefetch_multiplier=1,
@@ -54,6 +58,16 @@ def read_header(path: str | Path) -> pydicom.Dataset:
     return pydicom.dcmread(path, stop_before_pixels=True)
 
 
+def send_jobs(celery: Celery, index: Index, queued: list[tuple[int, str, int]]) -> None:
+    """Hand jobs to the broker and note each as dispatched; the reconciler re-sends any left unnoted."""
+    for job_id, pipeline, priority in queued:
+        celery.send_task(INFER_TASK, args=[job_id], queue=queue_for(pipeline), priority=priority)
+        with index.session() as session:
+            job = session.get(Job, job_id)
+            if job is not None:
+                job.dispatched_at = utcnow()
+
+
 class StudyRouter:
     """Called by the assembler when a study is complete: apply the rules, record jobs, queue them."""
 
@@ -63,9 +77,7 @@ class StudyRouter:
         self.celery = celery
 
     def __call__(self, study_uid: str) -> None:
-        queued = self.route(study_uid)
-        for job_id, pipeline, priority in queued:
-            self.celery.send_task(INFER_TASK, args=[job_id], queue=queue_for(pipeline), priority=priority)
+        send_jobs(self.celery, self.index, self.route(study_uid))
 
     def route(self, study_uid: str) -> list[tuple[int, str, int]]:
         """Mark the study complete, decide its runs and record them; return (job, pipeline, priority).

@@ -12,7 +12,6 @@ from io import BytesIO
 from typing import Any
 
 import pydicom
-from pydicom.errors import InvalidDicomError
 from pynetdicom import (
     AE,
     ALL_TRANSFER_SYNTAXES,
@@ -96,13 +95,14 @@ class StorageSCP:
         raw: bytes = bytes(event.encoded_dataset(include_meta=True))
         try:
             header = pydicom.dcmread(BytesIO(raw), stop_before_pixels=True, specific_tags=_HEADER_TAGS)
+            list(header)  # decode every element read now, so a malformed one is refused here
             study_uid = validate_uid(str(header.StudyInstanceUID), "StudyInstanceUID")
             series_uid = validate_uid(str(header.SeriesInstanceUID), "SeriesInstanceUID")
             sop_uid = validate_uid(str(event.request.AffectedSOPInstanceUID), "SOPInstanceUID")
         except InvalidUID as error:
             log.warning("refused an instance: %s", error)
             return INVALID_UID
-        except (InvalidDicomError, AttributeError, ValueError, EOFError, KeyError) as error:
+        except Exception as error:  # any way the sender's bytes fail to parse: found by tests/fuzz
             log.warning("refused an instance that cannot be indexed: %s", type(error).__name__)
             return CANNOT_UNDERSTAND
 
@@ -128,6 +128,7 @@ class StorageSCP:
             path=str(path),
             size=len(raw),
             calling_ae=event.assoc.requestor.ae_title,
+            calling_address=event.assoc.requestor.address,
         )
         try:
             record_instance(self.index, received)

@@ -58,6 +58,8 @@ class Hop(enum.StrEnum):
     DELIVERY_ATTEMPT = "delivery_attempt"
     DELIVERED = "delivered"
     DELIVERY_FAILED = "delivery_failed"
+    RECOVERED = "recovered"
+    DELIVERY_RETRY = "delivery_retry"
 
 
 class Base(DeclarativeBase):
@@ -125,6 +127,7 @@ class Job(Base):
     state: Mapped[JobState] = mapped_column(Enum(JobState), default=JobState.QUEUED)
     error: Mapped[str | None] = mapped_column(String(1000))
     queued_at: Mapped[datetime] = mapped_column(default=utcnow)
+    dispatched_at: Mapped[datetime | None]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     timings: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -167,6 +170,8 @@ class Delivery(Base):
     last_error: Mapped[str | None] = mapped_column(String(1000))
     sent_sop_class_uid: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: Start of the current round of attempts; past ``delivery.dead_letter_after_s`` it is dead-lettered.
+    pending_since: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None]
 
     result: Mapped[Result] = relationship(back_populates="deliveries")

@@ -22,6 +22,7 @@ class ReceivedInstance:
     path: str
     size: int
     calling_ae: str
+    calling_address: str = ""
 
 
 def record_instance(index: Index, received: ReceivedInstance) -> bool:
@@ -87,5 +88,6 @@ def record_instance(index: Index, received: ReceivedInstance) -> bool:
                 reopened=reopened,
                 replaced=replaced,
                 calling_ae=received.calling_ae,
+                calling_address=received.calling_address,
             )
     return replaced

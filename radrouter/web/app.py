@@ -14,6 +14,8 @@ from sqlalchemy import func, select, text
 import radrouter
 from radrouter.config.settings import Settings
 from radrouter.storage.index import Index, Job, Result, Study, StudyState
+from radrouter.web import audit, deliveries
+from radrouter.web.auth import PROTECTED
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -70,6 +72,9 @@ def create_app(settings: Settings, index: Index | None = None) -> FastAPI:
     registry = CollectorRegistry()
     registry.register(_StudyStateCollector(index))
     app = FastAPI(title="radrouter", version=radrouter.__version__)
+    app.state.settings, app.state.index = settings, index
+    app.include_router(audit.router)
+    app.include_router(deliveries.router)
 
     @app.get("/api/health")
     def health() -> dict[str, Any]:
@@ -88,7 +93,7 @@ def create_app(settings: Settings, index: Index | None = None) -> FastAPI:
         healthy = all(value == "ok" for value in checks.values())
         return {"status": "ok" if healthy else "degraded", "version": radrouter.__version__, "checks": checks}
 
-    @app.get("/api/studies")
+    @app.get("/api/studies", dependencies=PROTECTED)
     def studies(limit: int = 100) -> list[dict[str, Any]]:
         with index.session() as session:
             rows = session.scalars(select(Study).order_by(Study.last_received_at.desc()).limit(limit)).all()
@@ -105,7 +110,7 @@ def create_app(settings: Settings, index: Index | None = None) -> FastAPI:
                 for study in rows
             ]
 
-    @app.get("/api/studies/{study_uid}")
+    @app.get("/api/studies/{study_uid}", dependencies=PROTECTED)
     def study(study_uid: str) -> dict[str, Any]:
         with index.session() as session:
             found = session.get(Study, study_uid)

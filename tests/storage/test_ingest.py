@@ -78,6 +78,7 @@ def test_first_instance_creates_study_series_and_instance(index: Index) -> None:
                 "reopened": False,
                 "replaced": False,
                 "calling_ae": "MODALITY",
+                "calling_address": "",
             },
         )
     ]

@@ -34,7 +34,10 @@ def build_report(
     segments: Sequence[SegmentSpec],
     procedure: Code,
     identity: ResultIdentity,
+    replaces: Sequence[Dataset] = (),
 ) -> hd.sr.Comprehensive3DSR:
+    """The report; ``replaces`` are earlier reports of the same job on an older study revision, which
+    the new one lists in its Predecessor Documents Sequence (PS3.3 C.17.2.3)."""
     algorithm = identity.tid4019()
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
@@ -87,4 +90,5 @@ def build_report(
         is_complete=True,
         series_description=f"AI {identity.pipeline} report"[:64],
         contributing_equipment=[identity.contributing_equipment()],
+        previous_versions=list(replaces) or None,
     )

@@ -1,0 +1,60 @@
+"""Deliveries that gave up (the dead-letter state, FAILED): listed for the API and sent again on request."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from celery import Celery
+from sqlalchemy import select
+
+from radrouter.router.dispatch import DELIVER_TASK, DELIVERY_QUEUE
+from radrouter.storage.index import Delivery, DeliveryState, Hop, Index, Study, StudyState, utcnow
+
+
+def describe(delivery: Delivery) -> dict[str, Any]:
+    """A delivery as the API and the CLI show it: UIDs, destination, state and attempts only."""
+    return {
+        "id": delivery.id,
+        "study_uid": delivery.result.job.study_uid,
+        "result_sop_uid": delivery.result.sop_uid,
+        "kind": delivery.result.kind,
+        "destination": delivery.destination,
+        "state": delivery.state.value,
+        "attempts": delivery.attempts,
+        "last_error": delivery.last_error,
+        "pending_since": delivery.pending_since.isoformat() + "Z",
+    }
+
+
+def dead_letters(index: Index, limit: int = 1000) -> list[dict[str, Any]]:
+    with index.session() as session:
+        rows = session.scalars(
+            select(Delivery).where(Delivery.state == DeliveryState.FAILED).order_by(Delivery.id).limit(limit)
+        ).all()
+        return [describe(row) for row in rows]
+
+
+def retry_deliveries(index: Index, celery: Celery, delivery_ids: Sequence[int] | None = None) -> list[int]:
+    """Put dead-lettered deliveries (all, or those named) back to PENDING and queue them; return their IDs.
+
+    Each gets a fresh round of attempts; its study goes back to PROCESSING until they settle.
+    """
+    with index.session() as session:
+        query = select(Delivery).where(Delivery.state == DeliveryState.FAILED)
+        if delivery_ids is not None:
+            query = query.where(Delivery.id.in_(delivery_ids))
+        rows = session.scalars(query.order_by(Delivery.id)).all()
+        for delivery in rows:
+            delivery.state, delivery.attempts, delivery.pending_since = DeliveryState.PENDING, 0, utcnow()
+            study_uid = delivery.result.job.study_uid
+            study = session.get(Study, study_uid)
+            if study is not None and study.state == StudyState.FAILED:
+                study.state, study.reason = StudyState.PROCESSING, None
+            index.record_event(
+                session, study_uid, Hop.DELIVERY_RETRY, delivery=delivery.id, destination=delivery.destination
+            )
+        retried = [delivery.id for delivery in rows]
+    for delivery_id in retried:
+        celery.send_task(DELIVER_TASK, args=[delivery_id], queue=DELIVERY_QUEUE)
+    return retried

@@ -1,0 +1,73 @@
+"""The audit trail: every hop of every study (received from whom, routed by which rules, inferred with
+which model version, delivered where and how), queryable per study and exportable as JSON or CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, HTTPException, Request, Response
+from sqlalchemy import select
+
+from radrouter.storage.index import AuditEvent, Study
+from radrouter.web.auth import PROTECTED
+
+router = APIRouter(prefix="/api", tags=["audit"], dependencies=PROTECTED)
+
+COLUMNS = ("id", "study_uid", "hop", "at", "detail")
+
+
+def _row(event: AuditEvent) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "study_uid": event.study_uid,
+        "hop": event.hop.value,
+        "at": event.at.isoformat() + "Z",
+        "detail": event.detail,
+    }
+
+
+@router.get("/studies/{study_uid}/audit")
+def study_audit(request: Request, study_uid: str) -> list[dict[str, Any]]:
+    with request.app.state.index.session() as session:
+        if session.get(Study, study_uid) is None:
+            raise HTTPException(status_code=404, detail=f"no study {study_uid}")
+        events = session.scalars(
+            select(AuditEvent).where(AuditEvent.study_uid == study_uid).order_by(AuditEvent.id)
+        ).all()
+        return [_row(event) for event in events]
+
+
+@router.get("/audit", response_model=None)
+def export(
+    request: Request,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    study_uid: str | None = None,
+    format: Literal["json", "csv"] = "json",
+) -> list[dict[str, Any]] | Response:
+    """Every event in a time window (UTC), oldest first; ``format=csv`` for a spreadsheet or an archive."""
+    query = select(AuditEvent).order_by(AuditEvent.id)
+    if since is not None:
+        query = query.where(AuditEvent.at >= since.replace(tzinfo=None))
+    if until is not None:
+        query = query.where(AuditEvent.at < until.replace(tzinfo=None))
+    if study_uid is not None:
+        query = query.where(AuditEvent.study_uid == study_uid)
+    with request.app.state.index.session() as session:
+        rows = [_row(event) for event in session.scalars(query).all()]
+    if format == "json":
+        return rows
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({**row, "detail": json.dumps(row["detail"], sort_keys=True)})
+    return Response(
+        buffer.getvalue(),
+        media_type="text/csv",
+        headers={"Content-Disposition": 'attachment; filename="radrouter-audit.csv"'},
+    )

@@ -1,0 +1,32 @@
+"""Dead-lettered deliveries: listed, and sent again on request (the API twin of `radrouter deliveries`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel
+
+from radrouter.router.dead_letter import dead_letters, retry_deliveries
+from radrouter.router.dispatch import celery_app
+from radrouter.web.auth import PROTECTED
+
+router = APIRouter(prefix="/api/deliveries", tags=["deliveries"], dependencies=PROTECTED)
+
+
+class RetryRequest(BaseModel):
+    """Which dead letters to send again; none named means all of them."""
+
+    ids: list[int] | None = None
+
+
+@router.get("/dead-letter")
+def list_dead_letters(request: Request) -> list[dict[str, Any]]:
+    return dead_letters(request.app.state.index)
+
+
+@router.post("/retry")
+def retry(request: Request, body: RetryRequest | None = None) -> dict[str, list[int]]:
+    settings = request.app.state.settings
+    ids = body.ids if body is not None else None
+    return {"retried": retry_deliveries(request.app.state.index, celery_app(settings), ids)}

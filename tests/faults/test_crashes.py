@@ -1,0 +1,62 @@
+"""kill -9 of the SCP mid-association and of a worker mid-inference: nothing lost, processed once."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from tests.faults.conftest import FILES, STUDY, FaultTally
+from tests.faults.harness import PIPELINE_WORKER, NodeProcesses, sop_uid
+from tests.services import STORESCU, Orthanc, storescu, wait_until
+
+
+def test_scp_killed_mid_association(
+    node: NodeProcesses, orthanc: Orthanc, tmp_path: Path, tally: FaultTally
+) -> None:
+    log = tmp_path / "storescu.log"
+    with log.open("w") as stderr:
+        sender = subprocess.Popen(
+            [STORESCU, "-v", "-aec", "RADROUTER", "-aet", "MODALITY", "127.0.0.1", str(node.port), *FILES],
+            stdout=stderr,
+            stderr=stderr,
+            env={**os.environ, "TCP_NODELAY": "1"},
+        )
+        wait_until(lambda: log.read_text().count("(Success)") >= 10, 120, "10 instances acknowledged", 0.01)
+        node.kill("scp")
+        tally.fault("kill -9 of the SCP mid-association")
+        sender.wait(timeout=60)
+    acknowledged_files = FILES[: log.read_text().count("(Success)")]
+    assert 10 <= len(acknowledged_files) < len(FILES), "the SCP died mid-association"
+
+    node.start("scp")
+    acknowledged = {sop_uid(path) for path in acknowledged_files}
+    tally.lost(acknowledged, node.indexed_sop_uids(STUDY))
+    assert not list((tmp_path / "data").rglob(".incoming-*")), "a partial file was left behind"
+
+    retry = storescu(node.port, FILES)
+    assert retry.returncode == 0 and retry.stderr.count("(Success)") == len(FILES)
+    tally.sent(FILES)
+    tally.sent(acknowledged_files, new_study=False)
+    study = node.wait_for_state(STUDY, "DONE")
+    assert study["series"][0]["instances"] == len(FILES)
+    assert node.job_count(STUDY) == 1, "the study was processed more than once"
+    tally.results_in_pacs(orthanc, STUDY, 1)
+
+
+def test_worker_killed_mid_inference(node: NodeProcesses, orthanc: Orthanc, tally: FaultTally) -> None:
+    assert storescu(node.port, FILES).returncode == 0
+    tally.sent(FILES)
+    wait_until(
+        lambda: [j["state"] for j in node.study(STUDY)["jobs"]] == ["RUNNING"], 120, "job RUNNING", 0.02
+    )
+    node.kill(PIPELINE_WORKER)  # while it loads the series or runs the model
+    tally.fault("kill -9 of the pipeline worker mid-inference")
+    node.start(PIPELINE_WORKER)
+
+    study = node.wait_for_state(STUDY, "DONE", timeout_s=300)
+    hops = [event["hop"] for event in study["events"]]
+    assert hops.count("inference_started") == 2, "the job was not delivered again"
+    assert node.job_count(STUDY) == 1
+    assert [d["state"] for d in study["deliveries"]] == ["DELIVERED", "DELIVERED"]
+    tally.results_in_pacs(orthanc, STUDY, 1)

@@ -1,0 +1,58 @@
+"""The PACS goes away: deliveries back off and go through when it returns; past the dead-letter age they
+wait in the dead-letter state until `radrouter deliveries retry` sends them again."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from tests.faults.conftest import FILES, STUDY, FaultTally
+from tests.faults.harness import NodeProcesses
+from tests.services import Orthanc, storescu, wait_until
+
+
+def test_pacs_down_then_back_and_past_the_dead_letter_age(tmp_path: Path, tally: FaultTally) -> None:
+    pacs = Orthanc(tmp_path / "pacs")
+    pacs.start()
+    pacs.stop()
+    node = NodeProcesses(tmp_path / "node", pacs, delivery={"dead_letter_after_s": 25.0})
+    node.start()
+    try:
+        tally.fault("PACS down, back within the dead-letter age")
+        assert storescu(node.port, FILES).returncode == 0
+        tally.sent(FILES)
+        wait_until(
+            lambda: [d["attempts"] >= 3 for d in node.study(STUDY)["deliveries"]] == [True, True],
+            240,
+            "three delivery attempts each",
+        )
+        pacs.start()
+        node.wait_for_state(STUDY, "DONE")
+        tally.results_in_pacs(pacs, STUDY, 1)
+
+        pacs.stop()
+        tally.fault("PACS down past the dead-letter age")
+        assert storescu(node.port, FILES[:1]).returncode == 0  # a late instance: new results to deliver
+        tally.sent(FILES[:1], new_study=False)
+        study = node.wait_for_state(STUDY, "FAILED", timeout_s=300)
+        assert study["reason"] == "2 delivery(ies) failed"
+        dead = httpx.get(f"{node.api}/deliveries/dead-letter").json()
+        assert sorted(d["kind"] for d in dead) == ["SEG", "SR"]
+
+        pacs.start()
+        retried = subprocess.run(
+            [sys.executable, "-m", "radrouter.cli", "deliveries", "retry", "--config", str(node.config_path)],
+            capture_output=True,
+            text=True,
+        )
+        assert retried.returncode == 0, retried.stderr + retried.stdout
+        assert "queued 2 delivery(ies) again" in retried.stdout
+        node.wait_for_state(STUDY, "DONE")
+        assert httpx.get(f"{node.api}/deliveries/dead-letter").json() == []
+        tally.results_in_pacs(pacs, STUDY, 2)
+    finally:
+        node.stop()
+        pacs.stop()
