@@ -4,8 +4,8 @@
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
-APT_PACKAGES := redis-server orthanc dcmtk dicom3tools
-APT_TOOLS := /usr/bin/redis-server /usr/sbin/Orthanc /usr/bin/storescu /usr/bin/echoscu /usr/bin/dciodvfy
+APT_PACKAGES := redis-server orthanc dcmtk dicom3tools chromium
+APT_TOOLS := /usr/bin/redis-server /usr/sbin/Orthanc /usr/bin/storescu /usr/bin/echoscu /usr/bin/dciodvfy /usr/bin/chromium
 
 .PHONY: run test lint system-packages
 
@@ -20,7 +20,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/mypy
 
 # redis-server is the embedded broker; Orthanc, dcmtk and dicom3tools are the tests' real PACS,
-# modality and validator. Installed only when one of them is missing.
+# modality and validator; chromium is the tests' browser. Installed only when one of them is missing.
 system-packages:
 	@missing=0; for tool in $(APT_TOOLS); do [ -x $$tool ] || missing=1; done; \
 	if [ $$missing = 1 ]; then \

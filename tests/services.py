@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+from hl7.mllp import start_hl7_server
 
 from radrouter.node import node_commands
 
@@ -109,10 +112,62 @@ class Orthanc:
         return [httpx.get(f"{self.url}/instances/{item['ID']}/file").content for item in instances]
 
 
+class RisListener:
+    """A test RIS: python-hl7's asyncio MLLP server that records each message and ACKs it.
+
+    ``drop_first`` messages get no ACK (the connection closes), so senders must retry.
+    """
+
+    def __init__(self, ack_code: str = "AA", drop_first: int = 0) -> None:
+        self.port = free_port()
+        self.ack_code = ack_code
+        self.drop_first = drop_first
+        self.messages: list[str] = []
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="test-ris", daemon=True)
+        self._server: asyncio.Server | None = None
+
+    async def _handle(self, reader: Any, writer: Any) -> None:
+        try:
+            while not reader.at_eof():
+                message = await reader.readmessage()
+                self.messages.append(str(message))
+                if len(self.messages) <= self.drop_first:
+                    break
+                writer.writemessage(message.create_ack(self.ack_code))
+                await writer.drain()
+        except asyncio.IncompleteReadError:
+            pass
+        finally:
+            writer.close()
+
+    def start(self) -> None:
+        self._thread.start()
+        opening = start_hl7_server(self._handle, "127.0.0.1", self.port, encoding="ascii")
+        self._server = asyncio.run_coroutine_threadsafe(opening, self._loop).result(timeout=10)
+
+    def stop(self) -> None:
+        async def close_connections() -> None:
+            if self._server is not None:
+                self._server.close()
+            handlers = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in handlers:
+                task.cancel()
+            await asyncio.gather(*handlers, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(close_connections(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+    def of_type(self, message_type: str) -> list[str]:
+        return [m for m in self.messages if m.split("\r", 1)[0].split("|")[8].startswith(message_type)]
+
+
 class Node:
     """``radrouter up`` as a user runs it, with a config file naming free ports and the test PACS."""
 
-    def __init__(self, workdir: Path, pacs: Orthanc) -> None:
+    def __init__(self, workdir: Path, pacs: Orthanc, ris: RisListener | None = None) -> None:
         self.workdir = workdir
         self.port = free_port()
         self.web_port = free_port()
@@ -128,6 +183,9 @@ destinations:
   pacs: {{host: 127.0.0.1, port: {pacs.dicom_port}, ae_title: {pacs.ae_title}}}
 """
         )
+        if ris is not None:
+            with self.config_path.open("a") as config:
+                config.write(worklist_config(ris.port))
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -162,6 +220,23 @@ destinations:
 
     def study(self, study_uid: str) -> dict[str, Any]:
         return dict(httpx.get(f"{self.api}/studies/{study_uid}").json())
+
+
+#: The session node's triage rule: a real measurement of brain extraction makes the study STAT.
+BRAIN_VOLUME_RULE = "large-brain"
+
+
+def worklist_config(ris_port: int) -> str:
+    return f"""
+worklist:
+  triage_rules:
+    - name: {BRAIN_VOLUME_RULE}
+      pipeline: brain-extraction
+      measurement: {{name: Brain volume, above: 500}}
+      priority: stat
+      reason: Brain volume above 500 mL (test rule)
+  hl7: {{host: 127.0.0.1, port: {ris_port}, backoff_initial_s: 0.5, timeout_s: 5}}
+"""
 
 
 def storescu(port: int, files: list[Path], ae_title: str = "RADROUTER") -> subprocess.CompletedProcess[str]:

@@ -9,6 +9,7 @@ from pydantic.fields import FieldInfo
 
 from radrouter.config.rules import Condition, PipelineRequest, Rule
 from radrouter.config.settings import Destination, Settings
+from radrouter.config.worklist import FindingMatch, MeasurementMatch, TriageRule
 
 
 def _default(field: FieldInfo) -> str:
@@ -37,11 +38,17 @@ def _rows(model: type[BaseModel], prefix: str) -> list[tuple[str, str, str]]:
 
 def reference_rows() -> list[tuple[str, str, str]]:
     """(key, default, description) for every option, nested keys joined by dots."""
-    rows = [row for row in _rows(Settings, "") if row[0] not in ("destinations", "rules")]
+    rows = [
+        row for row in _rows(Settings, "") if row[0] not in ("destinations", "rules", "worklist.triage_rules")
+    ]
     rows += _rows(Destination, "destinations.<name>.")
     rows += _rows(Rule, "rules[].")
     rows += _rows(PipelineRequest, "rules[].pipelines[].")
     rows += [(f"rules[].match.<Keyword>.{key}", default, text) for key, default, text in _rows(Condition, "")]
+    rows += _rows(TriageRule, "worklist.triage_rules[].")
+    rows = [row for row in rows if not row[0].endswith((".finding", ".measurement"))]
+    rows += _rows(FindingMatch, "worklist.triage_rules[].finding.")
+    rows += _rows(MeasurementMatch, "worklist.triage_rules[].measurement.")
     return rows
 
 

@@ -20,6 +20,7 @@ from pydantic_settings import (
 )
 
 from radrouter.config.rules import Priority, Rule, default_rules
+from radrouter.config.worklist import WorklistSettings
 
 CONFIG_ENV = "RADROUTER_CONFIG"
 
@@ -125,6 +126,7 @@ class Settings(BaseSettings):
     completion: CompletionSettings = CompletionSettings()
     delivery: DeliverySettings = DeliverySettings()
     inference: InferenceSettings = InferenceSettings()
+    worklist: WorklistSettings = WorklistSettings()
     destinations: dict[str, Destination] = Field(default_factory=_default_destinations)
     rules: list[Rule] = Field(default_factory=default_rules)
     default_priority: Priority = Field(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from io import BytesIO
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import highdicom as hd
 
 from radrouter.config.settings import Settings
+from radrouter.inference.pipeline import SegmentSpec
 from radrouter.inference.registry import loaded_pipeline
 from radrouter.inference.results.content import ResultIdentity, drop_empty_inherited_sequences
 from radrouter.inference.results.seg import build_segmentation
@@ -159,6 +161,7 @@ class JobRunner:
         )
         lap("sr_s")
 
+        summary = result_summary(pipeline_name, pipeline.version, volumes, pipeline.segments)
         results: list[Result] = []
         for kind, dataset, stand_in in (("SEG", segmentation, fallback), ("SR", report, None)):
             drop_empty_inherited_sequences(dataset)
@@ -178,14 +181,33 @@ class JobRunner:
                     series_uid=dataset.SeriesInstanceUID,
                     path=str(path),
                     fallback_path=str(fallback_path) if fallback_path else None,
-                    summary={
-                        "volumes_ml": {spec.name: round(volumes[spec.label], 2) for spec in pipeline.segments}
-                    },
+                    summary=summary,
                 )
             )
         lap("write_s")
         log.info("job %d (%s) on series %s: %s", job_id, pipeline_name, series_uid, timings)
         return timings, results
+
+
+def result_summary(
+    pipeline_name: str, version: str, volumes_ml: dict[int, float], segments: Sequence[SegmentSpec]
+) -> dict[str, Any]:
+    """The ``summary`` of a result row, as triage reads it: segment volumes as measurements, no findings."""
+    return {
+        "pipeline": pipeline_name,
+        "version": version,
+        "measurements": [
+            {
+                "name": f"{spec.name} volume",
+                "code": "SCT:118565006",
+                "value": round(volumes_ml[spec.label], 2),
+                "unit": "mL",
+                "segment": spec.name,
+            }
+            for spec in segments
+        ],
+        "findings": [],
+    }
 
 
 def _encode(dataset: Any) -> bytes:

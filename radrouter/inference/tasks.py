@@ -9,7 +9,7 @@ from typing import Any
 from radrouter.inference.app import app, worker_index, worker_settings, worker_store
 from radrouter.inference.run import JobRunner
 from radrouter.router.deliver import DeliveryError, OutgoingObject, RefusedByDestination, send
-from radrouter.router.dispatch import DELIVER_TASK, DELIVERY_QUEUE, INFER_TASK
+from radrouter.router.dispatch import DELIVER_TASK, DELIVERY_QUEUE, INFER_TASK, TRIAGE_TASK
 from radrouter.storage.index import Delivery, DeliveryState, Hop, settle_study, utcnow
 
 log = logging.getLogger(__name__)
@@ -17,14 +17,16 @@ log = logging.getLogger(__name__)
 
 @app.task(name=INFER_TASK, bind=True, acks_late=True)
 def infer(self: Any, job_id: int) -> None:
-    """Run a job, then queue one delivery task per result and destination."""
+    """Run a job, then queue its triage and one delivery task per result and destination."""
     outcome = JobRunner(worker_settings(), worker_index(), worker_store()).run(job_id)
+    priority = self.request.delivery_info.get("priority")
+    app.send_task(TRIAGE_TASK, args=[job_id], queue=DELIVERY_QUEUE, priority=priority)
     for delivery_id in outcome.delivery_ids:
         app.send_task(
             DELIVER_TASK,
             args=[delivery_id],
             queue=DELIVERY_QUEUE,
-            priority=self.request.delivery_info.get("priority"),
+            priority=priority,
         )
 
 

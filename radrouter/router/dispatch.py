@@ -14,12 +14,16 @@ from celery import Celery
 
 from radrouter.config.settings import Settings
 from radrouter.router.rules import SeriesHeader, decide
+from radrouter.router.urgency import study_urgency
 from radrouter.storage.index import Hop, Index, Job, JobState, Study, StudyState, utcnow
+from radrouter.storage.worklist import URGENCY, open_item
 
 log = logging.getLogger(__name__)
 
 INFER_TASK = "radrouter.infer"
 DELIVER_TASK = "radrouter.deliver"
+TRIAGE_TASK = "radrouter.triage"
+HL7_TASK = "radrouter.hl7"
 DELIVERY_QUEUE = "delivery"
 
 
@@ -80,6 +84,7 @@ class StudyRouter:
                 return []
             seen_last = study.last_received_at
             calling_ae = study.calling_ae or ""
+            sent_as_high_priority = study.sent_as_high_priority
             first_paths = {
                 series.uid: series.instances[0].path for series in study.series if series.instances
             }
@@ -88,6 +93,12 @@ class StudyRouter:
             for series_uid, path in first_paths.items()
         ]
         decision = decide(self.settings.rules, headers)
+        fired = {name for names in decision.matched.values() for name in names}
+        urgency = study_urgency(
+            [header.dataset for header in headers],
+            sent_as_high_priority,
+            [rule for rule in self.settings.rules if rule.name in fired],
+        )
 
         queued: list[tuple[int, str, int]] = []
         with self.index.session() as session:
@@ -104,7 +115,18 @@ class StudyRouter:
                 instances=sum(len(series.instances) for series in study.series),
                 quiet_s=round((now - study.last_received_at).total_seconds(), 3),
             )
+            open_item(
+                self.index,
+                session,
+                study_uid,
+                urgency.priority,
+                source=urgency.source,
+                reason=urgency.reason,
+                at=now,
+            )
             for run in decision.runs:
+                # An urgent order's inference jumps the queue too, not only its reading.
+                run.priority = min(run.priority, urgency.priority, key=URGENCY.index)
                 job = Job(
                     study_uid=study_uid,
                     series_uid=run.series_uid,

@@ -128,6 +128,7 @@ class StorageSCP:
             path=str(path),
             size=len(raw),
             calling_ae=event.assoc.requestor.ae_title,
+            dimse_priority=_int_or_none(event.request.Priority) or 0,
         )
         try:
             record_instance(self.index, received)

@@ -58,6 +58,11 @@ class Hop(enum.StrEnum):
     DELIVERY_ATTEMPT = "delivery_attempt"
     DELIVERED = "delivered"
     DELIVERY_FAILED = "delivery_failed"
+    TRIAGED = "triaged"
+    READ = "read"
+    HL7_ATTEMPT = "hl7_attempt"
+    HL7_ACKED = "hl7_acked"
+    HL7_FAILED = "hl7_failed"
 
 
 class Base(DeclarativeBase):
@@ -75,6 +80,7 @@ class Study(Base):
     last_received_at: Mapped[datetime] = mapped_column(default=utcnow)
     completed_at: Mapped[datetime | None]
     revision: Mapped[int] = mapped_column(Integer, default=0)
+    sent_as_high_priority: Mapped[bool] = mapped_column(default=False)
 
     series: Mapped[list[Series]] = relationship(back_populates="study", order_by="Series.series_number")
     jobs: Mapped[list[Job]] = relationship(back_populates="study", order_by="Job.id")
@@ -182,6 +188,61 @@ class AuditEvent(Base):
     hop: Mapped[Hop] = mapped_column(Enum(Hop))
     at: Mapped[datetime] = mapped_column(default=utcnow)
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class WorklistItem(Base):
+    """A complete study on the reading list: its priority class, why, and whether it was read."""
+
+    __tablename__ = "worklist_items"
+
+    study_uid: Mapped[str] = mapped_column(ForeignKey("studies.uid"), primary_key=True)
+    priority: Mapped[str] = mapped_column(String(16))
+    base_priority: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(200))
+    finding: Mapped[str | None] = mapped_column(String(200))
+    arrived_at: Mapped[datetime] = mapped_column(default=utcnow)
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    read_at: Mapped[datetime | None] = mapped_column(index=True)
+    verdict: Mapped[str | None] = mapped_column(String(16))
+
+    changes: Mapped[list[PriorityChange]] = relationship(order_by="PriorityChange.id")
+
+
+class PriorityChange(Base):
+    """One change of a study's reading priority, with its reason and the rule or header that caused it."""
+
+    __tablename__ = "priority_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_uid: Mapped[str] = mapped_column(ForeignKey("worklist_items.study_uid"), index=True)
+    old_priority: Mapped[str | None] = mapped_column(String(16))
+    new_priority: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(16))
+    rule: Mapped[str | None] = mapped_column(String(100))
+    reason: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Hl7Message(Base):
+    """One HL7 v2 message to the RIS (results or a priority update), with every attempt counted.
+
+    The message text is built when sent, from the stored files: the index keeps no patient IDs.
+    """
+
+    __tablename__ = "hl7_messages"
+    __table_args__ = (UniqueConstraint("job_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_uid: Mapped[str] = mapped_column(ForeignKey("studies.uid"), index=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    control_id: Mapped[str] = mapped_column(String(20), unique=True)
+    state: Mapped[DeliveryState] = mapped_column(Enum(DeliveryState), default=DeliveryState.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    ack_code: Mapped[str | None] = mapped_column(String(2))
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    acked_at: Mapped[datetime | None]
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

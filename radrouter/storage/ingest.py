@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from radrouter.storage.index import Hop, Index, Instance, Series, Study, StudyState, utcnow
 
+HIGH_PRIORITY = 1
+
 
 @dataclass(frozen=True)
 class ReceivedInstance:
@@ -22,6 +24,8 @@ class ReceivedInstance:
     path: str
     size: int
     calling_ae: str
+    #: The C-STORE request's Priority (0000,0700): 0 medium, 1 high, 2 low.
+    dimse_priority: int = 0
 
 
 def record_instance(index: Index, received: ReceivedInstance) -> bool:
@@ -45,6 +49,8 @@ def record_instance(index: Index, received: ReceivedInstance) -> bool:
             study.revision += 1
             study.reason = "late instance reopened the study"
         study.last_received_at = now
+        if received.dimse_priority == HIGH_PRIORITY:
+            study.sent_as_high_priority = True
         if session.get(Series, received.series_uid) is None:
             session.add(
                 Series(
