@@ -128,6 +128,7 @@ class StorageSCP:
             path=str(path),
             size=len(raw),
             calling_ae=event.assoc.requestor.ae_title,
+            called_ae=str(getattr(event.assoc.requestor.primitive, "called_ae_title", "") or ""),
         )
         try:
             record_instance(self.index, received)

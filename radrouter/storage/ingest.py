@@ -22,6 +22,7 @@ class ReceivedInstance:
     path: str
     size: int
     calling_ae: str
+    called_ae: str = ""
 
 
 def record_instance(index: Index, received: ReceivedInstance) -> bool:
@@ -53,6 +54,8 @@ def record_instance(index: Index, received: ReceivedInstance) -> bool:
                     modality=received.modality,
                     series_number=received.series_number,
                     description=received.series_description,
+                    calling_ae=received.calling_ae,
+                    called_ae=received.called_ae or None,
                 )
             )
         existing = session.get(Instance, received.sop_uid)

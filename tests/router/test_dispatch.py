@@ -11,6 +11,7 @@ import pytest
 from radrouter.config.settings import Settings
 from radrouter.router import dispatch
 from radrouter.router.dispatch import StudyRouter, celery_app
+from radrouter.router.header import SeriesHeader
 from radrouter.storage.index import Index, Job, Study, StudyState
 from radrouter.storage.ingest import ReceivedInstance, record_instance
 from tests.services import MPRAGE
@@ -47,7 +48,9 @@ def test_a_complete_brain_mri_gets_one_brain_extraction_job(router: StudyRouter)
 
     queued = router.route(study_uid)
 
-    assert [(pipeline, priority) for _, pipeline, priority in queued] == [("brain-extraction", 6)]
+    assert [(task.name, task.queue, task.priority) for task in queued] == [
+        (dispatch.INFER_TASK, "brain-extraction", 6)
+    ]
     assert router.route(study_uid) == []  # already routed: nothing twice
     with router.index.session() as session:
         study = session.get(Study, study_uid)
@@ -60,17 +63,17 @@ def test_an_instance_arriving_while_headers_are_read_defers_routing(
 ) -> None:
     study_uid = received(FIRST).study_uid
     record_instance(router.index, received(FIRST))
-    read_header = dispatch.read_header
+    read_headers = dispatch.read_stored_headers
 
-    def late_arrival(path: Any) -> pydicom.Dataset:
+    def late_arrival(series: Any) -> list[SeriesHeader]:
         record_instance(router.index, received(SECOND))
-        return read_header(path)
+        return read_headers(series)
 
-    monkeypatch.setattr(dispatch, "read_header", late_arrival)
+    monkeypatch.setattr(dispatch, "read_stored_headers", late_arrival)
     assert router.route(study_uid) == []
     with router.index.session() as session:
         study = session.get(Study, study_uid)
         assert study is not None and study.state == StudyState.RECEIVING
 
-    monkeypatch.setattr(dispatch, "read_header", read_header)
+    monkeypatch.setattr(dispatch, "read_stored_headers", read_headers)
     assert len(router.route(study_uid)) == 1  # the assembler's next completion routes it

@@ -8,8 +8,12 @@ import pydicom
 import pytest
 
 from radrouter.config.rules import Priority, Rule, default_rules
-from radrouter.router.rules import PipelineRun, SeriesHeader, decide, rule_matches
+from radrouter.router.conditions import evaluate_match
+from radrouter.router.header import SeriesHeader
+from radrouter.router.rules import PipelineRun, decide
 from tests.services import CT_HEAD, MPRAGE
+
+TOLERANCE = 20.0
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +35,10 @@ def rule(match: dict[str, Any], name: str = "test", **extra: Any) -> Rule:
     return Rule.model_validate({"name": name, "match": match, "pipelines": ["brain-extraction"], **extra})
 
 
+def rule_matches(tested: Rule, header: SeriesHeader) -> bool:
+    return evaluate_match(tested.match, header, TOLERANCE).held
+
+
 def test_headers_are_what_the_tests_assume(mr: SeriesHeader, ct: SeriesHeader) -> None:
     assert (mr.dataset.Modality, mr.dataset.MRAcquisitionType) == ("MR", "3D")
     assert ct.dataset.Modality == "CT"
@@ -39,7 +47,7 @@ def test_headers_are_what_the_tests_assume(mr: SeriesHeader, ct: SeriesHeader) -
 
 
 def test_default_rules_send_mprage_to_brain_extraction(mr: SeriesHeader) -> None:
-    decision = decide(default_rules(), [mr])
+    decision = decide(default_rules(), [mr], TOLERANCE)
 
     assert decision.runs == [
         PipelineRun(
@@ -54,14 +62,14 @@ def test_default_rules_send_mprage_to_brain_extraction(mr: SeriesHeader) -> None
 
 
 def test_default_rules_do_not_match_head_ct(ct: SeriesHeader) -> None:
-    decision = decide(default_rules(), [ct])
+    decision = decide(default_rules(), [ct], TOLERANCE)
 
     assert decision.runs == []
     assert decision.matched == {}
 
 
 def test_study_with_both_series_runs_only_on_the_mprage(mr: SeriesHeader, ct: SeriesHeader) -> None:
-    decision = decide(default_rules(), [ct, mr])
+    decision = decide(default_rules(), [ct, mr], TOLERANCE)
 
     assert [(run.series_uid, run.pipeline) for run in decision.runs] == [(mr.series_uid, "brain-extraction")]
     assert list(decision.matched) == [mr.series_uid]
@@ -196,7 +204,7 @@ def test_same_pipeline_from_two_rules_is_one_run_with_most_urgent_priority_and_a
     stat = rule({"MRAcquisitionType": "3D"}, name="stat-3d", priority="stat", results_to=["archive", "pacs"])
     rules = [stat, routine] if stat_first else [routine, stat]
 
-    decision = decide(rules, [mr])
+    decision = decide(rules, [mr], TOLERANCE)
 
     assert len(decision.runs) == 1
     run = decision.runs[0]
@@ -218,12 +226,12 @@ def test_pipeline_priority_overrides_rule_priority(mr: SeriesHeader) -> None:
     )
     routine = rule({"Modality": "MR"}, name="plain", priority="routine")
 
-    decision = decide([routine, urgent], [mr])
+    decision = decide([routine, urgent], [mr], TOLERANCE)
 
     assert [run.priority for run in decision.runs] == [Priority.URGENT]
 
 
 def test_different_series_get_separate_runs(mr: SeriesHeader, ct: SeriesHeader) -> None:
-    decision = decide([rule({})], [mr, ct])
+    decision = decide([rule({})], [mr, ct], TOLERANCE)
 
     assert sorted(run.series_uid for run in decision.runs) == sorted([mr.series_uid, ct.series_uid])
