@@ -18,7 +18,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 
 from radrouter.config.rules import Orientation, SeriesKind
-from radrouter.storage.index import Study
+from radrouter.storage.index import Index, Study
 
 #: Dose reports (PS3.4 B.5): X-Ray, Radiopharmaceutical, Enhanced X-Ray, Patient Radiation Dose SR.
 DOSE_SR_CLASSES = frozenset(
@@ -208,3 +208,13 @@ def read_stored_headers(series: list[StoredSeries]) -> list[SeriesHeader]:
     return [
         SeriesHeader(s.uid, read_header(s.first_path), s.calling_ae, s.called_ae, s.instances) for s in series
     ]
+
+
+def stored_study_headers(index: Index, study_uid: str, default_called_ae: str) -> list[SeriesHeader] | None:
+    """The series headers of a stored study (for the rule tester and the API); None if unknown."""
+    with index.session() as session:
+        study = session.get(Study, study_uid)
+        if study is None:
+            return None
+        sources = stored_series(study, default_called_ae)
+    return read_stored_headers(sources)
