@@ -69,16 +69,20 @@ def _settings_or_exit(config_file: Path | None) -> Settings:
         raise typer.Exit(2) from error
 
 
+def _exit_on_unknown_pipelines(settings: Settings, source: Path | None) -> None:
+    from radrouter.inference.registry import available
+
+    unknown = sorted({p.name for rule in settings.rules for p in rule.pipelines} - set(available()))
+    if unknown:
+        console.print(f"[red]{source}: rules name unknown pipelines {unknown}; available: {available()}[/red]")
+        raise typer.Exit(2)
+
+
 @config_app.command("check")
 def config_check(file: Annotated[Path, typer.Argument(help="The YAML file to check.")]) -> None:
     """Validate a config file and explain each error with its path in the file."""
-    from radrouter.inference.registry import available
-
     settings = _settings_or_exit(file)
-    unknown = sorted({p.name for rule in settings.rules for p in rule.pipelines} - set(available()))
-    if unknown:
-        console.print(f"[red]{file}: rules name unknown pipelines {unknown}; available: {available()}[/red]")
-        raise typer.Exit(2)
+    _exit_on_unknown_pipelines(settings, file)
     console.print(
         f"[green]{file}: OK[/green] "
         f"({len(settings.rules)} rule(s), {len(settings.destinations)} destination(s))"
@@ -107,6 +111,7 @@ def up(config: ConfigOption = None) -> None:
 
     _setup_logging()
     settings = _settings_or_exit(config)
+    _exit_on_unknown_pipelines(settings, config or Path(os.environ.get(CONFIG_ENV) or "defaults"))
     raise typer.Exit(run_node(settings, config))
 
 
