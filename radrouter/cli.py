@@ -74,7 +74,9 @@ def _exit_on_unknown_pipelines(settings: Settings, source: Path | None) -> None:
 
     unknown = sorted({p.name for rule in settings.rules for p in rule.pipelines} - set(available()))
     if unknown:
-        console.print(f"[red]{source}: rules name unknown pipelines {unknown}; available: {available()}[/red]")
+        console.print(
+            f"[red]{source}: rules name unknown pipelines {unknown}; available: {available()}[/red]"
+        )
         raise typer.Exit(2)
 
 

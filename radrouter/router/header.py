@@ -74,6 +74,9 @@ class SeriesHeader:
     def thickness(self) -> float | None:
         return _number(self.dataset.get("SliceThickness"))
 
+    def series_number(self) -> float | None:
+        return _number(self.dataset.get("SeriesNumber"))
+
 
 def _number(value: Any) -> float | None:
     try:

@@ -128,8 +128,8 @@ def _test_series(
 def _selection_key(choice: SeriesChoice, header: SeriesHeader) -> tuple[Any, ...]:
     thickness = header.thickness()
     thinnest = (thickness is None, thickness or 0.0)
-    number = header.dataset.get("SeriesNumber")
-    tail = (-header.slices, str(number or ""), header.series_uid)
+    number = header.series_number()
+    tail = (-header.slices, number is None, number or 0.0, header.series_uid)
     return (*thinnest, *tail) if choice == SeriesChoice.THINNEST else (tail[0], *thinnest, *tail[1:])
 
 
