@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import pydicom
 import pytest
 
-from radrouter.config.settings import Settings
+from radrouter.config.settings import CONFIG_ENV, Settings, load_settings
 from radrouter.router import dispatch
 from radrouter.router.dispatch import StudyRouter, celery_app
 from radrouter.router.header import SeriesHeader
-from radrouter.storage.index import Index, Job, Study, StudyState
+from radrouter.storage.index import Delivery, DeliveryKind, Index, Job, Study, StudyState
 from radrouter.storage.ingest import ReceivedInstance, record_instance
 from tests.services import MPRAGE
 
@@ -34,6 +35,11 @@ def received(path: Path) -> ReceivedInstance:
         size=path.stat().st_size,
         calling_ae="MODALITY",
     )
+
+
+@pytest.fixture(autouse=True)
+def own_config_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(CONFIG_ENV, "")  # load_settings sets it; keep it from leaking into other tests
 
 
 @pytest.fixture
@@ -77,3 +83,46 @@ def test_an_instance_arriving_while_headers_are_read_defers_routing(
 
     monkeypatch.setattr(dispatch, "read_stored_headers", read_headers)
     assert len(router.route(study_uid)) == 1  # the assembler's next completion routes it
+
+
+def write_config(path: Path, rules: str) -> Path:
+    path.write_text(f"storage: {{root: {path.parent}}}\nrules:\n{rules}")
+    return path
+
+
+def test_forwards_are_recorded_as_deliveries_of_originals_and_queued_for_delivery(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path / "radrouter.yaml", "  - {name: mr-to-pacs, match: {Modality: MR}, forward_to: [pacs]}\n"
+    )
+    settings = load_settings(config)
+    router = StudyRouter(settings, Index(settings.storage.resolved_index_url()), celery_app(settings))
+    record_instance(router.index, received(FIRST))
+
+    queued = router.route(received(FIRST).study_uid)
+
+    assert [(task.name, task.queue) for task in queued] == [(dispatch.FORWARD_TASK, dispatch.DELIVERY_QUEUE)]
+    with router.index.session() as session:
+        delivery = session.get(Delivery, queued[0].record_id)
+        assert delivery is not None
+        assert (delivery.kind, delivery.series_uid, delivery.destination, delivery.rule) == (
+            DeliveryKind.ORIGINAL,
+            received(FIRST).series_uid,
+            "pacs",
+            "mr-to-pacs",
+        )
+        study = session.get(Study, received(FIRST).study_uid)
+        assert study is not None and study.state == StudyState.ROUTED
+
+
+def test_the_router_uses_the_rules_on_disk_at_the_time_of_each_study(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "radrouter.yaml", "  - {name: drop-all, discard: true}\n")
+    settings = load_settings(config)
+    router = StudyRouter(settings, Index(settings.storage.resolved_index_url()), celery_app(settings))
+    record_instance(router.index, received(FIRST))
+    assert router.route(received(FIRST).study_uid) == []
+
+    write_config(config, "  - {name: forward-all, forward_to: [pacs]}\n")
+    os.utime(config, ns=(config.stat().st_atime_ns, config.stat().st_mtime_ns + 1_000_000_000))
+    record_instance(router.index, received(SECOND))  # a late instance: the study is routed again
+
+    assert [task.name for task in router.route(received(FIRST).study_uid)] == [dispatch.FORWARD_TASK]
