@@ -183,6 +183,8 @@ def test_the_routing_api_explains_the_mixed_study(mixed: dict[str, Any]) -> None
     series = {trace["series_uid"]: trace for trace in routing["series"]}
     assert (series[mixed["scout"]]["kind"], series[mixed["dose"]]["kind"]) == ("localizer", "dose_report")
     assert series[mixed["images"]]["orientation"] == "sagittal" and series[mixed["images"]]["slices"] == 170
+    scout_verdicts = {verdict["rule"]: verdict["outcome"] for verdict in series[mixed["scout"]]["rules"]}
+    assert scout_verdicts["brain-t1-3d"] == "matched"  # the shipped rule alone would feed it the localizer
     scout_notes = series[mixed["scout"]]["notes"]
     assert any("not fed, a localizer series" in note for note in scout_notes)
     verdicts = {verdict["rule"]: verdict["outcome"] for verdict in series[mixed["dose"]]["rules"]}
