@@ -13,12 +13,14 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from radrouter.config.settings import CONFIG_ENV, Settings, load_settings
+from radrouter.rules_cli import rules_app
 
 app = typer.Typer(
     help="radrouter: a DICOM node that puts AI into the radiology workflow.", no_args_is_help=True
 )
 config_app = typer.Typer(help="Check and show configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+app.add_typer(rules_app, name="rules")
 console = Console(stderr=True)
 
 ConfigOption = Annotated[
@@ -67,16 +69,22 @@ def _settings_or_exit(config_file: Path | None) -> Settings:
         raise typer.Exit(2) from error
 
 
+def _exit_on_unknown_pipelines(settings: Settings, source: Path | None) -> None:
+    from radrouter.inference.registry import available
+
+    unknown = sorted({p.name for rule in settings.rules for p in rule.pipelines} - set(available()))
+    if unknown:
+        console.print(
+            f"[red]{source}: rules name unknown pipelines {unknown}; available: {available()}[/red]"
+        )
+        raise typer.Exit(2)
+
+
 @config_app.command("check")
 def config_check(file: Annotated[Path, typer.Argument(help="The YAML file to check.")]) -> None:
     """Validate a config file and explain each error with its path in the file."""
-    from radrouter.inference.registry import available
-
     settings = _settings_or_exit(file)
-    unknown = sorted({p.name for rule in settings.rules for p in rule.pipelines} - set(available()))
-    if unknown:
-        console.print(f"[red]{file}: rules name unknown pipelines {unknown}; available: {available()}[/red]")
-        raise typer.Exit(2)
+    _exit_on_unknown_pipelines(settings, file)
     console.print(
         f"[green]{file}: OK[/green] "
         f"({len(settings.rules)} rule(s), {len(settings.destinations)} destination(s))"
@@ -105,6 +113,7 @@ def up(config: ConfigOption = None) -> None:
 
     _setup_logging()
     settings = _settings_or_exit(config)
+    _exit_on_unknown_pipelines(settings, config or Path(os.environ.get(CONFIG_ENV) or "defaults"))
     raise typer.Exit(run_node(settings, config))
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from radrouter.config.rules import Condition, PipelineRequest, Rule
+from radrouter.config.rules import DERIVED_KEYS, Condition, Match, PipelineRequest, Rule
 from radrouter.config.settings import Destination, Settings
 from radrouter.config.worklist import FindingMatch, MeasurementMatch, TriageRule
 
@@ -15,6 +15,8 @@ from radrouter.config.worklist import FindingMatch, MeasurementMatch, TriageRule
 def _default(field: FieldInfo) -> str:
     if field.is_required():
         return "required"
+    if field.default_factory is Match:
+        return "`{}` (every series)"
     if field.default_factory is not None:
         produced = field.default_factory()  # type: ignore[call-arg]
         return f"`{produced!r}`" if not produced else "the defaults shown below"
@@ -29,8 +31,9 @@ def _rows(model: type[BaseModel], prefix: str) -> list[tuple[str, str, str]]:
     for name, field in model.model_fields.items():
         key = f"{prefix}{field.alias or name}"
         annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel) and annotation is not Condition:
-            rows.extend(_rows(annotation, f"{key}."))
+        expand = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        if expand and annotation not in (Condition, Match):
+            rows.extend(_rows(annotation, f"{key}."))  # type: ignore[arg-type]
         else:
             rows.append((key, _default(field), field.description or ""))
     return rows
@@ -45,6 +48,8 @@ def reference_rows() -> list[tuple[str, str, str]]:
     rows += _rows(Rule, "rules[].")
     rows += _rows(PipelineRequest, "rules[].pipelines[].")
     rows += [(f"rules[].match.<Keyword>.{key}", default, text) for key, default, text in _rows(Condition, "")]
+    rows += _rows(Match, "rules[].match.")
+    rows += [(f"rules[].match.{key}", "(derived)", text) for key, text in DERIVED_KEYS.items()]
     rows += _rows(TriageRule, "worklist.triage_rules[].")
     rows = [row for row in rows if not row[0].endswith((".finding", ".measurement"))]
     rows += _rows(FindingMatch, "worklist.triage_rules[].finding.")

@@ -100,6 +100,17 @@ class InferenceSettings(BaseModel):
     torch_threads: int = Field(0, ge=0, description="CPU threads for torch; 0 means all cores.")
 
 
+class RoutingSettings(BaseModel):
+    """How rules read headers, and when they are re-read."""
+
+    orientation_tolerance_deg: float = Field(
+        20.0, ge=0, le=45, description="Largest tilt from a plane still called axial, sagittal or coronal."
+    )
+    reload: bool = Field(
+        True, description="Re-read rules and destinations when the config file changes (no restart)."
+    )
+
+
 class Destination(BaseModel):
     """A DICOM peer that receives results or forwarded images."""
 
@@ -127,6 +138,7 @@ class Settings(BaseSettings):
     delivery: DeliverySettings = DeliverySettings()
     inference: InferenceSettings = InferenceSettings()
     worklist: WorklistSettings = WorklistSettings()
+    routing: RoutingSettings = RoutingSettings()
     destinations: dict[str, Destination] = Field(default_factory=_default_destinations)
     rules: list[Rule] = Field(default_factory=default_rules)
     default_priority: Priority = Field(
@@ -135,10 +147,15 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _rules_name_known_destinations(self) -> Settings:
+        names = [rule.name for rule in self.rules]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"rule names must be unique; used more than once: {twice}")
         for rule in self.rules:
-            unknown = sorted(set(rule.results_to) - set(self.destinations))
-            if unknown:
-                raise ValueError(f"rule {rule.name!r}: results_to names unknown destinations {unknown}")
+            for action in ("results_to", "forward_to"):
+                unknown = sorted(set(getattr(rule, action)) - set(self.destinations))
+                if unknown:
+                    raise ValueError(f"rule {rule.name!r}: {action} names unknown destinations {unknown}")
         return self
 
     @classmethod

@@ -9,7 +9,8 @@ from celery import Celery
 from celery.signals import worker_ready
 
 from radrouter.config.settings import Settings, load_settings
-from radrouter.router.dispatch import celery_app, queue_for
+from radrouter.router.dispatch import celery_app, config_file_from_environment, queue_for
+from radrouter.router.rulebook import RuleBook
 from radrouter.storage.index import Index
 from radrouter.storage.store import InstanceStore
 
@@ -23,6 +24,12 @@ def worker_settings() -> Settings:
 @cache
 def worker_index() -> Index:
     return Index(worker_settings().storage.resolved_index_url())
+
+
+@cache
+def worker_rulebook() -> RuleBook:
+    """Destinations as the config file says now: a destination added by a reload is reachable at once."""
+    return RuleBook(worker_settings(), config_file_from_environment())
 
 
 @cache

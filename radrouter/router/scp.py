@@ -129,6 +129,7 @@ class StorageSCP:
             size=len(raw),
             calling_ae=event.assoc.requestor.ae_title,
             dimse_priority=_int_or_none(event.request.Priority) or 0,
+            called_ae=str(getattr(event.assoc.requestor.primitive, "called_ae_title", "") or ""),
         )
         try:
             record_instance(self.index, received)

@@ -84,6 +84,7 @@ class Study(Base):
 
     series: Mapped[list[Series]] = relationship(back_populates="study", order_by="Series.series_number")
     jobs: Mapped[list[Job]] = relationship(back_populates="study", order_by="Job.id")
+    forwards: Mapped[list[Delivery]] = relationship(order_by="Delivery.id")
     events: Mapped[list[AuditEvent]] = relationship(order_by="AuditEvent.id")
 
 
@@ -95,6 +96,8 @@ class Series(Base):
     modality: Mapped[str | None] = mapped_column(String(16))
     series_number: Mapped[int | None]
     description: Mapped[str | None] = mapped_column(String(64))
+    calling_ae: Mapped[str | None] = mapped_column(String(16))
+    called_ae: Mapped[str | None] = mapped_column(String(16))
 
     study: Mapped[Study] = relationship(back_populates="series")
     instances: Mapped[list[Instance]] = relationship(back_populates="series", order_by="Instance.path")
@@ -159,14 +162,27 @@ class Result(Base):
     deliveries: Mapped[list[Delivery]] = relationship(back_populates="result", order_by="Delivery.id")
 
 
+class DeliveryKind(enum.StrEnum):
+    RESULT = "result"
+    ORIGINAL = "original"
+
+
 class Delivery(Base):
-    """One result going to one destination, with every attempt counted."""
+    """One result, or one series of originals (forwarded as received), going to one destination."""
 
     __tablename__ = "deliveries"
-    __table_args__ = (UniqueConstraint("result_id", "destination"),)
+    __table_args__ = (
+        UniqueConstraint("result_id", "destination"),
+        UniqueConstraint("series_uid", "revision", "destination"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    result_id: Mapped[int] = mapped_column(ForeignKey("results.id"), index=True)
+    kind: Mapped[DeliveryKind] = mapped_column(Enum(DeliveryKind), default=DeliveryKind.RESULT)
+    result_id: Mapped[int | None] = mapped_column(ForeignKey("results.id"), index=True)
+    study_uid: Mapped[str | None] = mapped_column(ForeignKey("studies.uid"), index=True)
+    series_uid: Mapped[str | None] = mapped_column(String(64))
+    revision: Mapped[int | None] = mapped_column(Integer)
+    rule: Mapped[str | None] = mapped_column(String(100))
     destination: Mapped[str] = mapped_column(String(64))
     state: Mapped[DeliveryState] = mapped_column(Enum(DeliveryState), default=DeliveryState.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -175,7 +191,7 @@ class Delivery(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None]
 
-    result: Mapped[Result] = relationship(back_populates="deliveries")
+    result: Mapped[Result | None] = relationship(back_populates="deliveries")
 
 
 class AuditEvent(Base):
@@ -289,6 +305,7 @@ def settle_study(session: Session, study_uid: str) -> None:
     if any(job.state in (JobState.QUEUED, JobState.RUNNING) for job in jobs):
         return
     deliveries = [d for job in jobs for result in job.results for d in result.deliveries]
+    deliveries += [d for d in study.forwards if d.revision == study.revision]
     if any(d.state == DeliveryState.PENDING for d in deliveries):
         return
     failed = [job for job in jobs if job.state == JobState.FAILED]

@@ -26,6 +26,7 @@ class ReceivedInstance:
     calling_ae: str
     #: The C-STORE request's Priority (0000,0700): 0 medium, 1 high, 2 low.
     dimse_priority: int = 0
+    called_ae: str = ""
 
 
 def record_instance(index: Index, received: ReceivedInstance) -> bool:
@@ -59,6 +60,8 @@ def record_instance(index: Index, received: ReceivedInstance) -> bool:
                     modality=received.modality,
                     series_number=received.series_number,
                     description=received.series_description,
+                    calling_ae=received.calling_ae,
+                    called_ae=received.called_ae or None,
                 )
             )
         existing = session.get(Instance, received.sop_uid)

@@ -14,6 +14,7 @@ from sqlalchemy import func, select, text
 import radrouter
 from radrouter.config.settings import Settings
 from radrouter.storage.index import Index, Job, Result, Study, StudyState
+from radrouter.web.routing import routing_api
 from radrouter.web.worklist import worklist_router
 
 
@@ -149,8 +150,24 @@ def create_app(settings: Settings, index: Index | None = None) -> FastAPI:
                     for result in results
                     for d in result.deliveries
                 ],
+                "forwards": [
+                    {
+                        "id": d.id,
+                        "series_uid": d.series_uid,
+                        "revision": d.revision,
+                        "rule": d.rule,
+                        "destination": d.destination,
+                        "state": d.state.value,
+                        "attempts": d.attempts,
+                        "last_error": d.last_error,
+                        "delivered_at": _iso(d.delivered_at),
+                    }
+                    for d in found.forwards
+                ],
                 "events": [{"hop": e.hop.value, "at": _iso(e.at), "detail": e.detail} for e in found.events],
             }
+
+    app.include_router(routing_api(settings, index))
 
     @app.get("/metrics")
     def metrics() -> Response:

@@ -13,7 +13,7 @@ import pytest
 from radrouter.config.settings import Settings
 from radrouter.router.assembler import StudyAssembler
 from radrouter.router.scp import StorageSCP
-from radrouter.storage.index import Index, Instance
+from radrouter.storage.index import Index, Instance, Series
 from radrouter.storage.store import InstanceStore
 from tests.services import CT_HEAD, free_port, storescu
 
@@ -98,3 +98,13 @@ def test_a_dataset_that_cannot_be_indexed_gets_a_failure_status(root: Path, tmp_
         sent = storescu(scp.settings.node.port, [path])
         assert "Received Store Response (Error: CannotUnderstand)" in sent.stderr
         assert scp.instances() == 0
+
+
+def test_each_series_records_who_sent_it_and_which_ae_title_it_called(root: Path) -> None:
+    """Rules can route on the called AE, e.g. one AE title per pipeline on the same node."""
+    with RunningSCP(root, check_called_ae=False) as scp:
+        sent = storescu(scp.settings.node.port, ONE_SLICE, ae_title="TO_AI")
+        assert "Received Store Response (Success)" in sent.stderr
+        with scp.index.session() as session:
+            series = session.query(Series).one()
+            assert (series.calling_ae, series.called_ae) == ("MODALITY", "TO_AI")
