@@ -221,7 +221,10 @@ class Rule(BaseModel):
     pipelines: list[PipelineRequest] = Field(
         default_factory=list, description="Pipelines to run on the series."
     )
-    priority: Priority = Field(Priority.ROUTINE, description="stat, urgent or routine (0, 3, 6 on Celery).")
+    priority: Priority = Field(
+        Priority.ROUTINE,
+        description="stat, urgent or routine: Celery priority (0, 3, 6) and the study's reading class.",
+    )
     results_to: list[str] = Field(default_factory=list, description="Destinations that receive the results.")
     forward_to: list[str] = Field(
         default_factory=list,
@@ -237,8 +240,9 @@ class Rule(BaseModel):
     def _actions_make_sense(self) -> Rule:
         if self.discard and (self.pipelines or self.forward_to or self.results_to):
             raise ValueError("discard cannot be combined with pipelines, forward_to or results_to")
-        if not (self.discard or self.pipelines or self.forward_to):
-            raise ValueError("a rule needs an action: pipelines, forward_to or discard")
+        # A priority alone is an action too: it sets the study's class on the reading list.
+        if not (self.discard or self.pipelines or self.forward_to or "priority" in self.model_fields_set):
+            raise ValueError("a rule needs an action: pipelines, forward_to, discard or priority")
         if self.results_to and not self.pipelines:
             raise ValueError("results_to needs pipelines whose results it receives")
         return self

@@ -217,6 +217,6 @@ def test_urgent_senders_jump_the_inference_queue_too(router: StudyRouter, settin
     instance = received(sorted(MPRAGE.glob("*.dcm"))[0], dimse_priority=1)
     record_instance(router.index, instance)
     queued = router.route(instance.study_uid)
-    assert [(pipeline, priority) for _, pipeline, priority in queued] == [("brain-extraction", 3)]
+    assert [(task.queue, task.priority) for task in queued] == [("brain-extraction", 3)]
     entry = ReadingList(settings, router.index).in_reading_order()[0]
     assert (entry["priority"], entry["reason"]) == ("urgent", "C-STORE Priority (0000,0700) HIGH")

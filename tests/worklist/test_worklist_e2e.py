@@ -50,6 +50,14 @@ def routine_ct(node: Node) -> str:
     return study_uid
 
 
+@pytest.fixture(scope="module")
+def others_read(node: Node, brain_mri: str, routine_ct: str) -> None:
+    """Other tests' studies share this node: a radiologist reads them first, so the order is ours."""
+    for other in worklist(node):
+        if other["study_uid"] not in (brain_mri, routine_ct):
+            httpx.post(f"{node.api}/worklist/{other['study_uid']}/read").raise_for_status()
+
+
 def stat_order_copy(tmp_path: Path) -> list[Path]:
     """The head CT as a new study whose order says STAT: real pixels, synthetic identity and priority."""
     study_uid, series_uid = generate_uid(), generate_uid()
@@ -64,7 +72,9 @@ def stat_order_copy(tmp_path: Path) -> list[Path]:
     return copies
 
 
-def test_the_triaged_study_tops_the_worklist(node: Node, brain_mri: str, routine_ct: str) -> None:
+def test_the_triaged_study_tops_the_worklist(
+    node: Node, brain_mri: str, routine_ct: str, others_read: None
+) -> None:
     listed = worklist(node)
     order = [e["study_uid"] for e in listed]
     assert order[0] == brain_mri and order.index(routine_ct) > 0
@@ -110,7 +120,7 @@ def live_page(browser_page: Page, node: Node) -> Iterator[Page]:
 
 
 def test_the_page_shows_the_urgent_study_first_and_updates_live(
-    live_page: Page, node: Node, brain_mri: str, routine_ct: str, tmp_path: Path
+    live_page: Page, node: Node, brain_mri: str, routine_ct: str, others_read: None, tmp_path: Path
 ) -> None:
     rows = live_page.locator("#rows tr")
     expect(rows.first).to_have_attribute("data-study-uid", brain_mri)
