@@ -12,6 +12,7 @@ import yaml
 from pydantic import ValidationError
 from rich.console import Console
 
+from radrouter.cli_pipelines import pipelines_app
 from radrouter.config.settings import CONFIG_ENV, Settings, load_settings
 
 app = typer.Typer(
@@ -19,6 +20,7 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Check and show configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+app.add_typer(pipelines_app, name="pipelines")
 console = Console(stderr=True)
 
 ConfigOption = Annotated[
@@ -70,12 +72,19 @@ def _settings_or_exit(config_file: Path | None) -> Settings:
 @config_app.command("check")
 def config_check(file: Annotated[Path, typer.Argument(help="The YAML file to check.")]) -> None:
     """Validate a config file and explain each error with its path in the file."""
-    from radrouter.inference.registry import available
+    from radrouter.inference.registry import DuplicatePipeline, available
 
     settings = _settings_or_exit(file)
-    unknown = sorted({p.name for rule in settings.rules for p in rule.pipelines} - set(available()))
+    try:
+        known = available(settings)
+    except DuplicatePipeline as error:
+        console.print(f"[red]{file}: {error}[/red]")
+        raise typer.Exit(2) from error
+    asked = {p.name for rule in settings.rules for p in rule.pipelines}
+    asked |= {name for pool in settings.pools.values() for name in pool.pipelines}
+    unknown = sorted(asked - set(known))
     if unknown:
-        console.print(f"[red]{file}: rules name unknown pipelines {unknown}; available: {available()}[/red]")
+        console.print(f"[red]{file}: rules or pools name unknown pipelines {unknown}; available: {known}")
         raise typer.Exit(2)
     console.print(
         f"[green]{file}: OK[/green] "

@@ -7,6 +7,13 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from radrouter.config.pipelines import (
+    CodeSetting,
+    FindingSetting,
+    LabelSetting,
+    NetworkPipelineSetting,
+    WorkerPool,
+)
 from radrouter.config.rules import Condition, PipelineRequest, Rule
 from radrouter.config.settings import Destination, Settings
 
@@ -18,6 +25,8 @@ def _default(field: FieldInfo) -> str:
         produced = field.default_factory()  # type: ignore[call-arg]
         return f"`{produced!r}`" if not produced else "the defaults shown below"
     value: Any = field.get_default()
+    if isinstance(value, CodeSetting):
+        return f"`{value.scheme} {value.value}` ({value.meaning})"
     if isinstance(value, str) and value == "":
         return '`""`'
     return f"`{getattr(value, 'value', value)}`" if value is not None else "(none)"
@@ -28,7 +37,11 @@ def _rows(model: type[BaseModel], prefix: str) -> list[tuple[str, str, str]]:
     for name, field in model.model_fields.items():
         key = f"{prefix}{field.alias or name}"
         annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel) and annotation is not Condition:
+        if (
+            isinstance(annotation, type)
+            and issubclass(annotation, BaseModel)
+            and annotation not in (Condition, CodeSetting)
+        ):
             rows.extend(_rows(annotation, f"{key}."))
         else:
             rows.append((key, _default(field), field.description or ""))
@@ -37,8 +50,14 @@ def _rows(model: type[BaseModel], prefix: str) -> list[tuple[str, str, str]]:
 
 def reference_rows() -> list[tuple[str, str, str]]:
     """(key, default, description) for every option, nested keys joined by dots."""
-    rows = [row for row in _rows(Settings, "") if row[0] not in ("destinations", "rules")]
+    rows = [
+        row for row in _rows(Settings, "") if row[0] not in ("destinations", "rules", "pipelines", "pools")
+    ]
     rows += _rows(Destination, "destinations.<name>.")
+    rows += _rows(NetworkPipelineSetting, "pipelines.<name>.")
+    rows += _rows(LabelSetting, "pipelines.<name>.labels[].")
+    rows += _rows(FindingSetting, "pipelines.<name>.findings[].")
+    rows += _rows(WorkerPool, "pools.<name>.")
     rows += _rows(Rule, "rules[].")
     rows += _rows(PipelineRequest, "rules[].pipelines[].")
     rows += [(f"rules[].match.<Keyword>.{key}", default, text) for key, default, text in _rows(Condition, "")]

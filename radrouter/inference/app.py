@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from functools import cache
 from typing import Any
 
@@ -9,9 +10,12 @@ from celery import Celery
 from celery.signals import worker_ready
 
 from radrouter.config.settings import Settings, load_settings
+from radrouter.inference.registry import WarmPipelines, available
 from radrouter.router.dispatch import celery_app, queue_for
 from radrouter.storage.index import Index
 from radrouter.storage.store import InstanceStore
+
+log = logging.getLogger(__name__)
 
 
 @cache
@@ -23,6 +27,12 @@ def worker_settings() -> Settings:
 @cache
 def worker_index() -> Index:
     return Index(worker_settings().storage.resolved_index_url())
+
+
+@cache
+def worker_pipelines() -> WarmPipelines:
+    """The models this process keeps warm between tasks."""
+    return WarmPipelines(worker_settings())
 
 
 @cache
@@ -38,9 +48,12 @@ app.conf.imports = ["radrouter.inference.tasks"]
 @worker_ready.connect
 def _load_models_before_the_first_task(sender: Any, **_: Any) -> None:
     """Load the models of the queues this worker serves now, not inside the first study's time."""
-    from radrouter.inference.registry import available, loaded_pipeline
-
+    settings = worker_settings()
     served = {queue.name for queue in sender.app.amqp.queues.consume_from.values()}
-    for pipeline in available():
-        if queue_for(pipeline) in served:
-            loaded_pipeline(pipeline, worker_settings().inference.device)
+    mine = [name for name in available(settings) if queue_for(settings, name) in served]
+    for pipeline in mine[: settings.inference.max_loaded_pipelines]:
+        try:
+            worker_pipelines().get(pipeline)
+        except Exception:
+            # The worker stays up: its jobs for this pipeline fail with the reason, the others run.
+            log.exception("pipeline %s could not be loaded", pipeline)

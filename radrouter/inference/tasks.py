@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from radrouter.inference.app import app, worker_index, worker_settings, worker_store
+from radrouter.inference.app import app, worker_index, worker_pipelines, worker_settings, worker_store
 from radrouter.inference.run import JobRunner
 from radrouter.router.deliver import DeliveryError, OutgoingObject, RefusedByDestination, send
 from radrouter.router.dispatch import DELIVER_TASK, DELIVERY_QUEUE, INFER_TASK
@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 @app.task(name=INFER_TASK, bind=True, acks_late=True)
 def infer(self: Any, job_id: int) -> None:
     """Run a job, then queue one delivery task per result and destination."""
-    outcome = JobRunner(worker_settings(), worker_index(), worker_store()).run(job_id)
+    outcome = JobRunner(worker_settings(), worker_index(), worker_store(), worker_pipelines()).run(job_id)
     for delivery_id in outcome.delivery_ids:
         app.send_task(
             DELIVER_TASK,

@@ -12,6 +12,7 @@ from pathlib import Path
 import pydicom
 from celery import Celery
 
+from radrouter.config.pipelines import pool_queue
 from radrouter.config.settings import Settings
 from radrouter.router.rules import SeriesHeader, decide
 from radrouter.storage.index import Hop, Index, Job, JobState, Study, StudyState, utcnow
@@ -45,8 +46,11 @@ def celery_app(settings: Settings) -> Celery:
     return app
 
 
-def queue_for(pipeline: str) -> str:
-    """Each pipeline has its own queue, so a worker pool can serve exactly the models it holds."""
+def queue_for(settings: Settings, pipeline: str) -> str:
+    """A pooled pipeline goes to its pool's queue; any other has its own, served by its own worker."""
+    for pool_name, pool in settings.pools.items():
+        if pipeline in pool.pipelines:
+            return pool_queue(pool_name)
     return pipeline
 
 
@@ -65,7 +69,9 @@ class StudyRouter:
     def __call__(self, study_uid: str) -> None:
         queued = self.route(study_uid)
         for job_id, pipeline, priority in queued:
-            self.celery.send_task(INFER_TASK, args=[job_id], queue=queue_for(pipeline), priority=priority)
+            self.celery.send_task(
+                INFER_TASK, args=[job_id], queue=queue_for(self.settings, pipeline), priority=priority
+            )
 
     def route(self, study_uid: str) -> list[tuple[int, str, int]]:
         """Mark the study complete, decide its runs and record them; return (job, pipeline, priority).

@@ -14,6 +14,7 @@ from sqlalchemy import func, select, text
 import radrouter
 from radrouter.config.settings import Settings
 from radrouter.storage.index import Index, Job, Result, Study, StudyState
+from radrouter.web.pipelines import pipelines_router
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -149,6 +150,8 @@ def create_app(settings: Settings, index: Index | None = None) -> FastAPI:
                 ],
                 "events": [{"hop": e.hop.value, "at": _iso(e.at), "detail": e.detail} for e in found.events],
             }
+
+    app.include_router(pipelines_router(settings))
 
     @app.get("/metrics")
     def metrics() -> Response:
