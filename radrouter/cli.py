@@ -12,6 +12,7 @@ import yaml
 from pydantic import ValidationError
 from rich.console import Console
 
+from radrouter.cli_pipelines import pipelines_app
 from radrouter.config.settings import CONFIG_ENV, Settings, load_settings
 from radrouter.rules_cli import rules_app
 
@@ -21,6 +22,7 @@ app = typer.Typer(
 config_app = typer.Typer(help="Check and show configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(rules_app, name="rules")
+app.add_typer(pipelines_app, name="pipelines")
 console = Console(stderr=True)
 
 ConfigOption = Annotated[
@@ -70,13 +72,19 @@ def _settings_or_exit(config_file: Path | None) -> Settings:
 
 
 def _exit_on_unknown_pipelines(settings: Settings, source: Path | None) -> None:
-    from radrouter.inference.registry import available
+    """Rules and pools may only name pipelines this installation has (built-in, entry points, config)."""
+    from radrouter.inference.registry import DuplicatePipeline, available
 
-    unknown = sorted({p.name for rule in settings.rules for p in rule.pipelines} - set(available()))
+    try:
+        known = available(settings)
+    except DuplicatePipeline as error:
+        console.print(f"[red]{source}: {error}[/red]")
+        raise typer.Exit(2) from error
+    asked = {p.name for rule in settings.rules for p in rule.pipelines}
+    asked |= {name for pool in settings.pools.values() for name in pool.pipelines}
+    unknown = sorted(asked - set(known))
     if unknown:
-        console.print(
-            f"[red]{source}: rules name unknown pipelines {unknown}; available: {available()}[/red]"
-        )
+        console.print(f"[red]{source}: rules or pools name unknown pipelines {unknown}; available: {known}")
         raise typer.Exit(2)
 
 

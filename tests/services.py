@@ -15,9 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 from hl7.mllp import start_hl7_server
 
+from radrouter.config.settings import Settings
 from radrouter.node import node_commands
+from tests.user_models import user_pipelines_yaml
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -32,6 +35,7 @@ def _shared_data() -> Path:
 DATA = _shared_data()
 MPRAGE = DATA / "mr-t1-philips-mprage"
 CT_HEAD = DATA / "ct-head-philips-phantom-5mm"
+CT_CHEST = DATA / "ct-chest-lidc0001-partial"
 STORESCU = "/usr/bin/storescu"
 ECHOSCU = "/usr/bin/echoscu"
 
@@ -182,6 +186,7 @@ broker: {{embedded_port: {self.redis_port}}}
 destinations:
   pacs: {{host: 127.0.0.1, port: {pacs.dicom_port}, ae_title: {pacs.ae_title}}}
 """
+            + user_pipelines_yaml(workdir / "models")
         )
         if ris is not None:
             with self.config_path.open("a") as config:
@@ -208,7 +213,8 @@ destinations:
         if not port_open(self.web_port):
             return False
         log = self.log_path.read_text()
-        workers = sum(name.startswith("worker-") for name in node_commands())
+        settings = Settings(**yaml.safe_load(self.config_path.read_text()))
+        workers = sum(name.startswith("worker-") for name in node_commands(settings))
         # Each Celery worker says "<name> ready."; the SCP is not probed with bare TCP connections,
         # which it would count as associations until they time out.
         return "listening on" in log and log.count(" ready.") >= workers

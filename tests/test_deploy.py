@@ -15,7 +15,7 @@ import yaml
 from typer.testing import CliRunner
 
 from radrouter.cli import app
-from radrouter.config.settings import CONFIG_ENV
+from radrouter.config.settings import CONFIG_ENV, Settings
 from radrouter.node import node_commands
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -96,7 +96,8 @@ def test_service_shares_data_config_and_broker(name: str) -> None:
 
 def test_workers_serve_the_queues_of_a_whole_node() -> None:
     """The compose workers cover the same queues as the processes of ``radrouter up``."""
-    node_queues = set().union(*(_queues(c) for c in node_commands().values() if "--queues" in c))
+    processes = node_commands(Settings()).values()
+    node_queues = set().union(*(_queues(p.command) for p in processes if "--queues" in p.command))
     compose_queues = set().union(*(_queues(_command(_service(n))) for n in ("worker-gpu", "worker-delivery")))
     assert compose_queues == node_queues
 

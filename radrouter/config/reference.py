@@ -7,6 +7,13 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from radrouter.config.pipelines import (
+    CodeSetting,
+    FindingSetting,
+    LabelSetting,
+    NetworkPipelineSetting,
+    WorkerPool,
+)
 from radrouter.config.rules import DERIVED_KEYS, Condition, Match, PipelineRequest, Rule
 from radrouter.config.settings import Destination, Settings
 from radrouter.config.worklist import FindingMatch, MeasurementMatch, TriageRule
@@ -21,6 +28,8 @@ def _default(field: FieldInfo) -> str:
         produced = field.default_factory()  # type: ignore[call-arg]
         return f"`{produced!r}`" if not produced else "the defaults shown below"
     value: Any = field.get_default()
+    if isinstance(value, CodeSetting):
+        return f"`{value.scheme} {value.value}` ({value.meaning})"
     if isinstance(value, str) and value == "":
         return '`""`'
     return f"`{getattr(value, 'value', value)}`" if value is not None else "(none)"
@@ -32,7 +41,7 @@ def _rows(model: type[BaseModel], prefix: str) -> list[tuple[str, str, str]]:
         key = f"{prefix}{field.alias or name}"
         annotation = field.annotation
         expand = isinstance(annotation, type) and issubclass(annotation, BaseModel)
-        if expand and annotation not in (Condition, Match):
+        if expand and annotation not in (Condition, Match, CodeSetting):
             rows.extend(_rows(annotation, f"{key}."))  # type: ignore[arg-type]
         else:
             rows.append((key, _default(field), field.description or ""))
@@ -42,9 +51,15 @@ def _rows(model: type[BaseModel], prefix: str) -> list[tuple[str, str, str]]:
 def reference_rows() -> list[tuple[str, str, str]]:
     """(key, default, description) for every option, nested keys joined by dots."""
     rows = [
-        row for row in _rows(Settings, "") if row[0] not in ("destinations", "rules", "worklist.triage_rules")
+        row
+        for row in _rows(Settings, "")
+        if row[0] not in ("destinations", "rules", "worklist.triage_rules", "pipelines", "pools")
     ]
     rows += _rows(Destination, "destinations.<name>.")
+    rows += _rows(NetworkPipelineSetting, "pipelines.<name>.")
+    rows += _rows(LabelSetting, "pipelines.<name>.labels[].")
+    rows += _rows(FindingSetting, "pipelines.<name>.findings[].")
+    rows += _rows(WorkerPool, "pools.<name>.")
     rows += _rows(Rule, "rules[].")
     rows += _rows(PipelineRequest, "rules[].pipelines[].")
     rows += [(f"rules[].match.<Keyword>.{key}", default, text) for key, default, text in _rows(Condition, "")]

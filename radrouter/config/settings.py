@@ -19,6 +19,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from radrouter.config.pipelines import NetworkPipelineSetting, WorkerPool
 from radrouter.config.rules import Priority, Rule, default_rules
 from radrouter.config.worklist import WorklistSettings
 
@@ -98,6 +99,20 @@ class InferenceSettings(BaseModel):
 
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto, cpu or cuda[:N].")
     torch_threads: int = Field(0, ge=0, description="CPU threads for torch; 0 means all cores.")
+    roi_size: tuple[int, int, int] = Field(
+        (96, 96, 96), description="Sliding-window ROI (voxels on the model grid) for network pipelines."
+    )
+    overlap: float = Field(0.25, ge=0, lt=1, description="Overlap of neighbouring sliding windows.")
+    sw_batch_size: int = Field(1, ge=1, description="Windows per forward pass.")
+    amp: bool = Field(True, description="Mixed precision (float16 autocast) on CUDA.")
+    max_loaded_pipelines: int = Field(
+        4, ge=1, description="Models a worker keeps warm; the least recently used is evicted beyond this."
+    )
+    min_free_memory_mb: int = Field(
+        1024,
+        ge=0,
+        description="Evict least recently used models while free (GPU or RAM) memory is below this.",
+    )
 
 
 class RoutingSettings(BaseModel):
@@ -141,6 +156,12 @@ class Settings(BaseSettings):
     routing: RoutingSettings = RoutingSettings()
     destinations: dict[str, Destination] = Field(default_factory=_default_destinations)
     rules: list[Rule] = Field(default_factory=default_rules)
+    pipelines: dict[str, NetworkPipelineSetting] = Field(
+        default_factory=dict, description="Pipelines declared in config alone (TorchScript or MONAI bundle)."
+    )
+    pools: dict[str, WorkerPool] = Field(
+        default_factory=dict, description="Worker pools: pipelines sharing a queue, one worker per GPU."
+    )
     default_priority: Priority = Field(
         Priority.ROUTINE, description="Celery priority of tasks no rule ranks."
     )
@@ -156,6 +177,10 @@ class Settings(BaseSettings):
                 unknown = sorted(set(getattr(rule, action)) - set(self.destinations))
                 if unknown:
                     raise ValueError(f"rule {rule.name!r}: {action} names unknown destinations {unknown}")
+        pooled = [name for pool in self.pools.values() for name in pool.pipelines]
+        twice = sorted({name for name in pooled if pooled.count(name) > 1})
+        if twice:
+            raise ValueError(f"pipelines in more than one pool: {twice}")
         return self
 
     @classmethod

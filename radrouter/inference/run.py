@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from io import BytesIO
 from typing import Any
 
 import highdicom as hd
+import torch
 
 from radrouter.config.settings import Settings
-from radrouter.inference.pipeline import SegmentSpec
-from radrouter.inference.registry import loaded_pipeline
+from radrouter.inference.pipeline import Pipeline, PipelineInputError, Prediction
+from radrouter.inference.prepare import check_input
+from radrouter.inference.registry import WarmPipelines
 from radrouter.inference.results.content import ResultIdentity, drop_empty_inherited_sequences
+from radrouter.inference.results.measurements import (
+    reported_findings,
+    reported_measurements,
+    result_summary,
+)
 from radrouter.inference.results.seg import build_segmentation
-from radrouter.inference.results.sr import build_report, segment_volumes_ml
+from radrouter.inference.results.sr import build_report
 from radrouter.inference.volume import load_volume, read_series
 from radrouter.storage.index import (
     Delivery,
@@ -46,10 +52,13 @@ class JobOutcome:
 class JobRunner:
     """Executes jobs for a worker; the pipeline models stay loaded in the process between jobs."""
 
-    def __init__(self, settings: Settings, index: Index, store: InstanceStore) -> None:
+    def __init__(
+        self, settings: Settings, index: Index, store: InstanceStore, pipelines: WarmPipelines
+    ) -> None:
         self.settings = settings
         self.index = index
         self.store = store
+        self.pipelines = pipelines
 
     def run(self, job_id: int) -> JobOutcome:
         with self.index.session() as session:
@@ -133,12 +142,16 @@ class JobRunner:
             timings[name] = round(now - clock, 3)
             clock = now
 
-        pipeline = loaded_pipeline(pipeline_name, self.settings.inference.device)
+        pipeline = self.pipelines.get(pipeline_name)
         lap("model_load_s")
         datasets = read_series(paths)
-        volume = load_volume(datasets)
+        try:
+            volume = load_volume(datasets)
+        except ValueError as error:
+            raise PipelineInputError(f"the series is not a regular volume: {error}") from error
+        check_input(pipeline.input, datasets, volume)
         lap("volume_load_s")
-        prediction = pipeline.predict(volume)
+        prediction = self._predict(pipeline, volume)
         lap("predict_s")
         timings["model_s"] = round(prediction.model_seconds, 3)
 
@@ -155,13 +168,11 @@ class JobRunner:
                 datasets, prediction, pipeline.segments, identity, hd.seg.SegmentationTypeValues.BINARY
             )
         lap("seg_s")
-        volumes = segment_volumes_ml(prediction, pipeline.segments)
-        report = build_report(
-            datasets, segmentation, volumes, pipeline.segments, pipeline.procedure, identity
-        )
+        measurements = reported_measurements(pipeline, prediction)
+        findings = reported_findings(pipeline, prediction)
+        report = build_report(datasets, segmentation, measurements, findings, pipeline.procedure, identity)
         lap("sr_s")
-
-        summary = result_summary(pipeline_name, pipeline.version, volumes, pipeline.segments)
+        summary = result_summary(pipeline, measurements, findings)
         results: list[Result] = []
         for kind, dataset, stand_in in (("SEG", segmentation, fallback), ("SR", report, None)):
             drop_empty_inherited_sequences(dataset)
@@ -188,26 +199,15 @@ class JobRunner:
         log.info("job %d (%s) on series %s: %s", job_id, pipeline_name, series_uid, timings)
         return timings, results
 
-
-def result_summary(
-    pipeline_name: str, version: str, volumes_ml: dict[int, float], segments: Sequence[SegmentSpec]
-) -> dict[str, Any]:
-    """The ``summary`` of a result row, as triage reads it: segment volumes as measurements, no findings."""
-    return {
-        "pipeline": pipeline_name,
-        "version": version,
-        "measurements": [
-            {
-                "name": f"{spec.name} volume",
-                "code": "SCT:118565006",
-                "value": round(volumes_ml[spec.label], 2),
-                "unit": "mL",
-                "segment": spec.name,
-            }
-            for spec in segments
-        ],
-        "findings": [],
-    }
+    def _predict(self, pipeline: Pipeline, volume: hd.Volume) -> Prediction:
+        """Run the model; out of memory, free the other warm models and try once more."""
+        try:
+            return pipeline.predict(volume)
+        except torch.OutOfMemoryError:
+            if not self.pipelines.evict_others(pipeline.name):
+                raise
+            log.warning("out of memory in %s; evicted the other models and retrying", pipeline.name)
+            return pipeline.predict(volume)
 
 
 def _encode(dataset: Any) -> bytes:

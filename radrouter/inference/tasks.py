@@ -8,7 +8,14 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from radrouter.inference.app import app, worker_index, worker_rulebook, worker_settings, worker_store
+from radrouter.inference.app import (
+    app,
+    worker_index,
+    worker_pipelines,
+    worker_rulebook,
+    worker_settings,
+    worker_store,
+)
 from radrouter.inference.run import JobRunner
 from radrouter.router.deliver import DeliveryError, OutgoingObject, RefusedByDestination, send
 from radrouter.router.dispatch import (
@@ -34,7 +41,7 @@ log = logging.getLogger(__name__)
 @app.task(name=INFER_TASK, bind=True, acks_late=True)
 def infer(self: Any, job_id: int) -> None:
     """Run a job, then queue its triage and one delivery task per result and destination."""
-    outcome = JobRunner(worker_settings(), worker_index(), worker_store()).run(job_id)
+    outcome = JobRunner(worker_settings(), worker_index(), worker_store(), worker_pipelines()).run(job_id)
     priority = self.request.delivery_info.get("priority")
     app.send_task(TRIAGE_TASK, args=[job_id], queue=DELIVERY_QUEUE, priority=priority)
     for delivery_id in outcome.delivery_ids:

@@ -14,6 +14,7 @@ from pathlib import Path
 from celery import Celery
 from sqlalchemy.orm import Session
 
+from radrouter.config.pipelines import pool_queue
 from radrouter.config.settings import CONFIG_ENV, Settings
 from radrouter.router.header import read_stored_headers, stored_series
 from radrouter.router.rulebook import RuleBook
@@ -70,8 +71,11 @@ def config_file_from_environment() -> Path | None:
     return Path(path) if path else None
 
 
-def queue_for(pipeline: str) -> str:
-    """Each pipeline has its own queue, so a worker pool can serve exactly the models it holds."""
+def queue_for(settings: Settings, pipeline: str) -> str:
+    """A pooled pipeline goes to its pool's queue; any other has its own, served by its own worker."""
+    for pool_name, pool in settings.pools.items():
+        if pipeline in pool.pipelines:
+            return pool_queue(pool_name)
     return pipeline
 
 
@@ -183,7 +187,7 @@ class StudyRouter:
             session.add(job)
             session.flush()
             priority = run.priority.celery_priority
-            queued.append(QueuedTask(INFER_TASK, job.id, queue_for(run.pipeline), priority))
+            queued.append(QueuedTask(INFER_TASK, job.id, queue_for(self.settings, run.pipeline), priority))
             self.index.record_event(
                 session, study.uid, Hop.QUEUED, job=job.id, pipeline=run.pipeline, priority=run.priority.value
             )

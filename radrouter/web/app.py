@@ -14,6 +14,7 @@ from sqlalchemy import func, select, text
 import radrouter
 from radrouter.config.settings import Settings
 from radrouter.storage.index import Index, Job, Result, Study, StudyState
+from radrouter.web.pipelines import pipelines_router
 from radrouter.web.routing import routing_api
 from radrouter.web.worklist import worklist_router
 
@@ -168,6 +169,7 @@ def create_app(settings: Settings, index: Index | None = None) -> FastAPI:
             }
 
     app.include_router(routing_api(settings, index))
+    app.include_router(pipelines_router(settings))
 
     @app.get("/metrics")
     def metrics() -> Response:
