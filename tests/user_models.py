@@ -60,6 +60,11 @@ def build_threshold_bundle(folder: Path) -> Path:
     return folder
 
 
+#: The calling AE the pipeline tests send with: the test node's CT rules match only it, so other tests'
+#: CT studies on the shared node are not processed by the test models.
+PIPELINE_TESTER = "PIPELINE-TEST"
+
+
 def user_pipelines_yaml(models: Path, pacs: str = "pacs") -> str:
     """The test node's pipelines, pool and rules (the default brain rule is kept)."""
     models.mkdir(parents=True, exist_ok=True)
@@ -104,11 +109,11 @@ rules:
     pipelines: [brain-extraction]
     results_to: [{pacs}]
   - name: chest-ct
-    match: {{Modality: CT, BodyPartExamined: CHEST}}
+    match: {{Modality: CT, BodyPartExamined: CHEST, calling_ae: {PIPELINE_TESTER}}}
     pipelines: [ct-lung, threshold-ts, threshold-bundle]
     results_to: [{pacs}]
   - name: head-ct
-    match: {{Modality: CT, BodyPartExamined: BRAIN}}
+    match: {{Modality: CT, BodyPartExamined: BRAIN, calling_ae: {PIPELINE_TESTER}}}
     pipelines: [strict-slices, broken-model, threshold-ts]
     results_to: [{pacs}]
 """

@@ -36,6 +36,7 @@ def worker_rulebook() -> RuleBook:
     return RuleBook(worker_settings(), config_file_from_environment())
 
 
+@cache
 def worker_pipelines() -> WarmPipelines:
     """The models this process keeps warm between tasks."""
     return WarmPipelines(worker_settings())

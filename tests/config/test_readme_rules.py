@@ -45,7 +45,7 @@ def route(settings: Settings, folder: Path, calling_ae: str) -> RouteDecision:
 def test_there_is_an_example_for_ct_mr_and_x_ray(settings: dict[str, Settings]) -> None:
     assert set(settings) == {"CT", "MR", "X-ray"}
     for example in settings.values():
-        assert {p.name for rule in example.rules for p in rule.pipelines} <= set(available())
+        assert {p.name for rule in example.rules for p in rule.pipelines} <= set(available(example))
 
 
 def test_ct_example_forwards_everything_and_skips_a_chest_ct_with_too_few_slices(

@@ -21,7 +21,7 @@ from pydicom.sr.codedict import codes
 from radrouter.inference.volume import load_volume, read_series
 from tests.services import CT_CHEST, CT_HEAD, Node, Orthanc, storescu, wait_until
 from tests.test_e2e import _text_items, dciodvfy_errors
-from tests.user_models import AIR_HU, BONE_HU, BUNDLE_VERSION, TORCHSCRIPT_VERSION
+from tests.user_models import AIR_HU, BONE_HU, BUNDLE_VERSION, PIPELINE_TESTER, TORCHSCRIPT_VERSION
 
 LABEL_MAP_SEGMENTATION = "1.2.840.10008.5.1.4.1.1.66.7"
 #: SEG series number of each pipeline (the SR takes the next number).
@@ -45,7 +45,7 @@ def _results_by_series_number(orthanc: Orthanc, study_uid: str) -> dict[int, pyd
 def _send_and_settle(node: Node, folder: Path) -> tuple[str, dict[str, Any]]:
     files = _images(folder)
     study_uid = str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
-    sent = storescu(node.port, files)
+    sent = storescu(node.port, files, calling_ae=PIPELINE_TESTER)
     assert sent.returncode == 0, sent.stderr
     settled = wait_until(
         lambda: (s := node.study(study_uid)).get("state") in ("DONE", "FAILED") and s,
