@@ -10,7 +10,7 @@ from typing import Any
 import pydicom
 import pytest
 
-from radrouter.config.settings import Settings
+from radrouter.config.settings import CompletionSettings, Settings
 from radrouter.router.assembler import StudyAssembler
 from radrouter.router.scp import StorageSCP
 from radrouter.storage.index import Index, Instance
@@ -27,7 +27,7 @@ class RunningSCP:
         self.index = Index(self.settings.storage.resolved_index_url())
         self.completed: list[str] = []
         self.done = threading.Event()
-        self.assembler = StudyAssembler(0.2, self._complete)
+        self.assembler = StudyAssembler(CompletionSettings(quiet_period_s=0.2), self._complete)
         self.scp = StorageSCP(self.settings, InstanceStore(root, fsync=False), self.index, self.assembler)
 
     def _complete(self, study_uid: str) -> None:
