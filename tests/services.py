@@ -164,10 +164,12 @@ destinations:
         return dict(httpx.get(f"{self.api}/studies/{study_uid}").json())
 
 
-def storescu(port: int, files: list[Path], ae_title: str = "RADROUTER") -> subprocess.CompletedProcess[str]:
+def storescu(
+    port: int, files: list[Path], ae_title: str = "RADROUTER", options: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
     """dcmtk's storescu (not pynetdicom's, which the venv puts first on PATH), as a modality sends."""
     return subprocess.run(
-        [STORESCU, "-v", "-aec", ae_title, "-aet", "MODALITY", "127.0.0.1", str(port), *map(str, files)],
+        [STORESCU, "-v", *options, "-aec", ae_title, "-aet", "MODALITY", "127.0.0.1", str(port), *map(str, files)],
         capture_output=True,
         text=True,
         env={**os.environ, "TCP_NODELAY": "1"},

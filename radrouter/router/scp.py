@@ -19,7 +19,7 @@ from pydicom.errors import InvalidDicomError
 from pynetdicom import (
     AE,
     ALL_TRANSFER_SYNTAXES,
-    StoragePresentationContexts,
+    AllStoragePresentationContexts,
     VerificationPresentationContexts,
     evt,
 )
@@ -152,7 +152,7 @@ class StorageSCP:
         self.ae.require_called_aet = settings.node.check_called_ae
         self.ae.require_calling_aet = settings.node.allowed_calling_aes
         self.reserve_bytes = settings.storage.free_space_reserve_mb * 1024 * 1024
-        for context in [*StoragePresentationContexts, *VerificationPresentationContexts]:
+        for context in [*AllStoragePresentationContexts, *VerificationPresentationContexts]:
             if context.abstract_syntax is not None:
                 self.ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
         self.handlers: list[EventHandlerType] = [
