@@ -4,8 +4,8 @@
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
-APT_PACKAGES := redis-server orthanc dcmtk dicom3tools
-APT_TOOLS := /usr/bin/redis-server /usr/sbin/Orthanc /usr/bin/storescu /usr/bin/echoscu /usr/bin/dciodvfy
+APT_PACKAGES := redis-server orthanc dcmtk dicom3tools openssl
+APT_TOOLS := /usr/bin/redis-server /usr/sbin/Orthanc /usr/bin/storescu /usr/bin/echoscu /usr/bin/dciodvfy /usr/bin/openssl
 
 .PHONY: run test lint system-packages
 
@@ -16,7 +16,7 @@ test: system-packages $(VENV)/.installed lint
 	$(VENV)/bin/pytest
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check radrouter tests
+	$(VENV)/bin/ruff check radrouter tests bench
 	$(VENV)/bin/mypy
 
 # redis-server is the embedded broker; Orthanc, dcmtk and dicom3tools are the tests' real PACS,
