@@ -7,13 +7,17 @@ VENV := .venv
 APT_PACKAGES := redis-server orthanc dcmtk dicom3tools openssl
 APT_TOOLS := /usr/bin/redis-server /usr/sbin/Orthanc /usr/bin/storescu /usr/bin/echoscu /usr/bin/dciodvfy /usr/bin/openssl
 
-.PHONY: run test lint system-packages
+.PHONY: run test lint system-packages bench-ingest
 
 run: system-packages $(VENV)/.installed
 	$(VENV)/bin/radrouter up
 
 test: system-packages $(VENV)/.installed lint
 	$(VENV)/bin/pytest
+
+# Throughput, completion latency and memory against Orthanc and dcmtk storescp (see README, Benchmarks).
+bench-ingest: system-packages $(VENV)/.installed
+	$(VENV)/bin/python -m bench.ingest
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check radrouter tests bench

@@ -169,7 +169,7 @@ def storescu(
 ) -> subprocess.CompletedProcess[str]:
     """dcmtk's storescu (not pynetdicom's, which the venv puts first on PATH), as a modality sends."""
     return subprocess.run(
-        [STORESCU, "-v", *options, "-aec", ae_title, "-aet", "MODALITY", "127.0.0.1", str(port), *map(str, files)],
+        [STORESCU, "-v", *options, "-aec", ae_title, "-aet", "MODALITY", "127.0.0.1", str(port), *files],
         capture_output=True,
         text=True,
         env={**os.environ, "TCP_NODELAY": "1"},

@@ -28,7 +28,7 @@ from radrouter.router.assembler import StudyAssembler
 from radrouter.router.scp import StorageSCP
 from radrouter.storage.index import Index, Instance
 from radrouter.storage.store import InstanceStore
-from tests.services import CT_HEAD, DATA, free_port, storescu
+from tests.services import CT_HEAD, DATA, ECHOSCU, free_port, storescu
 
 ONE_SLICE = [CT_HEAD / "I10"]
 
@@ -99,6 +99,8 @@ def test_below_the_free_space_reserve_the_answer_is_out_of_resources(root: Path)
         assert "Received Store Response (Refused: OutOfResources)" in sent.stderr
         assert scp.instances() == 0
         assert not (root / "instances").exists()  # nothing half-written
+        echo = subprocess.run([ECHOSCU, "-aec", "RADROUTER", "127.0.0.1", str(scp.settings.node.port)])
+        assert echo.returncode == 0, "the SCP must keep running when the disk is full"
 
 
 def test_a_dataset_that_cannot_be_indexed_gets_a_failure_status(root: Path, tmp_path: Path) -> None:
