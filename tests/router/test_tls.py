@@ -16,6 +16,25 @@ def _openssl(*args: str) -> None:
     assert made.returncode == 0, made.stderr
 
 
+def _certificate_authority(folder: Path, name: str) -> None:
+    """A self-signed CA certificate and key in ``folder`` (ca.crt, ca.key)."""
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        f"/CN={name}",
+        "-keyout",
+        str(folder / "ca.key"),
+        "-out",
+        str(folder / "ca.crt"),
+    )
+
+
 def _signed_certificate(folder: Path, name: str, extension: str) -> None:
     """A key and a certificate for ``name``, signed by the test CA in ``folder``."""
     _openssl(
@@ -54,21 +73,7 @@ def _signed_certificate(folder: Path, name: str, extension: str) -> None:
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A throw-away CA, a server certificate for 127.0.0.1 and a client certificate for the modality."""
     folder = tmp_path_factory.mktemp("pki")
-    _openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=radrouter test CA",
-        "-keyout",
-        str(folder / "ca.key"),
-        "-out",
-        str(folder / "ca.crt"),
-    )
+    _certificate_authority(folder, "radrouter test CA")
     _signed_certificate(folder, "server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
     _signed_certificate(folder, "modality", "extendedKeyUsage=clientAuth\n")
     return folder
@@ -118,24 +123,10 @@ def test_a_tls_port_refuses_plain_tcp_and_accepts_a_client_without_certificate(
 
 
 def test_a_client_refuses_a_server_certificate_from_another_ca(tmp_path: Path, pki: Path) -> None:
-    """The modality checks us: with only its own CA trusted, a certificate we signed ourselves fails."""
+    """The modality checks us: trusting only another CA, it refuses our certificate."""
     other = tmp_path / "other"
     other.mkdir()
-    _openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=other CA",
-        "-keyout",
-        str(other / "ca.key"),
-        "-out",
-        str(other / "ca.crt"),
-    )
+    _certificate_authority(other, "other CA")
     with RunningSCP(tmp_path / "data", tls=tls_settings(pki, mutual=False)) as scp:
         sent = storescu(scp.settings.node.port, ONE_SLICE, options=("+tla", "+cf", str(other / "ca.crt")))
         assert sent.returncode != 0
