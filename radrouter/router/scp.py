@@ -6,6 +6,7 @@ durably, indexes them, tells the assembler, and only then answers Success.
 
 from __future__ import annotations
 
+import copy
 import errno
 import logging
 import os
@@ -24,6 +25,7 @@ from pynetdicom import (
     evt,
 )
 from pynetdicom.events import EventHandlerType
+from pynetdicom.presentation import PresentationContext
 from pynetdicom.transport import ThreadedAssociationServer
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -97,6 +99,23 @@ class NodeAE(AE):
         self._node_limit = value
 
 
+class AcceptorContexts(list[PresentationContext]):
+    """The contexts we accept, which pynetdicom deep-copies for every association.
+
+    With every storage SOP class in every transfer syntax that deep copy takes 0.2 s of CPU per
+    association; as UIDs are immutable strings, copying each context and its list of transfer
+    syntaxes gives the same independent copies a hundred times faster.
+    """
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> list[PresentationContext]:
+        copies = []
+        for context in self:
+            duplicate = copy.copy(context)
+            duplicate._transfer_syntax = list(context._transfer_syntax)
+            copies.append(duplicate)
+        return copies
+
+
 class SharedSocketServer(ThreadedAssociationServer):
     """An association server on a listening socket that several SCP processes accept from.
 
@@ -168,6 +187,7 @@ class StorageSCP:
         address = (self.settings.node.host, self.settings.node.port)
         server = self.ae.make_server(
             address,
+            contexts=AcceptorContexts(self.ae.supported_contexts),
             ssl_context=tls_server_context(self.settings.node.tls),
             evt_handlers=self.handlers,
             server_class=SharedSocketServer,
