@@ -140,7 +140,8 @@ class SharedSocketServer(ThreadedAssociationServer):
             super().server_activate()
 
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
-        """Accept, then finish the TLS handshake under a timeout so a silent client cannot stall us."""
+        """Accept, then finish the TLS handshake within the network timeout (a silent client holds up
+        this process's accept loop no longer than that; the other processes go on accepting)."""
         client, address = cast(socket.socket, self.socket).accept()
         if self.ssl_context is not None:
             client.settimeout(self.ae.network_timeout)
