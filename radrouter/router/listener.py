@@ -1,9 +1,10 @@
 """Several SCP processes behind one port, all reporting arrivals to the one assembler of the node.
 
 The parent binds the port once and forks ``node.processes`` receivers that accept from that socket,
-so both cores take C-STOREs and a slow association stalls only its own thread. Receivers send each
-arrival over a pipe to the parent, which runs the assembler and the router: exactly one place
-declares studies complete and dispatches them. A receiver that dies is replaced.
+so both cores take C-STOREs and a slow association stalls only its own thread. Each receiver sends
+every arrival over its own pipe to the parent, which runs the assembler and the router: exactly one
+place declares studies complete and dispatches them. A receiver that dies is replaced, and the
+associations it held end with it (its pipe reads as end of file).
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ import signal
 import socket
 import threading
 import time
+from multiprocessing.connection import Connection, wait
 from multiprocessing.context import ForkProcess
-from multiprocessing.queues import SimpleQueue
 from multiprocessing.sharedctypes import RawArray
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 from radrouter.config.settings import Settings
 from radrouter.router.assembler import StudyAssembler
@@ -31,20 +32,22 @@ from radrouter.storage.store import InstanceStore
 log = logging.getLogger(__name__)
 
 _FORK = multiprocessing.get_context("fork")
-Arrival = tuple[str, ...]
 
 
-class QueuedArrivals:
+class PipedArrivals:
     """A receiver's arrival sink: each event is in the pipe to the parent before Success is sent."""
 
-    def __init__(self, queue: SimpleQueue[Arrival]) -> None:
-        self._queue = queue
+    def __init__(self, pipe: Connection) -> None:
+        self._pipe = pipe
+        self._lock = threading.Lock()  # one association thread writes at a time
 
     def instance_received(self, study_uid: str, association: str) -> None:
-        self._queue.put(("instance", study_uid, association))
+        with self._lock:
+            self._pipe.send(("instance", study_uid, association))
 
     def association_ended(self, association: str) -> None:
-        self._queue.put(("ended", association))
+        with self._lock:
+            self._pipe.send(("ended", association))
 
 
 def listening_socket(host: str, port: int, backlog: int = 128) -> socket.socket:
@@ -58,9 +61,7 @@ def listening_socket(host: str, port: int, backlog: int = 128) -> socket.socket:
     return sock
 
 
-def _receive(
-    settings: Settings, sock: socket.socket, queue: SimpleQueue[Arrival], counts: ConnectionCounts
-) -> None:
+def _receive(settings: Settings, sock: socket.socket, pipe: Connection, counts: ConnectionCounts) -> None:
     """One receiver process: its own index connections and AE, on the shared socket."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us with SIGTERM
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -70,7 +71,7 @@ def _receive(
     threading.Thread(target=_exit_with_parent, args=(parent,), name="parent-watch", daemon=True).start()
     index = Index(settings.storage.resolved_index_url())
     store = InstanceStore(settings.storage.root, fsync=settings.storage.fsync)
-    receiver = StorageSCP(settings, store, index, QueuedArrivals(queue), counts)
+    receiver = StorageSCP(settings, store, index, PipedArrivals(pipe), counts)
     # pynetdicom runs gc.collect() every 60 connections, holding the GIL for 0.25 s over the imported
     # modules; frozen, they are left out of every collection.
     gc.freeze()
@@ -90,9 +91,10 @@ class ReceiverPool:
     def __init__(self, settings: Settings, assembler: StudyAssembler) -> None:
         self.settings = settings
         self.assembler = assembler
-        self.queue: SimpleQueue[Arrival] = _FORK.SimpleQueue()
         self.slots: Any = RawArray("i", settings.node.processes)
         self.receivers: list[ForkProcess | None] = [None] * settings.node.processes
+        self._pipes: dict[Connection, set[str]] = {}  # each receiver's pipe → associations it holds
+        self._pipes_lock = threading.Lock()
         self._stopping = threading.Event()
 
     def run(self, index: Index) -> None:
@@ -109,13 +111,13 @@ class ReceiverPool:
             while not self._stopping.wait(0.5):
                 self._replace_dead_receivers()
         finally:
+            self._stopping.set()
             for receiver in self.receivers:
                 if receiver is not None:
                     receiver.terminate()
             for receiver in self.receivers:
                 if receiver is not None:
                     receiver.join(timeout=10)
-            self.queue.put(("stop",))
             drain.join(timeout=5)
             self.assembler.stop()
             self.socket.close()
@@ -125,10 +127,14 @@ class ReceiverPool:
     def _start_receiver(self, slot: int) -> None:
         self.slots[slot] = 0  # the connections of a dead receiver died with it
         counts = ConnectionCounts(self.slots, slot)
+        reader, writer = _FORK.Pipe(duplex=False)
         receiver = _FORK.Process(
-            target=_receive, args=(self.settings, self.socket, self.queue, counts), name=f"scp-{slot}"
+            target=_receive, args=(self.settings, self.socket, writer, counts), name=f"scp-{slot}"
         )
         receiver.start()
+        writer.close()  # the receiver holds the only writer, so its death reads as end of file
+        with self._pipes_lock:
+            self._pipes[reader] = set()
         self.receivers[slot] = receiver
 
     def _replace_dead_receivers(self) -> None:
@@ -141,14 +147,31 @@ class ReceiverPool:
         self._stopping.set()
 
     def _drain(self) -> None:
-        while True:
-            event = self.queue.get()
-            if event[0] == "instance":
-                self.assembler.instance_received(*event[1:])
-            elif event[0] == "ended":
-                self.assembler.association_ended(event[1])
-            else:
-                return
+        """Feed every receiver's arrivals to the assembler, until the node stops."""
+        while not self._stopping.is_set():
+            with self._pipes_lock:
+                pipes = list(self._pipes)
+            for pipe in wait(pipes, timeout=0.5):
+                self._read(cast(Connection, pipe))
+
+    def _read(self, pipe: Connection) -> None:
+        held = self._pipes[pipe]
+        try:
+            kind, *uids = pipe.recv()
+        except EOFError:  # the receiver died: the associations it held are over
+            with self._pipes_lock:
+                del self._pipes[pipe]
+            pipe.close()
+            for association in held:
+                self.assembler.association_ended(association)
+            return
+        if kind == "instance":
+            study_uid, association = uids
+            held.add(association)
+            self.assembler.instance_received(study_uid, association)
+        else:
+            held.discard(uids[0])
+            self.assembler.association_ended(uids[0])
 
     def _resume_receiving(self, index: Index) -> None:
         """Studies left RECEIVING by a previous run complete after a quiet period, like any other."""

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from pydicom.uid import generate_uid
 from pynetdicom import AE
 from pynetdicom.association import Association
 from pynetdicom.sop_class import Verification
@@ -29,7 +30,11 @@ CXR = DATA / "cxr" / "1.3.6.1.4.1.11129.5.5.110503645592756492463169821050252582
 
 
 class ScpProcesses:
-    """``radrouter scp`` with two processes, no routing rules, and a limit of four associations."""
+    """``radrouter scp`` with two processes, no routing rules, and a limit of four associations.
+
+    A study on an open association never completes by quiet time here (600 s): only a release, or
+    the end of the receiver that held it, completes it.
+    """
 
     def __init__(self, workdir: Path) -> None:
         self.port = free_port()
@@ -39,7 +44,7 @@ class ScpProcesses:
             f"node: {{port: {self.port}, processes: 2, max_associations: 4}}\n"
             f"storage: {{root: {self.root}, free_space_reserve_mb: 64, fsync: false}}\n"
             f"broker: {{url: 'redis://127.0.0.1:{free_port()}/0'}}\n"
-            "completion: {quiet_period_s: 0.5}\n"
+            "completion: {quiet_period_s: 0.5, open_quiet_period_s: 600}\n"
             "rules: []\n"
         )
         self.log = workdir / "scp.log"
@@ -133,3 +138,25 @@ def test_a_receiver_that_dies_is_replaced(scp: ScpProcesses) -> None:
     for _ in range(4):  # connections now go to either process, the new one included
         sent = storescu(scp.port, [CT_HEAD / "I10"])
         assert "Received Store Response (Success)" in sent.stderr, sent.stderr
+
+
+def test_a_study_held_by_a_receiver_that_dies_completes(scp: ScpProcesses) -> None:
+    """The modality keeps its association open; both receivers are killed; the study still completes."""
+    dataset = pydicom.dcmread(CT_HEAD / "I10")
+    dataset.StudyInstanceUID = generate_uid()
+    scu = AE(ae_title="MODALITY")
+    scu.add_requested_context(dataset.SOPClassUID, dataset.file_meta.TransferSyntaxUID)
+    held = scu.associate("127.0.0.1", scp.port, ae_title="RADROUTER")
+    assert held.is_established
+    try:
+        assert held.send_c_store(dataset).Status == 0x0000
+        assert scp.study(dataset.StudyInstanceUID).state == StudyState.RECEIVING
+        receivers = scp.receivers()
+        for pid in receivers:
+            os.kill(pid, signal.SIGKILL)
+        wait_until(
+            lambda: (s := scp.study(dataset.StudyInstanceUID)) and s.state == StudyState.DONE, 30, "DONE"
+        )
+    finally:
+        held.abort()
+    wait_until(lambda: len(set(scp.receivers()) - set(receivers)) == 2, 30, "two new receivers")
