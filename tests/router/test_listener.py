@@ -19,10 +19,9 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 from pynetdicom import AE
-from pynetdicom.association import Association
-from pynetdicom.sop_class import Verification
 
 from radrouter.storage.index import AuditEvent, Hop, Index, Instance, Series, Study, StudyState
+from tests.router.test_scp import association, wait_for_a_free_place
 from tests.services import CT_HEAD, DATA, free_port, port_open, storescu, wait_until
 
 LIDC = DATA / "ct-chest-lidc0001-partial"  # file names start with '-'
@@ -74,12 +73,6 @@ def scp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScpProcesses]:
     assert not port_open(running.port), "the SCP port stays open after SIGTERM"
 
 
-def association(port: int) -> Association:
-    scu = AE(ae_title="MODALITY")
-    scu.add_requested_context(Verification)
-    return scu.associate("127.0.0.1", port, ae_title="RADROUTER")
-
-
 def test_studies_interleaved_over_four_associations_complete_once_each(scp: ScpProcesses) -> None:
     files = sorted(CT_HEAD.glob("I*")) + sorted(LIDC.glob("*.dcm")) + [CXR]
     random.Random(3).shuffle(files)
@@ -117,15 +110,7 @@ def test_the_association_limit_counts_both_processes(scp: ScpProcesses) -> None:
     finally:
         for assoc in held:
             assoc.release()
-
-    def a_place_is_free() -> bool:
-        assoc = association(scp.port)
-        if assoc.is_established:
-            assoc.release()
-            return True
-        return False
-
-    wait_until(a_place_is_free, 10, "a free place after the release")
+    wait_for_a_free_place(scp.port)
 
 
 def test_a_receiver_that_dies_is_replaced(scp: ScpProcesses) -> None:

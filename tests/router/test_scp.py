@@ -21,6 +21,7 @@ from pydicom.uid import (
     generate_uid,
 )
 from pynetdicom import AE
+from pynetdicom.association import Association
 from pynetdicom.sop_class import Verification
 
 from radrouter.config.settings import CompletionSettings, Settings
@@ -28,7 +29,7 @@ from radrouter.router.assembler import StudyAssembler
 from radrouter.router.scp import StorageSCP
 from radrouter.storage.index import Index, Instance
 from radrouter.storage.store import InstanceStore
-from tests.services import CT_HEAD, DATA, ECHOSCU, free_port, storescu
+from tests.services import CT_HEAD, DATA, ECHOSCU, free_port, storescu, wait_until
 
 ONE_SLICE = [CT_HEAD / "I10"]
 
@@ -215,17 +216,32 @@ def send_with_pynetdicom(port: int, dataset: pydicom.Dataset) -> int:
         assoc.release()
 
 
+def association(port: int) -> Association:
+    """A C-ECHO association from the modality, as the SCP answered it."""
+    scu = AE(ae_title="MODALITY")
+    scu.add_requested_context(Verification)
+    return scu.associate("127.0.0.1", port, ae_title="RADROUTER")
+
+
+def wait_for_a_free_place(port: int) -> None:
+    """A released association frees its place once its thread has ended: wait for that."""
+
+    def a_place_is_free() -> bool:
+        assoc = association(port)
+        if not assoc.is_established:
+            return False
+        assoc.release()
+        return True
+
+    wait_until(a_place_is_free, 10, "a free place after the release")
+
+
 def test_associations_beyond_the_maximum_are_rejected(root: Path) -> None:
     with RunningSCP(root, max_associations=1) as scp:
-        scu = AE(ae_title="MODALITY")
-        scu.add_requested_context(Verification)
-        first = scu.associate("127.0.0.1", scp.settings.node.port, ae_title="RADROUTER")
+        first = association(scp.settings.node.port)
         try:
             assert first.is_established
-            second = scu.associate("127.0.0.1", scp.settings.node.port, ae_title="RADROUTER")
-            assert second.is_rejected
+            assert association(scp.settings.node.port).is_rejected
         finally:
             first.release()
-        third = scu.associate("127.0.0.1", scp.settings.node.port, ae_title="RADROUTER")
-        assert third.is_established, "a released association must free its place"
-        third.release()
+        wait_for_a_free_place(scp.settings.node.port)
