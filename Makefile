@@ -4,10 +4,10 @@
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
-APT_PACKAGES := redis-server orthanc dcmtk dicom3tools chromium
-APT_TOOLS := /usr/bin/redis-server /usr/sbin/Orthanc /usr/bin/storescu /usr/bin/echoscu /usr/bin/dciodvfy /usr/bin/chromium
+APT_PACKAGES := redis-server orthanc dcmtk dicom3tools chromium openssl
+APT_TOOLS := /usr/bin/redis-server /usr/sbin/Orthanc /usr/bin/storescu /usr/bin/echoscu /usr/bin/dciodvfy /usr/bin/chromium /usr/bin/openssl
 
-.PHONY: run test lint system-packages
+.PHONY: run test lint system-packages bench-ingest
 
 run: system-packages $(VENV)/.installed
 	$(VENV)/bin/radrouter up
@@ -15,8 +15,12 @@ run: system-packages $(VENV)/.installed
 test: system-packages $(VENV)/.installed lint
 	$(VENV)/bin/pytest
 
+# Throughput, completion latency and memory against Orthanc and dcmtk storescp (see README, Benchmarks).
+bench-ingest: system-packages $(VENV)/.installed
+	$(VENV)/bin/python -m bench.ingest
+
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check radrouter tests
+	$(VENV)/bin/ruff check radrouter tests bench
 	$(VENV)/bin/mypy
 
 # redis-server is the embedded broker; Orthanc, dcmtk and dicom3tools are the tests' real PACS,

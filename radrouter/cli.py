@@ -127,25 +127,11 @@ def up(config: ConfigOption = None) -> None:
 
 @app.command()
 def scp(config: ConfigOption = None) -> None:
-    """Run the DICOM SCP (C-ECHO, C-STORE) with study completion and routing."""
-    from radrouter.router.assembler import StudyAssembler
-    from radrouter.router.dispatch import StudyRouter, celery_app
-    from radrouter.router.scp import StorageSCP
-    from radrouter.storage.index import Index
-    from radrouter.storage.store import InstanceStore
+    """Run the DICOM SCP (C-ECHO, C-STORE) in node.processes processes, with completion and routing."""
+    from radrouter.router.listener import run_scp
 
     _setup_logging()
-    settings = _settings_or_exit(config)
-    index = Index(settings.storage.resolved_index_url())
-    store = InstanceStore(settings.storage.root, fsync=settings.storage.fsync)
-    assembler = StudyAssembler(
-        settings.completion.quiet_period_s, StudyRouter(settings, index, celery_app(settings))
-    )
-    assembler.start()
-    try:
-        StorageSCP(settings, store, index, assembler).serve(block=True)
-    finally:
-        assembler.stop()
+    run_scp(_settings_or_exit(config))
 
 
 @app.command()

@@ -246,11 +246,15 @@ worklist:
 
 
 def storescu(
-    port: int, files: list[Path], ae_title: str = "RADROUTER", calling_ae: str = "MODALITY"
+    port: int,
+    files: list[Path],
+    ae_title: str = "RADROUTER",
+    calling_ae: str = "MODALITY",
+    options: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess[str]:
     """dcmtk's storescu (not pynetdicom's, which the venv puts first on PATH), as a modality sends."""
     return subprocess.run(
-        [STORESCU, "-v", "-aec", ae_title, "-aet", calling_ae, "127.0.0.1", str(port), *map(str, files)],
+        [STORESCU, "-v", *options, "-aec", ae_title, "-aet", calling_ae, "127.0.0.1", str(port), *files],
         capture_output=True,
         text=True,
         env={**os.environ, "TCP_NODELAY": "1"},

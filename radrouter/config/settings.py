@@ -26,6 +26,27 @@ from radrouter.config.worklist import WorklistSettings
 CONFIG_ENV = "RADROUTER_CONFIG"
 
 
+class DicomTLSSettings(BaseModel):
+    """DICOM TLS (PS3.15 B.1) on the SCP port: off unless a certificate and key are given."""
+
+    cert_file: Path | None = Field(
+        None, description="PEM certificate of the SCP; with key_file, the SCP port speaks TLS only."
+    )
+    key_file: Path | None = Field(None, description="PEM private key of the SCP certificate.")
+    ca_file: Path | None = Field(None, description="PEM CA bundle that client certificates must chain to.")
+    require_client_cert: bool = Field(
+        False, description="Mutual TLS: refuse clients without a certificate from ca_file."
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> DicomTLSSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("TLS needs both cert_file and key_file")
+        if self.require_client_cert and (self.ca_file is None or self.cert_file is None):
+            raise ValueError("require_client_cert needs cert_file, key_file and ca_file")
+        return self
+
+
 class NodeSettings(BaseModel):
     """The DICOM SCP that modalities and PACS send to."""
 
@@ -34,12 +55,16 @@ class NodeSettings(BaseModel):
     port: int = Field(11112, ge=1, le=65535, description="DICOM port of the SCP.")
     max_pdu: int = Field(0, ge=0, description="Maximum PDU size we receive; 0 means unlimited.")
     max_associations: int = Field(
-        32, ge=1, description="Concurrent associations before new ones are rejected."
+        32, ge=1, description="Concurrent associations (all SCP processes together) before rejecting."
     )
     allowed_calling_aes: list[str] = Field(
         default_factory=list, description="Calling AE titles allowed to associate; empty accepts all."
     )
     check_called_ae: bool = Field(True, description="Reject associations not addressed to our AE title.")
+    processes: int = Field(
+        2, ge=1, le=64, description="SCP processes sharing the port (one per core is a good start)."
+    )
+    tls: DicomTLSSettings = DicomTLSSettings()
 
 
 class WebSettings(BaseModel):
@@ -82,6 +107,12 @@ class CompletionSettings(BaseModel):
 
     quiet_period_s: float = Field(
         1.0, gt=0, le=3600, description="Seconds without new instances, after release, before completion."
+    )
+    open_quiet_period_s: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description="Seconds without new instances before completion while an association stays open.",
     )
 
 
