@@ -13,12 +13,14 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from radrouter.config.settings import CONFIG_ENV, Settings, load_settings
+from radrouter.evaluation.command import evaluate_command
 
 app = typer.Typer(
     help="radrouter: a DICOM node that puts AI into the radiology workflow.", no_args_is_help=True
 )
 config_app = typer.Typer(help="Check and show configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+app.command("evaluate")(evaluate_command)
 console = Console(stderr=True)
 
 ConfigOption = Annotated[
