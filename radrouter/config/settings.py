@@ -19,6 +19,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from radrouter.config.monitoring import MonitoringSettings
 from radrouter.config.rules import Priority, Rule, default_rules
 from radrouter.config.worklist import WorklistSettings
 
@@ -127,6 +128,7 @@ class Settings(BaseSettings):
     delivery: DeliverySettings = DeliverySettings()
     inference: InferenceSettings = InferenceSettings()
     worklist: WorklistSettings = WorklistSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
     destinations: dict[str, Destination] = Field(default_factory=_default_destinations)
     rules: list[Rule] = Field(default_factory=default_rules)
     default_priority: Priority = Field(

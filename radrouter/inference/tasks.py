@@ -8,6 +8,7 @@ from typing import Any
 
 from radrouter.inference.app import app, worker_index, worker_settings, worker_store
 from radrouter.inference.run import JobRunner
+from radrouter.monitoring.tasks import MONITOR_TASK
 from radrouter.router.deliver import DeliveryError, OutgoingObject, RefusedByDestination, send
 from radrouter.router.dispatch import DELIVER_TASK, DELIVERY_QUEUE, INFER_TASK, TRIAGE_TASK
 from radrouter.storage.index import Delivery, DeliveryState, Hop, settle_study, utcnow
@@ -21,6 +22,7 @@ def infer(self: Any, job_id: int) -> None:
     outcome = JobRunner(worker_settings(), worker_index(), worker_store()).run(job_id)
     priority = self.request.delivery_info.get("priority")
     app.send_task(TRIAGE_TASK, args=[job_id], queue=DELIVERY_QUEUE, priority=priority)
+    app.send_task(MONITOR_TASK, args=[job_id], queue=DELIVERY_QUEUE)
     for delivery_id in outcome.delivery_ids:
         app.send_task(
             DELIVER_TASK,
