@@ -24,5 +24,9 @@ class MonitoringSettings(BaseModel):
     finding_threshold: float = Field(
         0.5, ge=0, le=1, description="Probability at which a reported finding counts as positive."
     )
+    shadow_pipelines: list[str] = Field(
+        default_factory=list,
+        description="Pipelines run in shadow: results computed and stored, never delivered nor triaged.",
+    )
     webhook_url: str = Field("", description="POST each new drift alert as JSON here; empty: no webhook.")
     webhook_timeout_s: float = Field(5.0, gt=0, description="Timeout of one webhook request.")
