@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import math
 from dataclasses import asdict
 from typing import Any
@@ -16,6 +14,7 @@ import matplotlib.pyplot as plt
 from rich.table import Table
 
 from radrouter.evaluation.runner import Evaluation, GroupScores
+from radrouter.monitoring.plots import figure_png
 
 
 def _finite(value: float | None) -> float | None:
@@ -100,13 +99,6 @@ def as_table(evaluation: Evaluation) -> Table:
     return table
 
 
-def _png(figure: Any) -> str:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    plt.close(figure)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
 def _dice_plot(evaluation: Evaluation) -> str | None:
     """Dice of every case, one box per segment: spread and outliers at a glance."""
     names = sorted({name for scores in evaluation.cases for name in scores.segments})
@@ -119,7 +111,7 @@ def _dice_plot(evaluation: Evaluation) -> str | None:
         axes.scatter([position] * len(values), values, s=12, alpha=0.6)
     axes.set_ylim(0, 1.02)
     axes.set_ylabel("Dice")
-    return _png(figure)
+    return figure_png(figure)
 
 
 def as_html(evaluation: Evaluation) -> str:

@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from radrouter.config.settings import Settings
 from radrouter.monitoring.descriptors import input_descriptors
-from radrouter.monitoring.drift import StatisticDrift, Windows, drift
+from radrouter.monitoring.drift import Sample, StatisticDrift, Windows, drift
 from radrouter.monitoring.series import feedback_samples, monitored_pipelines, pipeline_rows, result_samples
 from radrouter.storage.index import DriftAlert, Index, Job, MonitoredResult, Series, utcnow
 
@@ -75,14 +75,16 @@ class Monitor:
     def windows(self) -> Windows:
         return Windows.ending(self.clock().date(), self.settings)
 
-    def statistics(self, pipeline: str) -> list[StatisticDrift]:
-        """Every statistic of ``pipeline`` over the baseline and recent windows ending today."""
-        windows = self.windows()
-        since = datetime.combine(windows.baseline_start, datetime.min.time())
+    def samples(self, pipeline: str) -> list[Sample]:
+        """Every sample of ``pipeline`` from the start of the baseline window on."""
+        since = datetime.combine(self.windows().baseline_start, datetime.min.time())
         with self.index.session() as session:
             rows, verdicts = pipeline_rows(session, pipeline, since)
-            samples = [*result_samples(rows, self.settings.finding_threshold), *feedback_samples(verdicts)]
-        return drift(samples, windows, self.settings)
+            return [*result_samples(rows, self.settings.finding_threshold), *feedback_samples(verdicts)]
+
+    def statistics(self, pipeline: str) -> list[StatisticDrift]:
+        """Every statistic of ``pipeline`` over the baseline and recent windows ending today."""
+        return drift(self.samples(pipeline), self.windows(), self.settings)
 
     def check(self) -> list[dict[str, Any]]:
         """Open alerts for drifting statistics, close those back in control; send the new ones."""

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, HTTPException
+from fastapi.responses import HTMLResponse
 from prometheus_client.core import GaugeMetricFamily, Metric
 from pydantic import BaseModel, Field
 
@@ -16,6 +17,7 @@ from radrouter.monitoring.feedback import Verdict, feedback_for, record_feedback
 from radrouter.monitoring.series import monitored_pipelines
 from radrouter.monitoring.service import Monitor
 from radrouter.storage.index import Index, utcnow
+from radrouter.web.monitoring_page import index_page, pipeline_page
 
 
 class FeedbackRequest(BaseModel):
@@ -73,6 +75,17 @@ def monitoring_router(monitor: Monitor, index: Index, clock: Callable[[], dateti
     @router.get("/api/monitoring/alerts")
     def alerts() -> list[dict[str, Any]]:
         return monitor.check()
+
+    @router.get("/monitoring", response_class=HTMLResponse)
+    def index_of_pipelines() -> str:
+        with index.session() as session:
+            names = monitored_pipelines(session)
+        return index_page(names, monitor.check())
+
+    @router.get("/monitoring/{pipeline}", response_class=HTMLResponse)
+    def page(pipeline: str) -> str:
+        """Charts of the pipeline's measurements, finding rate, agreement and input mix."""
+        return pipeline_page(monitor, pipeline)
 
     @router.get("/api/monitoring/{pipeline}")
     def statistics(pipeline: str) -> dict[str, Any]:

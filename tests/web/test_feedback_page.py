@@ -71,3 +71,9 @@ def test_agree_on_the_page_is_stored_as_feedback(served: tuple[str, Index], brow
     stats = httpx.get(f"{url}/api/monitoring/liver-volume").json()["statistics"]
     agreement = next(s for s in stats if s["statistic"] == "agreement")
     assert (agreement["days"][-1]["samples"], agreement["days"][-1]["value"]) == (2, 0.5)
+
+    browser_page.goto(f"{url}/monitoring/liver-volume")
+    expect(browser_page.get_by_role("heading", name="Agreement")).to_be_visible()
+    widths = browser_page.eval_on_selector_all("img", "images => images.map(i => i.naturalWidth)")
+    assert len(widths) == 7 and all(w > 300 for w in widths)  # measurement, agreement, 5 input mixes
+    browser_page.screenshot(path="/tmp/issue10-monitoring.png", full_page=True)

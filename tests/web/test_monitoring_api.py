@@ -60,7 +60,11 @@ def test_open_alerts_are_in_the_api_and_in_metrics(settings: Settings, index: In
         maker = "NEW VENDOR" if offset >= 40 else "GE MEDICAL SYSTEMS"
         for hour in range(3):
             add_result(
-                index, datetime.combine(day, datetime.min.time()) + timedelta(hours=hour), manufacturer=maker
+                index,
+                datetime.combine(day, datetime.min.time()) + timedelta(hours=hour),
+                measurements=[{"name": "Liver volume", "value": 1500.0 + 10 * hour}],
+                findings=[{"name": "Lesion", "code": "SCT:1", "probability": 0.9 if hour == 0 else 0.1}],
+                manufacturer=maker,
             )
     client = TestClient(create_app(settings, index))
     alerts = client.get("/api/monitoring/alerts").json()
@@ -73,3 +77,10 @@ def test_open_alerts_are_in_the_api_and_in_metrics(settings: Settings, index: In
         in metrics
     )
     assert client.get("/api/monitoring").json()["pipelines"] == ["liver-volume"]
+    assert (
+        'href="/monitoring/liver-volume">liver-volume</a>: 2 open alert(s)' in client.get("/monitoring").text
+    )
+    page = client.get("/monitoring/liver-volume").text
+    assert "Drift: input:manufacturer=NEW VENDOR outside its limits for 10 days" in page
+    # The measurement, the finding rate, and the mix of 4 input descriptors and the model version:
+    assert page.count("data:image/png;base64,") == 7
