@@ -101,6 +101,11 @@ def read_case(folder: Path) -> Case:
     )
 
 
+def seg_files(folder: Path) -> list[Path]:
+    """Every DICOM-SEG under ``folder`` (other files are ignored)."""
+    return [path for path, header in _dicom_files(folder) if header.get("Modality") == "SEG"]
+
+
 def read_cases(folder: Path) -> list[Case]:
     """Every sub-folder of ``folder`` that holds DICOM files is a case, in name order."""
     if not folder.is_dir():

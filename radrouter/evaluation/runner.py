@@ -22,6 +22,7 @@ from radrouter.evaluation.cases import (
     Labels,
     SegmentMask,
     read_labels,
+    seg_files,
     segment_masks,
 )
 from radrouter.evaluation.metrics import FindingScores, dice, finding_scores, hausdorff95
@@ -77,8 +78,7 @@ class SavedPredictor:
 
     def predict(self, case: Case, volume: hd.Volume) -> ModelOutput:
         case_folder = self.folder / case.name
-        segs = sorted(case_folder.rglob("*")) if case_folder.is_dir() else []
-        masks = segment_masks([path for path in segs if path.is_file()], volume)
+        masks = segment_masks(seg_files(case_folder) if case_folder.is_dir() else [], volume)
         return ModelOutput(masks, dict(self.findings.values.get(case.name, {})))
 
 

@@ -84,6 +84,7 @@ def test_reference_against_itself_gives_dice_one(tmp_path: Path) -> None:
     cases = case_folder(tmp_path, "abdomen")
     (tmp_path / "predictions" / "abdomen").mkdir(parents=True)
     (tmp_path / "predictions" / "abdomen" / "liver.dcm").symlink_to(LIVER_SEG)
+    (tmp_path / "predictions" / "abdomen" / "notes.txt").write_text("not DICOM: ignored")
     report = evaluate(cases, "--predictions", tmp_path / "predictions", tmp_path / "r.json")
     [case] = report["cases"]
     assert case["segments"] == {"Liver": {"dice": 1.0, "hd95_mm": 0.0}}

@@ -10,9 +10,8 @@ from typing import Any
 import httpx
 import pydicom
 import pytest
-from pydicom.uid import generate_uid
 
-from tests.services import MPRAGE, Node, Orthanc, storescu, wait_until
+from tests.services import MPRAGE, Node, Orthanc, as_new_study, storescu, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -31,23 +30,11 @@ def shadow_node(tmp_path_factory: pytest.TempPathFactory, orthanc: Orthanc) -> I
     assert running.stop() == 0
 
 
-def mprage_as_new_study(folder: Path) -> tuple[str, list[Path]]:
-    """The real MPRAGE pixels under new UIDs, so the shared PACS has never seen this study."""
-    study_uid, series_uid = generate_uid(), generate_uid()
-    copies = []
-    for source in sorted(MPRAGE.glob("*.dcm")):
-        dataset = pydicom.dcmread(source)
-        dataset.StudyInstanceUID, dataset.SeriesInstanceUID = study_uid, series_uid
-        dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-        copies.append(folder / source.name)
-        dataset.save_as(copies[-1])
-    return study_uid, copies
-
-
 def test_shadow_results_are_stored_and_monitored_but_never_delivered(
     shadow_node: Node, orthanc: Orthanc, tmp_path: Path
 ) -> None:
-    study_uid, files = mprage_as_new_study(tmp_path)
+    files = as_new_study(sorted(MPRAGE.glob("*.dcm")), tmp_path)
+    study_uid = str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
     sent = storescu(shadow_node.port, files)
     assert sent.returncode == 0, sent.stderr
 
