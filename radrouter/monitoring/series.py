@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -52,18 +53,31 @@ def feedback_samples(verdicts: list[Feedback]) -> Iterator[Sample]:
 
 
 def pipeline_rows(
-    session: Session, pipeline: str, since: datetime
+    session: Session, pipeline: str, since: datetime, version: str | None = None
 ) -> tuple[list[MonitoredResult], list[Feedback]]:
-    """The pipeline's results and feedback from ``since`` on, oldest first."""
-    rows = session.scalars(
-        select(MonitoredResult)
-        .where(MonitoredResult.pipeline == pipeline, MonitoredResult.at >= since)
-        .order_by(MonitoredResult.at)
-    ).all()
-    verdicts = session.scalars(
-        select(Feedback).where(Feedback.pipeline == pipeline, Feedback.at >= since).order_by(Feedback.at)
-    ).all()
-    return list(rows), list(verdicts)
+    """The pipeline's results and feedback from ``since`` on (of one model version if given), oldest first."""
+    results = select(MonitoredResult).where(MonitoredResult.pipeline == pipeline, MonitoredResult.at >= since)
+    verdicts = select(Feedback).where(Feedback.pipeline == pipeline, Feedback.at >= since)
+    if version is not None:
+        results = results.where(MonitoredResult.version == version)
+        verdicts = verdicts.where(Feedback.version == version)
+    return (
+        list(session.scalars(results.order_by(MonitoredResult.at))),
+        list(session.scalars(verdicts.order_by(Feedback.at))),
+    )
+
+
+def point_json(row: MonitoredResult) -> dict[str, Any]:
+    """One point of the time series: when, which model version, what input, what it measured and found."""
+    return {
+        "result_id": row.result_id,
+        "study_uid": row.study_uid,
+        "at": row.at.isoformat() + "Z",
+        "version": row.version,
+        "input": {name: _descriptor(row, name) for name in DESCRIPTORS},
+        "measurements": row.summary.get("measurements", []),
+        "findings": row.summary.get("findings", []),
+    }
 
 
 def monitored_pipelines(session: Session) -> list[str]:

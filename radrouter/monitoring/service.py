@@ -18,7 +18,13 @@ from sqlalchemy import select
 from radrouter.config.settings import Settings
 from radrouter.monitoring.descriptors import input_descriptors
 from radrouter.monitoring.drift import Sample, StatisticDrift, Windows, drift
-from radrouter.monitoring.series import feedback_samples, monitored_pipelines, pipeline_rows, result_samples
+from radrouter.monitoring.series import (
+    feedback_samples,
+    monitored_pipelines,
+    pipeline_rows,
+    point_json,
+    result_samples,
+)
 from radrouter.storage.index import DriftAlert, Index, Job, MonitoredResult, Series, utcnow
 
 log = logging.getLogger(__name__)
@@ -75,16 +81,24 @@ class Monitor:
     def windows(self) -> Windows:
         return Windows.ending(self.clock().date(), self.settings)
 
-    def samples(self, pipeline: str) -> list[Sample]:
-        """Every sample of ``pipeline`` from the start of the baseline window on."""
-        since = datetime.combine(self.windows().baseline_start, datetime.min.time())
+    def _since(self) -> datetime:
+        return datetime.combine(self.windows().baseline_start, datetime.min.time())
+
+    def samples(self, pipeline: str, version: str | None = None) -> list[Sample]:
+        """Every sample of ``pipeline`` (one model version, if given) from the baseline window's start on."""
         with self.index.session() as session:
-            rows, verdicts = pipeline_rows(session, pipeline, since)
+            rows, verdicts = pipeline_rows(session, pipeline, self._since(), version)
             return [*result_samples(rows, self.settings.finding_threshold), *feedback_samples(verdicts)]
 
-    def statistics(self, pipeline: str) -> list[StatisticDrift]:
+    def statistics(self, pipeline: str, version: str | None = None) -> list[StatisticDrift]:
         """Every statistic of ``pipeline`` over the baseline and recent windows ending today."""
-        return drift(self.samples(pipeline), self.windows(), self.settings)
+        return drift(self.samples(pipeline, version), self.windows(), self.settings)
+
+    def series(self, pipeline: str, version: str | None = None) -> list[dict[str, Any]]:
+        """The time series itself over both windows: one point per result, oldest first."""
+        with self.index.session() as session:
+            rows, _ = pipeline_rows(session, pipeline, self._since(), version)
+            return [point_json(row) for row in rows]
 
     def check(self) -> list[dict[str, Any]]:
         """Open alerts for drifting statistics, close those back in control; send the new ones."""

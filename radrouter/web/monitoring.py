@@ -87,12 +87,19 @@ def monitoring_router(monitor: Monitor, index: Index, clock: Callable[[], dateti
         """Charts of the pipeline's measurements, finding rate, agreement and input mix."""
         return pipeline_page(monitor, pipeline)
 
+    @router.get("/api/monitoring/{pipeline}/series")
+    def series(pipeline: str, version: str | None = None) -> list[dict[str, Any]]:
+        """Every result of the pipeline (of one model version if given) over both windows, oldest first."""
+        return monitor.series(pipeline, version)
+
     @router.get("/api/monitoring/{pipeline}")
-    def statistics(pipeline: str) -> dict[str, Any]:
-        """Each statistic of the pipeline: baseline, recent days with limits, days outside in a row."""
+    def statistics(pipeline: str, version: str | None = None) -> dict[str, Any]:
+        """Each statistic of the pipeline (of one model version if given): baseline, recent days with
+        limits, days outside in a row."""
         windows = monitor.windows()
         return {
             "pipeline": pipeline,
+            "version": version,
             "windows": {key: value.isoformat() for key, value in asdict(windows).items()},
             "statistics": [
                 {
@@ -103,7 +110,7 @@ def monitoring_router(monitor: Monitor, index: Index, clock: Callable[[], dateti
                     "days_outside": s.run_days,
                     "alert": s.alert,
                 }
-                for s in monitor.statistics(pipeline)
+                for s in monitor.statistics(pipeline, version)
             ],
         }
 

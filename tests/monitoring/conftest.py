@@ -27,13 +27,14 @@ def add_result(
     findings: list[dict[str, Any]] | None = None,
     manufacturer: str = "GE MEDICAL SYSTEMS",
     monitored: bool = True,
+    version: str = "1.0",
 ) -> int:
     """A study with one job and its SR result (and its monitoring point); returns the result id."""
     n = next(_numbers)
     study_uid, series_uid = f"1.2.826.0.1.{n}", f"1.2.826.0.1.{n}.1"
     summary = {
         "pipeline": pipeline,
-        "version": "1.0",
+        "version": version,
         "measurements": measurements or [],
         "findings": findings or [],
     }
@@ -64,7 +65,7 @@ def add_result(
                     result_id=result.id,
                     study_uid=study_uid,
                     pipeline=pipeline,
-                    version="1.0",
+                    version=version,
                     at=at,
                     manufacturer=manufacturer,
                     model="LightSpeed",

@@ -16,6 +16,7 @@ from radrouter.monitoring.drift import Chart, Sample, Windows, drift
 from radrouter.monitoring.service import Monitor
 from radrouter.storage.index import Index
 from tests.monitoring.conftest import add_result
+from tests.services import free_port
 
 START = date(2026, 1, 1)
 SHIFT_DAY = START + timedelta(days=40)
@@ -81,6 +82,20 @@ def test_alert_raised_after_the_configured_days_not_before(index: Index, webhook
     # Sent once, on the day it was raised, not again on the days after.
     assert len(webhook.received) == 1
     assert webhook.received[0]["alert"]["statistic"] == "measurement:Liver volume"
+
+
+def test_a_failed_webhook_is_retried_at_the_next_check(index: Index, webhook: Webhook) -> None:
+    fill(index, days=48, shift_ml=30)
+    raised = datetime.combine(SHIFT_DAY + timedelta(days=7), datetime.min.time())
+    unreachable = Settings(
+        monitoring={"webhook_url": f"http://127.0.0.1:{free_port()}/", "webhook_timeout_s": 2}
+    )
+    assert Monitor(unreachable, index, clock=lambda: raised).check()
+    assert webhook.received == []
+    reachable = Settings(monitoring={"webhook_url": webhook.url})
+    Monitor(reachable, index, clock=lambda: raised).check()
+    Monitor(reachable, index, clock=lambda: raised).check()
+    assert len(webhook.received) == 1
 
 
 def test_a_statistic_back_in_control_clears_its_alert(index: Index) -> None:

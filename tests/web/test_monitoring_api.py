@@ -51,6 +51,25 @@ def test_feedback_round_trip_with_model_version(settings: Settings, index: Index
     assert volume["days"][-1]["value"] == 1500.0 and volume["baseline"] is None
 
 
+def test_the_series_is_kept_per_model_version(settings: Settings, index: Index) -> None:
+    add_result(index, utcnow(), measurements=[{"name": "Liver volume", "value": 1500.0}])
+    add_result(index, utcnow(), measurements=[{"name": "Liver volume", "value": 1700.0}], version="2.0")
+    client = TestClient(create_app(settings, index))
+    series = client.get("/api/monitoring/liver-volume/series").json()
+    assert [(p["version"], p["measurements"][0]["value"]) for p in series] == [
+        ("1.0", 1500.0),
+        ("2.0", 1700.0),
+    ]
+    assert series[0]["input"]["manufacturer"] == "GE MEDICAL SYSTEMS"
+    only_v2 = client.get("/api/monitoring/liver-volume/series", params={"version": "2.0"}).json()
+    assert [p["version"] for p in only_v2] == ["2.0"]
+    stats = client.get("/api/monitoring/liver-volume", params={"version": "2.0"}).json()["statistics"]
+    volume = next(s for s in stats if s["statistic"] == "measurement:Liver volume")
+    assert volume["days"][-1]["value"] == 1700.0
+    mix = client.get("/api/monitoring/liver-volume").json()["statistics"]
+    assert next(s for s in mix if s["statistic"] == "input:version=2.0")["days"][-1]["value"] == 0.5
+
+
 def test_open_alerts_are_in_the_api_and_in_metrics(settings: Settings, index: Index) -> None:
     today = utcnow().date()
     start = today - timedelta(days=49)
