@@ -14,6 +14,7 @@ from rich.console import Console
 
 from radrouter.cli_pipelines import pipelines_app
 from radrouter.config.settings import CONFIG_ENV, Settings, load_settings
+from radrouter.evaluation.command import evaluate_command
 from radrouter.rules_cli import rules_app
 
 app = typer.Typer(
@@ -23,6 +24,7 @@ config_app = typer.Typer(help="Check and show configuration.", no_args_is_help=T
 app.add_typer(config_app, name="config")
 app.add_typer(rules_app, name="rules")
 app.add_typer(pipelines_app, name="pipelines")
+app.command("evaluate")(evaluate_command)
 console = Console(stderr=True)
 
 ConfigOption = Annotated[

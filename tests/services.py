@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pydicom
 import yaml
 from hl7.mllp import start_hl7_server
+from pydicom.uid import generate_uid
 
 from radrouter.config.settings import Settings
 from radrouter.node import node_commands
@@ -260,3 +262,19 @@ def storescu(
         env={**os.environ, "TCP_NODELAY": "1"},
         check=False,
     )
+
+
+def as_new_study(sources: list[Path], folder: Path, **attributes: Any) -> list[Path]:
+    """Real pixels under new study, series and instance UIDs (plus ``attributes``), written to ``folder``:
+    a study no PACS or node in the session has seen."""
+    study_uid, series_uid = generate_uid(), generate_uid()
+    copies = []
+    for source in sources:
+        dataset = pydicom.dcmread(source)
+        dataset.StudyInstanceUID, dataset.SeriesInstanceUID = study_uid, series_uid
+        dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        for keyword, value in attributes.items():
+            setattr(dataset, keyword, value)
+        copies.append(folder / source.name)
+        dataset.save_as(copies[-1])
+    return copies

@@ -49,7 +49,7 @@ def worker_store() -> InstanceStore:
 
 
 app: Celery = celery_app(worker_settings())
-app.conf.imports = ["radrouter.inference.tasks", "radrouter.worklist.tasks"]
+app.conf.imports = ["radrouter.inference.tasks", "radrouter.worklist.tasks", "radrouter.monitoring.tasks"]
 
 
 @worker_ready.connect

@@ -83,6 +83,8 @@ class JobRunner:
                 job.revision,
             )
             results_to: list[str] = list(job.destinations.get("results_to", []))
+            if job.pipeline in self.settings.monitoring.shadow_pipelines:
+                results_to = []  # shadow mode: stored and monitored, never sent
             waited = (job.started_at - job.queued_at).total_seconds() if job.started_at else 0.0
 
         try:

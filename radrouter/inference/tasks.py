@@ -17,6 +17,7 @@ from radrouter.inference.app import (
     worker_store,
 )
 from radrouter.inference.run import JobRunner
+from radrouter.monitoring.tasks import MONITOR_TASK
 from radrouter.router.deliver import DeliveryError, OutgoingObject, RefusedByDestination, send
 from radrouter.router.dispatch import (
     DELIVER_TASK,
@@ -44,6 +45,7 @@ def infer(self: Any, job_id: int) -> None:
     outcome = JobRunner(worker_settings(), worker_index(), worker_store(), worker_pipelines()).run(job_id)
     priority = self.request.delivery_info.get("priority")
     app.send_task(TRIAGE_TASK, args=[job_id], queue=DELIVERY_QUEUE, priority=priority)
+    app.send_task(MONITOR_TASK, args=[job_id], queue=DELIVERY_QUEUE)
     for delivery_id in outcome.delivery_ids:
         app.send_task(
             DELIVER_TASK,

@@ -261,6 +261,55 @@ class Hl7Message(Base):
     acked_at: Mapped[datetime | None]
 
 
+class MonitoredResult(Base):
+    """One pipeline result as a point of its monitoring time series, with the kind of input it had."""
+
+    __tablename__ = "monitored_results"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    result_id: Mapped[int] = mapped_column(ForeignKey("results.id"), unique=True)
+    study_uid: Mapped[str] = mapped_column(String(64))
+    pipeline: Mapped[str] = mapped_column(String(64), index=True)
+    version: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(index=True)
+    manufacturer: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(64))
+    slice_thickness: Mapped[str] = mapped_column(String(16))
+    protocol: Mapped[str] = mapped_column(String(64))
+    summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Feedback(Base):
+    """A radiologist's verdict on a result (optionally a corrected value), with the model version judged."""
+
+    __tablename__ = "feedback"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    result_id: Mapped[int] = mapped_column(ForeignKey("results.id"), index=True)
+    pipeline: Mapped[str] = mapped_column(String(64), index=True)
+    version: Mapped[str] = mapped_column(String(64))
+    verdict: Mapped[str] = mapped_column(String(16))
+    item: Mapped[str | None] = mapped_column(String(100))
+    corrected_value: Mapped[float | None]
+    source: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DriftAlert(Base):
+    """A statistic of a pipeline that stayed outside its baseline's control limits; open until it returns."""
+
+    __tablename__ = "drift_alerts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pipeline: Mapped[str] = mapped_column(String(64), index=True)
+    statistic: Mapped[str] = mapped_column(String(200))
+    since: Mapped[datetime]
+    raised_at: Mapped[datetime]
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    cleared_at: Mapped[datetime | None] = mapped_column(index=True)
+    notified: Mapped[bool] = mapped_column(default=False)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")

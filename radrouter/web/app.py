@@ -14,6 +14,7 @@ from sqlalchemy import func, select, text
 import radrouter
 from radrouter.config.settings import Settings
 from radrouter.storage.index import Index, Job, Result, Study, StudyState
+from radrouter.web.monitoring import monitoring_parts
 from radrouter.web.pipelines import pipelines_router
 from radrouter.web.routing import routing_api
 from radrouter.web.worklist import worklist_router
@@ -74,6 +75,9 @@ def create_app(settings: Settings, index: Index | None = None) -> FastAPI:
     registry.register(_StudyStateCollector(index))
     app = FastAPI(title="radrouter", version=radrouter.__version__)
     app.include_router(worklist_router(settings, index))
+    monitoring_api, drift_alerts = monitoring_parts(settings, index)
+    app.include_router(monitoring_api)
+    registry.register(drift_alerts)
 
     @app.get("/api/health")
     def health() -> dict[str, Any]:

@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from radrouter.config.settings import Settings
+from radrouter.monitoring.feedback import Verdict, record_study_verdict
 from radrouter.storage.index import Index, utcnow
 from radrouter.worklist.reading_list import AlreadyRead, ReadingList
 
@@ -35,7 +36,10 @@ def worklist_router(settings: Settings, index: Index, clock: Callable[[], dateti
     @router.post("/api/worklist/{study_uid}/read")
     def mark_read(study_uid: str, request: Annotated[ReadRequest | None, Body()] = None) -> dict[str, Any]:
         try:
-            return reading_list.mark_read(study_uid, request.verdict if request else None)
+            read = reading_list.mark_read(study_uid, request.verdict if request else None)
+            if request and request.verdict:
+                read["feedback"] = record_study_verdict(index, study_uid, Verdict(request.verdict), clock())
+            return read
         except LookupError as error:
             raise HTTPException(status_code=404, detail=str(error)) from error
         except AlreadyRead as error:

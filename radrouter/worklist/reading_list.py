@@ -110,6 +110,9 @@ class ReadingList:
             reports = [result for result in job.results if result.kind == "SR"]
             if not reports:
                 return outcome
+            if job.pipeline in self.settings.monitoring.shadow_pipelines:
+                self.index.record_event(session, job.study_uid, Hop.TRIAGED, job=job_id, shadow=True)
+                return outcome
             try:
                 summary = ResultSummary.model_validate(reports[-1].summary)
             except ValidationError as error:

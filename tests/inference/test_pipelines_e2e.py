@@ -19,7 +19,7 @@ import pytest
 from pydicom.sr.codedict import codes
 
 from radrouter.inference.volume import load_volume, read_series
-from tests.services import CT_CHEST, CT_HEAD, Node, Orthanc, storescu, wait_until
+from tests.services import CT_CHEST, CT_HEAD, Node, Orthanc, as_new_study, storescu, wait_until
 from tests.test_e2e import _text_items, dciodvfy_errors
 from tests.user_models import AIR_HU, BONE_HU, BUNDLE_VERSION, PIPELINE_TESTER, TORCHSCRIPT_VERSION
 
@@ -42,8 +42,9 @@ def _results_by_series_number(orthanc: Orthanc, study_uid: str) -> dict[int, pyd
     return found
 
 
-def _send_and_settle(node: Node, folder: Path) -> tuple[str, dict[str, Any]]:
-    files = _images(folder)
+def _send_and_settle(node: Node, folder: Path, copies: Path) -> tuple[str, dict[str, Any]]:
+    """Send the series as a new study (other tests send the same files to the shared node) and wait."""
+    files = as_new_study(_images(folder), copies)
     study_uid = str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
     sent = storescu(node.port, files, calling_ae=PIPELINE_TESTER)
     assert sent.returncode == 0, sent.stderr
@@ -57,15 +58,17 @@ def _send_and_settle(node: Node, folder: Path) -> tuple[str, dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def head(node: Node) -> dict[str, Any]:
+def head(node: Node, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The head CT first: two of its three jobs fail on the pool's only worker process."""
-    return _send_and_settle(node, CT_HEAD)[1]
+    return _send_and_settle(node, CT_HEAD, tmp_path_factory.mktemp("head"))[1]
 
 
 @pytest.fixture(scope="module")
-def chest(node: Node, orthanc: Orthanc, head: dict[str, Any]) -> dict[str, Any]:
+def chest(
+    node: Node, orthanc: Orthanc, head: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
     """Then the chest CT, on the same worker process."""
-    study_uid, study = _send_and_settle(node, CT_CHEST)
+    study_uid, study = _send_and_settle(node, CT_CHEST, tmp_path_factory.mktemp("chest"))
     results = wait_until(
         lambda: len(r := _results_by_series_number(orthanc, study_uid)) == 2 * len(SERIES) and r,
         60,

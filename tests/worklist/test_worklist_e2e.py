@@ -11,9 +11,17 @@ import httpx
 import pydicom
 import pytest
 from playwright.sync_api import Page, expect
-from pydicom.uid import generate_uid
 
-from tests.services import BRAIN_VOLUME_RULE, CT_HEAD, MPRAGE, Node, RisListener, storescu, wait_until
+from tests.services import (
+    BRAIN_VOLUME_RULE,
+    CT_HEAD,
+    MPRAGE,
+    Node,
+    RisListener,
+    as_new_study,
+    storescu,
+    wait_until,
+)
 
 TRIAGE_REASON = "Brain volume above 500 mL (test rule)"
 
@@ -60,16 +68,7 @@ def others_read(node: Node, brain_mri: str, routine_ct: str) -> None:
 
 def stat_order_copy(tmp_path: Path) -> list[Path]:
     """The head CT as a new study whose order says STAT: real pixels, synthetic identity and priority."""
-    study_uid, series_uid = generate_uid(), generate_uid()
-    copies = []
-    for source in sorted(CT_HEAD.glob("I*")):
-        dataset = pydicom.dcmread(source)
-        dataset.StudyInstanceUID, dataset.SeriesInstanceUID = study_uid, series_uid
-        dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-        dataset.RequestedProcedurePriority = "STAT"
-        copies.append(tmp_path / source.name)
-        dataset.save_as(copies[-1])
-    return copies
+    return as_new_study(sorted(CT_HEAD.glob("I*")), tmp_path, RequestedProcedurePriority="STAT")
 
 
 def test_the_triaged_study_tops_the_worklist(
