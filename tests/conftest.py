@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.services import DATA, Node, Orthanc, port_open
+from tests.services import DATA, Node, Orthanc, PostgreSQL, port_open
 
-REQUIRED_TOOLS = ("redis-server", "Orthanc", "/usr/bin/storescu", "/usr/bin/echoscu", "dciodvfy")
+REQUIRED_TOOLS = ("redis-server", "Orthanc", "/usr/bin/storescu", "/usr/bin/echoscu", "dciodvfy", "runuser")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -37,6 +37,14 @@ def node(tmp_path_factory: pytest.TempPathFactory, orthanc: Orthanc) -> Iterator
     assert running.stop() == 0, "radrouter up did not stop cleanly on Ctrl-C"
     for port in (running.port, running.web_port, running.redis_port):
         assert not port_open(port), f"port {port} still open after Ctrl-C"
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgreSQL]:
+    server = PostgreSQL()
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

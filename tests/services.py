@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -173,3 +175,49 @@ def storescu(port: int, files: list[Path], ae_title: str = "RADROUTER") -> subpr
         env={**os.environ, "TCP_NODELAY": "1"},
         check=False,
     )
+
+
+class PostgreSQL:
+    """Debian's PostgreSQL server as a private cluster in a temporary folder, run as the postgres user."""
+
+    def __init__(self, listen: tuple[str, ...] = ("127.0.0.1",)) -> None:
+        self.listen = listen
+        self.port = free_port()
+        bin_dirs = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
+        if not bin_dirs:
+            raise RuntimeError("PostgreSQL server missing: run the tests through `make test`")
+        self.bin = bin_dirs[-1]
+        # Not under pytest's 0700 temp root: the postgres user must reach its data folder.
+        self.folder = Path(tempfile.mkdtemp(prefix="radrouter-pg-"))
+        self.data = self.folder / "data"
+        shutil.chown(self.folder, "postgres", "postgres")
+        self._databases = 0
+
+    def _as_postgres(self, *command: str) -> None:
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", *command], check=True, capture_output=True, timeout=120
+        )
+
+    def start(self) -> None:
+        self._as_postgres(
+            str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync"
+        )
+        if self.listen != ("127.0.0.1",):  # clients on the test link, trusted like loopback
+            with (self.data / "pg_hba.conf").open("a") as hba:
+                hba.writelines(f"host all all {address}/32 trust\n" for address in self.listen)
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses={','.join(self.listen)} -c fsync=off"
+        self._as_postgres(
+            str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.folder / "log"), "-w",
+            "-o", options, "start",
+        )  # fmt: skip
+
+    def create_database(self, host: str = "127.0.0.1") -> str:
+        """A new empty database; its SQLAlchemy URL (psycopg 3)."""
+        self._databases += 1
+        name = f"radrouter{self._databases}"
+        self._as_postgres(str(self.bin / "createdb"), "-h", str(self.folder), "-p", str(self.port), name)
+        return f"postgresql+psycopg://postgres@{host}:{self.port}/{name}"
+
+    def stop(self) -> None:
+        self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+        shutil.rmtree(self.folder, ignore_errors=True)

@@ -7,6 +7,7 @@ and these defaults. A YAML section that is left out keeps its defaults.
 
 from __future__ import annotations
 
+import enum
 import os
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,30 @@ class InferenceSettings(BaseModel):
     torch_threads: int = Field(0, ge=0, description="CPU threads for torch; 0 means all cores.")
 
 
+class SeriesAccess(enum.StrEnum):
+    SHARED = "shared"
+    DICOMWEB = "dicomweb"
+
+
+class WorkerSettings(BaseModel):
+    """How a worker reaches the series it computes on and returns its results."""
+
+    series_access: SeriesAccess = Field(
+        SeriesAccess.SHARED,
+        description="shared: the node's storage root is mounted at the same path; dicomweb: fetch series "
+        "from the node by WADO-RS into this worker's storage root and return results by STOW-RS.",
+    )
+    node_url: str = Field(
+        "", description="The node's DICOMweb base URL for dicomweb, e.g. http://node:8080/dicomweb."
+    )
+
+    @model_validator(mode="after")
+    def _dicomweb_needs_the_node(self) -> WorkerSettings:
+        if self.series_access == SeriesAccess.DICOMWEB and not self.node_url:
+            raise ValueError("series_access dicomweb needs node_url (the node's /dicomweb base URL)")
+        return self
+
+
 class Destination(BaseModel):
     """A DICOM peer that receives results or forwarded images."""
 
@@ -125,6 +150,7 @@ class Settings(BaseSettings):
     completion: CompletionSettings = CompletionSettings()
     delivery: DeliverySettings = DeliverySettings()
     inference: InferenceSettings = InferenceSettings()
+    worker: WorkerSettings = WorkerSettings()
     destinations: dict[str, Destination] = Field(default_factory=_default_destinations)
     rules: list[Rule] = Field(default_factory=default_rules)
     default_priority: Priority = Field(

@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from io import BytesIO
+from pathlib import Path
 from typing import Any
 
 import highdicom as hd
 
 from radrouter.config.settings import Settings
+from radrouter.inference.node_link import encode_file, node_link
 from radrouter.inference.registry import loaded_pipeline
 from radrouter.inference.results.content import ResultIdentity, drop_empty_inherited_sequences
 from radrouter.inference.results.seg import build_segmentation
@@ -48,6 +49,7 @@ class JobRunner:
         self.settings = settings
         self.index = index
         self.store = store
+        self.node = node_link(settings, store)
 
     def run(self, job_id: int) -> JobOutcome:
         with self.index.session() as session:
@@ -64,7 +66,7 @@ class JobRunner:
             )
             series = session.get(Series, job.series_uid)
             assert series is not None
-            paths = [instance.path for instance in series.instances]
+            recorded = {instance.sop_uid: instance.path for instance in series.instances}
             study_uid, series_uid, pipeline_name, revision = (
                 job.study_uid,
                 job.series_uid,
@@ -75,6 +77,7 @@ class JobRunner:
             waited = (job.started_at - job.queued_at).total_seconds() if job.started_at else 0.0
 
         try:
+            paths = [str(path) for path in self.node.series_files(study_uid, series_uid, recorded)]
             timings, results = self._compute(job_id, study_uid, series_uid, pipeline_name, revision, paths)
         except Exception as error:
             with self.index.session() as session:
@@ -160,6 +163,7 @@ class JobRunner:
         lap("sr_s")
 
         results: list[Result] = []
+        written: list[Path] = []
         for kind, dataset, stand_in in (("SEG", segmentation, fallback), ("SR", report, None)):
             drop_empty_inherited_sequences(dataset)
             path = self.store.result_path(study_uid, dataset.SOPInstanceUID)
@@ -167,8 +171,10 @@ class JobRunner:
             if stand_in is not None:
                 drop_empty_inherited_sequences(stand_in)
                 fallback_path = self.store.result_path(study_uid, stand_in.SOPInstanceUID)
-                self.store.write(fallback_path, _encode(stand_in))
-            self.store.write(path, _encode(dataset))
+                self.store.write(fallback_path, encode_file(stand_in))
+                written.append(fallback_path)
+            self.store.write(path, encode_file(dataset))
+            written.append(path)
             results.append(
                 Result(
                     job_id=job_id,
@@ -176,19 +182,14 @@ class JobRunner:
                     sop_uid=dataset.SOPInstanceUID,
                     sop_class_uid=dataset.SOPClassUID,
                     series_uid=dataset.SeriesInstanceUID,
-                    path=str(path),
-                    fallback_path=str(fallback_path) if fallback_path else None,
+                    path=self.node.recorded_result_path(path),
+                    fallback_path=self.node.recorded_result_path(fallback_path) if fallback_path else None,
                     summary={
                         "volumes_ml": {spec.name: round(volumes[spec.label], 2) for spec in pipeline.segments}
                     },
                 )
             )
+        self.node.return_results(written)
         lap("write_s")
         log.info("job %d (%s) on series %s: %s", job_id, pipeline_name, series_uid, timings)
         return timings, results
-
-
-def _encode(dataset: Any) -> bytes:
-    buffer = BytesIO()
-    dataset.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()

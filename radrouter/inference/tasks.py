@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 from radrouter.inference.app import app, worker_index, worker_settings, worker_store
@@ -31,7 +30,7 @@ def infer(self: Any, job_id: int) -> None:
 @app.task(name=DELIVER_TASK, bind=True, acks_late=True, max_retries=None)
 def deliver(self: Any, delivery_id: int) -> None:
     """C-STORE one result to one destination; every attempt is recorded, failures retry with backoff."""
-    settings, index = worker_settings(), worker_index()
+    settings, index, store = worker_settings(), worker_index(), worker_store()
     with index.session() as session:
         delivery = session.get(Delivery, delivery_id)
         if delivery is None or delivery.state != DeliveryState.PENDING:
@@ -39,7 +38,7 @@ def deliver(self: Any, delivery_id: int) -> None:
         result, destination_name = delivery.result, delivery.destination
         study_uid = result.job.study_uid
         outgoing = OutgoingObject(
-            Path(result.path), Path(result.fallback_path) if result.fallback_path else None
+            store.resolve(result.path), store.resolve(result.fallback_path) if result.fallback_path else None
         )
         delivery.attempts += 1
         attempt = delivery.attempts

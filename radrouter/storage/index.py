@@ -15,8 +15,9 @@ from typing import Any, ClassVar
 
 from sqlalchemy import JSON, Enum, ForeignKey, Integer, String, UniqueConstraint, create_engine, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+
+from radrouter.storage.migrate import ensure_current, upgrade
 
 
 def utcnow() -> datetime:
@@ -194,19 +195,19 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 class Index:
-    """Opens the database, creates its tables, and hands out short transactions."""
+    """Opens the database (at the newest schema revision) and hands out short transactions."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, migrate: bool = False) -> None:
+        """``migrate``: bring the schema to the newest revision (the one process that sets up a node)."""
         self.engine: Engine = create_engine(url, pool_pre_ping=True)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
             if self.engine.url.database not in (None, "", ":memory:"):
                 Path(self.engine.url.database).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            Base.metadata.create_all(self.engine)
-        except OperationalError:
-            # Another process of the node created the tables between our check and our CREATE.
-            Base.metadata.create_all(self.engine)
+        if migrate:
+            upgrade(self.engine)
+        else:
+            ensure_current(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager

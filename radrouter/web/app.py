@@ -14,6 +14,8 @@ from sqlalchemy import func, select, text
 import radrouter
 from radrouter.config.settings import Settings
 from radrouter.storage.index import Index, Job, Result, Study, StudyState
+from radrouter.storage.store import InstanceStore
+from radrouter.web.dicomweb import dicomweb_router
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -70,6 +72,7 @@ def create_app(settings: Settings, index: Index | None = None) -> FastAPI:
     registry = CollectorRegistry()
     registry.register(_StudyStateCollector(index))
     app = FastAPI(title="radrouter", version=radrouter.__version__)
+    app.include_router(dicomweb_router(index, InstanceStore(settings.storage.root, settings.storage.fsync)))
 
     @app.get("/api/health")
     def health() -> dict[str, Any]:
