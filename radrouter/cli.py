@@ -140,6 +140,7 @@ def worker(
         str, typer.Option(help="solo keeps one model warm per process; threads for I/O.")
     ] = "solo",
     concurrency: Annotated[int, typer.Option(help="Tasks at once (threads pool).")] = 1,
+    name: Annotated[str, typer.Option(help="Worker name in Celery and the audit trail; %h: host.")] = "",
     config: ConfigOption = None,
 ) -> None:
     """Run a Celery worker on the given queues (one per GPU: set CUDA_VISIBLE_DEVICES)."""
@@ -154,7 +155,7 @@ def worker(
 
     if worker_settings().inference.torch_threads:
         torch.set_num_threads(worker_settings().inference.torch_threads)
-    name = f"{queues.replace(',', '+')}@%h"
+    name = name or f"{queues.replace(',', '+')}@%h"
     celery.worker_main(
         [
             "worker",

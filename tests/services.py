@@ -180,8 +180,9 @@ def storescu(port: int, files: list[Path], ae_title: str = "RADROUTER") -> subpr
 class PostgreSQL:
     """Debian's PostgreSQL server as a private cluster in a temporary folder, run as the postgres user."""
 
-    def __init__(self, listen: tuple[str, ...] = ("127.0.0.1",)) -> None:
+    def __init__(self, listen: tuple[str, ...] = ("127.0.0.1",), trusted_network: str = "") -> None:
         self.listen = listen
+        self.trusted_network = trusted_network
         self.port = free_port()
         bin_dirs = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
         if not bin_dirs:
@@ -202,9 +203,9 @@ class PostgreSQL:
         self._as_postgres(
             str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync"
         )
-        if self.listen != ("127.0.0.1",):  # clients on the test link, trusted like loopback
+        if self.trusted_network:  # clients on a test link, trusted like loopback
             with (self.data / "pg_hba.conf").open("a") as hba:
-                hba.writelines(f"host all all {address}/32 trust\n" for address in self.listen)
+                hba.write(f"host all all {self.trusted_network} trust\n")
         options = f"-p {self.port} -k {self.folder} -c listen_addresses={','.join(self.listen)} -c fsync=off"
         self._as_postgres(
             str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.folder / "log"), "-w",

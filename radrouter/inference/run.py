@@ -51,7 +51,8 @@ class JobRunner:
         self.store = store
         self.node = node_link(settings, store)
 
-    def run(self, job_id: int) -> JobOutcome:
+    def run(self, job_id: int, worker: str = "") -> JobOutcome:
+        """Compute job ``job_id``; ``worker`` (the Celery worker's name) goes into the audit trail."""
         with self.index.session() as session:
             job = session.get(Job, job_id)
             if job is None:
@@ -62,7 +63,12 @@ class JobRunner:
             job.state, job.started_at, job.error = JobState.RUNNING, utcnow(), None
             job.study.state = StudyState.PROCESSING
             self.index.record_event(
-                session, job.study_uid, Hop.INFERENCE_STARTED, job=job_id, pipeline=job.pipeline
+                session,
+                job.study_uid,
+                Hop.INFERENCE_STARTED,
+                job=job_id,
+                pipeline=job.pipeline,
+                worker=worker,
             )
             series = session.get(Series, job.series_uid)
             assert series is not None

@@ -17,7 +17,9 @@ log = logging.getLogger(__name__)
 @app.task(name=INFER_TASK, bind=True, acks_late=True)
 def infer(self: Any, job_id: int) -> None:
     """Run a job, then queue one delivery task per result and destination."""
-    outcome = JobRunner(worker_settings(), worker_index(), worker_store()).run(job_id)
+    outcome = JobRunner(worker_settings(), worker_index(), worker_store()).run(
+        job_id, worker=self.request.hostname or ""
+    )
     for delivery_id in outcome.delivery_ids:
         app.send_task(
             DELIVER_TASK,

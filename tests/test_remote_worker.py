@@ -1,0 +1,192 @@
+"""Scale-out story: a worker on "another machine" (its own network namespace and empty storage root)
+serves the brain-extraction queue of a node that keeps its index in PostgreSQL. It reaches Redis,
+PostgreSQL and the node's DICOMweb only over a private link, fetches the series by WADO-RS, returns
+SEG and SR by STOW-RS, and the node delivers them to the PACS.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pydicom
+import pytest
+
+from radrouter.node import node_commands
+from radrouter.router.dispatch import queue_for
+from tests.remote import NetworkNamespace
+from tests.services import MPRAGE, Orthanc, PostgreSQL, free_port, storescu, wait_until
+
+PIPELINE = "brain-extraction"
+REMOTE_WORKER = "remote@other-machine"
+
+
+class Processes:
+    """Started processes that stop together (SIGTERM to each session, then wait)."""
+
+    def __init__(self) -> None:
+        self.running: list[subprocess.Popen[bytes]] = []
+
+    def add(self, process: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
+        self.running.append(process)
+        return process
+
+    def stop(self) -> None:
+        for process in self.running:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.running:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+@pytest.fixture(scope="module")
+def link() -> Iterator[NetworkNamespace]:
+    namespace = NetworkNamespace()
+    namespace.create()
+    yield namespace
+    namespace.delete()
+
+
+@pytest.fixture(scope="module")
+def scaled_out(
+    link: NetworkNamespace, orthanc: Orthanc, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
+    """Node (SCP, web, delivery worker) on the host, PostgreSQL and Redis on the link, a worker beyond it."""
+    workdir = tmp_path_factory.mktemp("scale-out")
+    postgres = PostgreSQL(listen=("127.0.0.1", link.host_address), trusted_network=link.network)
+    postgres.start()
+    processes = Processes()
+    try:
+        database = postgres.create_database()
+        redis_port, web_port, scp_port = free_port(), free_port(), free_port()
+        processes.add(
+            subprocess.Popen(
+                ["redis-server", "--port", str(redis_port), "--bind", f"127.0.0.1 {link.host_address}",
+                 "--save", "", "--appendonly", "no", "--dir", str(workdir), "--protected-mode", "no"],
+                stdout=(workdir / "redis.log").open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        )  # fmt: skip
+        node_config = workdir / "node.yaml"
+        node_config.write_text(
+            f"""
+node: {{port: {scp_port}}}
+web: {{host: {link.host_address}, port: {web_port}}}
+storage: {{root: {workdir / "node"}, index_url: '{database}', free_space_reserve_mb: 64}}
+broker: {{url: 'redis://127.0.0.1:{redis_port}/0'}}
+destinations:
+  pacs: {{host: 127.0.0.1, port: {orthanc.dicom_port}, ae_title: {orthanc.ae_title}}}
+"""
+        )
+        remote_root = workdir / "remote"
+        remote_config = workdir / "remote.yaml"
+        remote_config.write_text(
+            f"""
+storage: {{root: {remote_root}, index_url: '{database.replace("127.0.0.1", link.host_address)}'}}
+broker: {{url: 'redis://{link.host_address}:{redis_port}/0'}}
+worker: {{series_access: dicomweb, node_url: 'http://{link.host_address}:{web_port}/dicomweb'}}
+"""
+        )
+        env = {**os.environ, "RADROUTER_CONFIG": str(node_config)}
+        radrouter = [sys.executable, "-m", "radrouter.cli"]
+        subprocess.run([*radrouter, "db", "upgrade"], env=env, check=True, capture_output=True, timeout=120)
+        logs: dict[str, Path] = {}
+        for name, command in node_commands().items():
+            if name in ("scp", "web", "worker-delivery"):  # no pipeline worker on the node itself
+                logs[name] = workdir / f"{name}.log"
+                processes.add(
+                    subprocess.Popen(
+                        command, env=env, stdout=logs[name].open("wb"), stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                )  # fmt: skip
+        logs["remote"] = workdir / "remote-worker.log"
+        processes.add(
+            link.popen(
+                [*radrouter, "worker", "--queues", queue_for(PIPELINE), "--name", REMOTE_WORKER],
+                logs["remote"],
+                {**os.environ, "RADROUTER_CONFIG": str(remote_config)},
+            )
+        )
+
+        def ready() -> bool:
+            for process in processes.running:
+                if process.poll() is not None:
+                    tails = {name: path.read_text()[-2000:] for name, path in logs.items()}
+                    raise RuntimeError(f"a process ended: {tails}")
+            text = {name: path.read_text() for name, path in logs.items()}
+            return (
+                "listening on" in text["scp"]
+                and " ready." in text["worker-delivery"]
+                and " ready." in text["remote"]
+                and "Uvicorn running" in text["web"]
+            )
+
+        wait_until(ready, 240, "node and remote worker")
+        yield {
+            "scp_port": scp_port,
+            "api": f"http://{link.host_address}:{web_port}/api",
+            "redis_port": redis_port,
+            "postgres_port": postgres.port,
+            "web_port": web_port,
+            "remote_root": remote_root,
+            "node_root": workdir / "node",
+            "logs": logs,
+        }
+    finally:
+        processes.stop()
+        postgres.stop()
+
+
+def test_the_other_machine_reaches_the_node_only_over_the_link(
+    link: NetworkNamespace, scaled_out: dict[str, Any]
+) -> None:
+    for port in (scaled_out["redis_port"], scaled_out["postgres_port"]):
+        assert link.can_connect(link.host_address, port)
+        assert not link.can_connect("127.0.0.1", port)
+
+
+def test_a_study_is_computed_on_the_other_machine_and_delivered_by_the_node(
+    scaled_out: dict[str, Any], orthanc: Orthanc
+) -> None:
+    files = sorted(MPRAGE.glob("*.dcm"))
+    first = pydicom.dcmread(files[0], stop_before_pixels=True)
+    study_uid, series_uid = str(first.StudyInstanceUID), str(first.SeriesInstanceUID)
+    assert not scaled_out["remote_root"].exists() or not any(scaled_out["remote_root"].rglob("*.dcm"))
+    sent = storescu(scaled_out["scp_port"], files)
+    assert sent.returncode == 0, sent.stderr
+
+    def study() -> dict[str, Any]:
+        return dict(httpx.get(f"{scaled_out['api']}/studies/{study_uid}", timeout=10).json())
+
+    def done() -> dict[str, Any] | None:
+        current = study()
+        return current if current.get("state") in ("DONE", "FAILED") else None
+
+    finished = wait_until(done, 400, "the study to be DONE", interval_s=0.5)
+    assert finished["state"] == "DONE", finished
+    started = [e for e in finished["events"] if e["hop"] == "inference_started"]
+    assert [e["detail"]["worker"] for e in started] == [REMOTE_WORKER]
+
+    # The series travelled by WADO-RS into the remote worker's own storage root (its cache) ...
+    cached = sorted((scaled_out["remote_root"] / "instances" / study_uid / series_uid).glob("*.dcm"))
+    assert len(cached) == len(files)
+    assert {p.stem for p in cached} == {
+        str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in files
+    }
+    # ... and the results came back by STOW-RS to the node, which delivered them from its own storage.
+    for result in finished["results"]:
+        on_node = scaled_out["node_root"] / "results" / study_uid / f"{result['sop_uid']}.dcm"
+        on_remote = scaled_out["remote_root"] / "results" / study_uid / f"{result['sop_uid']}.dcm"
+        assert on_node.read_bytes() == on_remote.read_bytes()
+    assert {d["state"] for d in finished["deliveries"]} == {"DELIVERED"}
+    assert orthanc.find_series(study_uid, "SEG") and orthanc.find_series(study_uid, "SR")
