@@ -126,6 +126,10 @@ def scp(config: ConfigOption = None) -> None:
     assembler = StudyAssembler(
         settings.completion.quiet_period_s, StudyRouter(settings, index, celery_app(settings))
     )
+    if settings.node.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.node.metrics_port, addr=settings.node.host)
     assembler.start()
     try:
         StorageSCP(settings, store, index, assembler).serve(block=True)

@@ -122,7 +122,7 @@ class Node:
         self.config_path = workdir / "radrouter.yaml"
         self.config_path.write_text(
             f"""
-node: {{ae_title: RADROUTER, port: {self.port}}}
+node: {{ae_title: RADROUTER, port: {self.port}, metrics_port: {free_port()}}}
 web: {{port: {self.web_port}}}
 storage: {{root: {workdir / "data"}, free_space_reserve_mb: 64}}
 broker: {{embedded_port: {self.redis_port}}}

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pydicom
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from radrouter.node import node_commands
 from radrouter.router.dispatch import queue_for
@@ -68,7 +69,7 @@ def scaled_out(
     processes = Processes()
     try:
         database = postgres.create_database()
-        redis_port, web_port, scp_port = free_port(), free_port(), free_port()
+        redis_port, web_port, scp_port, scp_metrics_port = free_port(), free_port(), free_port(), free_port()
         processes.add(
             subprocess.Popen(
                 ["redis-server", "--port", str(redis_port), "--bind", f"127.0.0.1 {link.host_address}",
@@ -79,7 +80,7 @@ def scaled_out(
         node_config = workdir / "node.yaml"
         node_config.write_text(
             f"""
-node: {{port: {scp_port}}}
+node: {{port: {scp_port}, metrics_port: {scp_metrics_port}}}
 web: {{host: {link.host_address}, port: {web_port}}}
 storage: {{root: {workdir / "node"}, index_url: '{database}', free_space_reserve_mb: 64}}
 broker: {{url: 'redis://127.0.0.1:{redis_port}/0'}}
@@ -138,6 +139,8 @@ worker: {{series_access: dicomweb, node_url: 'http://{link.host_address}:{web_po
             "redis_port": redis_port,
             "postgres_port": postgres.port,
             "web_port": web_port,
+            "scp_metrics": f"http://127.0.0.1:{scp_metrics_port}/metrics",
+            "web_metrics": f"http://{link.host_address}:{web_port}/metrics",
             "remote_root": remote_root,
             "node_root": workdir / "node",
             "logs": logs,
@@ -155,24 +158,35 @@ def test_the_other_machine_reaches_the_node_only_over_the_link(
         assert not link.can_connect("127.0.0.1", port)
 
 
-def test_a_study_is_computed_on_the_other_machine_and_delivered_by_the_node(
-    scaled_out: dict[str, Any], orthanc: Orthanc
-) -> None:
+@pytest.fixture(scope="module")
+def computed(scaled_out: dict[str, Any]) -> dict[str, Any]:
+    """Send the MPRAGE to the node and wait until its study has settled."""
     files = sorted(MPRAGE.glob("*.dcm"))
     first = pydicom.dcmread(files[0], stop_before_pixels=True)
-    study_uid, series_uid = str(first.StudyInstanceUID), str(first.SeriesInstanceUID)
+    study_uid = str(first.StudyInstanceUID)
     assert not scaled_out["remote_root"].exists() or not any(scaled_out["remote_root"].rglob("*.dcm"))
     sent = storescu(scaled_out["scp_port"], files)
     assert sent.returncode == 0, sent.stderr
 
-    def study() -> dict[str, Any]:
-        return dict(httpx.get(f"{scaled_out['api']}/studies/{study_uid}", timeout=10).json())
-
-    def done() -> dict[str, Any] | None:
-        current = study()
+    def settled() -> dict[str, Any] | None:
+        current = dict(httpx.get(f"{scaled_out['api']}/studies/{study_uid}", timeout=10).json())
         return current if current.get("state") in ("DONE", "FAILED") else None
 
-    finished = wait_until(done, 400, "the study to be DONE", interval_s=0.5)
+    study = wait_until(settled, 400, "the study to settle", interval_s=0.5)
+    return {
+        "files": files,
+        "study_uid": study_uid,
+        "series_uid": str(first.SeriesInstanceUID),
+        "study": study,
+    }
+
+
+def test_a_study_is_computed_on_the_other_machine_and_delivered_by_the_node(
+    scaled_out: dict[str, Any], computed: dict[str, Any], orthanc: Orthanc
+) -> None:
+    files, study_uid, series_uid, finished = (
+        computed["files"], computed["study_uid"], computed["series_uid"], computed["study"]
+    )  # fmt: skip
     assert finished["state"] == "DONE", finished
     started = [e for e in finished["events"] if e["hop"] == "inference_started"]
     assert [e["detail"]["worker"] for e in started] == [REMOTE_WORKER]
@@ -190,3 +204,28 @@ def test_a_study_is_computed_on_the_other_machine_and_delivered_by_the_node(
         assert on_node.read_bytes() == on_remote.read_bytes()
     assert {d["state"] for d in finished["deliveries"]} == {"DELIVERED"}
     assert orthanc.find_series(study_uid, "SEG") and orthanc.find_series(study_uid, "SR")
+
+
+def _samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = httpx.get(url, timeout=10).text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_metrics_count_what_the_node_did(scaled_out: dict[str, Any], computed: dict[str, Any]) -> None:
+    files = computed["files"]
+    scp = _samples(scaled_out["scp_metrics"])
+    assert scp[("radrouter_instances_received_total", (("status", "0x0000"),))] == len(files)
+    stored = (scaled_out["node_root"] / "instances").rglob("*.dcm")
+    assert scp[("radrouter_received_bytes_total", ())] == sum(path.stat().st_size for path in stored)
+    assert scp[("radrouter_associations_total", (("outcome", "accepted"),))] >= 1
+    web = _samples(scaled_out["web_metrics"])
+    assert web[("radrouter_studies", (("state", "DONE"),))] == 1
+    assert web[("radrouter_deliveries", (("state", "DELIVERED"),))] == len(computed["study"]["deliveries"])
+    assert web[("radrouter_inference_seconds_count", (("pipeline", PIPELINE),))] == 1
+    assert web[("radrouter_inference_seconds_bucket", (("le", "+Inf"), ("pipeline", PIPELINE)))] == 1
+    assert web[("radrouter_queue_depth", (("queue", "delivery"),))] == 0
+    assert web[("radrouter_queue_depth", (("queue", queue_for(PIPELINE)),))] == 0

@@ -39,6 +39,9 @@ class NodeSettings(BaseModel):
         default_factory=list, description="Calling AE titles allowed to associate; empty accepts all."
     )
     check_called_ae: bool = Field(True, description="Reject associations not addressed to our AE title.")
+    metrics_port: int = Field(
+        9112, ge=0, le=65535, description="Prometheus port of the SCP process (associations, bytes); 0: off."
+    )
 
 
 class WebSettings(BaseModel):

@@ -12,6 +12,7 @@ from io import BytesIO
 from typing import Any
 
 import pydicom
+from prometheus_client import Counter
 from pydicom.errors import InvalidDicomError
 from pynetdicom import (
     AE,
@@ -48,6 +49,12 @@ _HEADER_TAGS = [
 ]
 
 
+# Exported by the SCP process itself (node.metrics_port): only it sees associations and raw bytes.
+ASSOCIATIONS = Counter("radrouter_associations", "Associations requested, by outcome", ["outcome"])
+INSTANCES = Counter("radrouter_instances_received", "C-STORE requests, by answered status", ["status"])
+RECEIVED_BYTES = Counter("radrouter_received_bytes", "Bytes of instances stored")
+
+
 def _int_or_none(value: Any) -> int | None:
     try:
         return int(value)
@@ -79,6 +86,8 @@ class StorageSCP:
             (evt.EVT_C_ECHO, self.handle_echo),
             (evt.EVT_C_STORE, self.handle_store),
             (evt.EVT_CONN_CLOSE, self.handle_connection_closed),
+            (evt.EVT_ACCEPTED, lambda _event: ASSOCIATIONS.labels("accepted").inc()),
+            (evt.EVT_REJECTED, lambda _event: ASSOCIATIONS.labels("rejected").inc()),
         ]
 
     def serve(self, block: bool = True) -> Any:
@@ -93,6 +102,11 @@ class StorageSCP:
         self.assembler.association_ended(id(event.assoc))
 
     def handle_store(self, event: Any) -> int:
+        status = self._store(event)
+        INSTANCES.labels(f"0x{status:04X}").inc()
+        return status
+
+    def _store(self, event: Any) -> int:
         raw: bytes = bytes(event.encoded_dataset(include_meta=True))
         try:
             header = pydicom.dcmread(BytesIO(raw), stop_before_pixels=True, specific_tags=_HEADER_TAGS)
@@ -115,6 +129,7 @@ class StorageSCP:
         except OSError as error:
             log.error("cannot store %s: %s", sop_uid, errno.errorcode.get(error.errno or 0, error))
             return OUT_OF_RESOURCES
+        RECEIVED_BYTES.inc(len(raw))
 
         received = ReceivedInstance(
             study_uid=study_uid,

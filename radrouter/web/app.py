@@ -13,9 +13,11 @@ from sqlalchemy import func, select, text
 
 import radrouter
 from radrouter.config.settings import Settings
+from radrouter.router.dispatch import celery_app
 from radrouter.storage.index import Index, Job, Result, Study, StudyState
 from radrouter.storage.store import InstanceStore
 from radrouter.web.dicomweb import dicomweb_router
+from radrouter.web.metrics import NodeCollector
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -71,6 +73,7 @@ def create_app(settings: Settings, index: Index | None = None) -> FastAPI:
     index = index or Index(settings.storage.resolved_index_url())
     registry = CollectorRegistry()
     registry.register(_StudyStateCollector(index))
+    registry.register(NodeCollector(settings, index, celery_app(settings)))
     app = FastAPI(title="radrouter", version=radrouter.__version__)
     app.include_router(dicomweb_router(index, InstanceStore(settings.storage.root, settings.storage.fsync)))
 
