@@ -4,8 +4,8 @@
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
-APT_PACKAGES := redis-server orthanc dcmtk dicom3tools postgresql iproute2
-APT_TOOLS := /usr/bin/redis-server /usr/sbin/Orthanc /usr/bin/storescu /usr/bin/echoscu /usr/bin/dciodvfy /usr/lib/postgresql/15/bin/postgres /usr/sbin/ip
+APT_PACKAGES := redis-server orthanc dcmtk dicom3tools postgresql iproute2 chromium
+APT_TOOLS := /usr/bin/redis-server /usr/sbin/Orthanc /usr/bin/storescu /usr/bin/echoscu /usr/bin/dciodvfy /usr/lib/postgresql/15/bin/postgres /usr/sbin/ip /usr/bin/chromium
 
 .PHONY: run test lint system-packages
 
@@ -21,7 +21,8 @@ lint: $(VENV)/.installed
 
 # redis-server is the embedded broker; Orthanc, dcmtk and dicom3tools are the tests' real PACS,
 # modality and validator; PostgreSQL is the shared index the tests migrate and run a node on, and
-# iproute2's `ip netns` gives the remote-worker test its own network. Installed only when one is missing.
+# iproute2's `ip netns` gives the remote-worker test its own network; chromium runs the dashboard
+# tests headless (Playwright drives it; no browser download). Installed only when one is missing.
 system-packages:
 	@missing=0; for tool in $(APT_TOOLS); do [ -x $$tool ] || missing=1; done; \
 	if [ $$missing = 1 ]; then \

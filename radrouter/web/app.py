@@ -16,6 +16,7 @@ from radrouter.config.settings import Settings
 from radrouter.router.dispatch import celery_app
 from radrouter.storage.index import Index, Job, Result, Study, StudyState
 from radrouter.storage.store import InstanceStore
+from radrouter.web.dashboard import dashboard_router
 from radrouter.web.dicomweb import dicomweb_router
 from radrouter.web.metrics import NodeCollector
 
@@ -73,8 +74,10 @@ def create_app(settings: Settings, index: Index | None = None) -> FastAPI:
     index = index or Index(settings.storage.resolved_index_url())
     registry = CollectorRegistry()
     registry.register(_StudyStateCollector(index))
-    registry.register(NodeCollector(settings, index, celery_app(settings)))
+    celery = celery_app(settings)
+    registry.register(NodeCollector(settings, index, celery))
     app = FastAPI(title="radrouter", version=radrouter.__version__)
+    app.include_router(dashboard_router(settings, index, celery))
     app.include_router(dicomweb_router(index, InstanceStore(settings.storage.root, settings.storage.fsync)))
 
     @app.get("/api/health")
