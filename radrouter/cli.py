@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -28,9 +27,10 @@ ConfigOption = Annotated[
 ]
 
 
-def _setup_logging() -> None:
-    level = os.environ.get("RADROUTER_LOG_LEVEL", "INFO").upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _setup_logging(settings: Settings) -> None:
+    from radrouter.logs import configure_logging
+
+    configure_logging(settings.logging)
 
 
 def _location(settings_data: dict[str, Any], loc: tuple[int | str, ...]) -> str:
@@ -105,8 +105,8 @@ def up(config: ConfigOption = None) -> None:
     """Run the whole node: SCP, web app, workers, and an embedded redis-server unless broker.url is set."""
     from radrouter.node import run_node
 
-    _setup_logging()
     settings = _settings_or_exit(config)
+    _setup_logging(settings)
     raise typer.Exit(run_node(settings, config))
 
 
@@ -119,8 +119,8 @@ def scp(config: ConfigOption = None) -> None:
     from radrouter.storage.index import Index
     from radrouter.storage.store import InstanceStore
 
-    _setup_logging()
     settings = _settings_or_exit(config)
+    _setup_logging(settings)
     index = Index(settings.storage.resolved_index_url())
     store = InstanceStore(settings.storage.root, fsync=settings.storage.fsync)
     assembler = StudyAssembler(
@@ -150,8 +150,8 @@ def worker(
     """Run a Celery worker on the given queues (one per GPU: set CUDA_VISIBLE_DEVICES)."""
     if config is not None:
         os.environ[CONFIG_ENV] = str(config.resolve())
-    _setup_logging()
-    _settings_or_exit(None)
+    settings = _settings_or_exit(None)
+    _setup_logging(settings)
     import torch
 
     from radrouter.inference.app import app as celery
@@ -160,8 +160,11 @@ def worker(
     if worker_settings().inference.torch_threads:
         torch.set_num_threads(worker_settings().inference.torch_threads)
     name = name or f"{queues.replace(',', '+')}@%h"
+    # --quiet: no start-up banner on stdout, which would break a stream of JSON lines.
+    quiet = ["--quiet"] if settings.logging.format == "json" else []
     celery.worker_main(
         [
+            *quiet,
             "worker",
             "-Q",
             queues,
@@ -186,9 +189,10 @@ def web(config: ConfigOption = None) -> None:
 
     from radrouter.web.app import create_app
 
-    _setup_logging()
     settings = _settings_or_exit(config)
-    uvicorn.run(create_app(settings), host=settings.web.host, port=settings.web.port, log_level="info")
+    _setup_logging(settings)
+    # log_config=None: uvicorn's lines go through radrouter's handler (text or JSON) like all others.
+    uvicorn.run(create_app(settings), host=settings.web.host, port=settings.web.port, log_config=None)
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ SEG and SR by STOW-RS, and the node delivers them to the PACS.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -84,6 +85,7 @@ node: {{port: {scp_port}, metrics_port: {scp_metrics_port}}}
 web: {{host: {link.host_address}, port: {web_port}}}
 storage: {{root: {workdir / "node"}, index_url: '{database}', free_space_reserve_mb: 64}}
 broker: {{url: 'redis://127.0.0.1:{redis_port}/0'}}
+logging: {{format: json}}
 destinations:
   pacs: {{host: 127.0.0.1, port: {orthanc.dicom_port}, ae_title: {orthanc.ae_title}}}
 """
@@ -95,6 +97,7 @@ destinations:
 storage: {{root: {remote_root}, index_url: '{database.replace("127.0.0.1", link.host_address)}'}}
 broker: {{url: 'redis://{link.host_address}:{redis_port}/0'}}
 worker: {{series_access: dicomweb, node_url: 'http://{link.host_address}:{web_port}/dicomweb'}}
+logging: {{format: json}}
 """
         )
         env = {**os.environ, "RADROUTER_CONFIG": str(node_config)}
@@ -229,3 +232,20 @@ def test_metrics_count_what_the_node_did(scaled_out: dict[str, Any], computed: d
     assert web[("radrouter_inference_seconds_bucket", (("le", "+Inf"), ("pipeline", PIPELINE)))] == 1
     assert web[("radrouter_queue_depth", (("queue", "delivery"),))] == 0
     assert web[("radrouter_queue_depth", (("queue", queue_for(PIPELINE)),))] == 0
+
+
+def test_logs_are_json_lines_with_the_study_uid_and_no_patient_data(
+    scaled_out: dict[str, Any], computed: dict[str, Any]
+) -> None:
+    header = pydicom.dcmread(computed["files"][0], stop_before_pixels=True)
+    patient = [str(header.get(k)) for k in ("PatientName", "PatientID", "PatientBirthDate") if header.get(k)]
+    assert patient, "the test data should carry patient attributes to look for"
+    about_the_study: dict[str, int] = {}
+    for name, path in scaled_out["logs"].items():
+        text = path.read_text()
+        assert not any(value in text for value in patient), f"patient data in the {name} log"
+        lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+        assert all({"time", "level", "name", "message", "study_uid"} <= line.keys() for line in lines), name
+        about_the_study[name] = sum(line["study_uid"] == computed["study_uid"] for line in lines)
+    # Each process that handled the study said so, with its UID: received/routed, inferred, delivered.
+    assert about_the_study["scp"] and about_the_study["remote"] and about_the_study["worker-delivery"]

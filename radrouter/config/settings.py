@@ -127,6 +127,22 @@ class WorkerSettings(BaseModel):
         return self
 
 
+class LogFormat(enum.StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+class LoggingSettings(BaseModel):
+    """What every radrouter process writes to stderr."""
+
+    level: str = Field(
+        "INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$", description="Least severe level logged."
+    )
+    format: LogFormat = Field(
+        LogFormat.TEXT, description="text for a terminal; json: one object a line, with study_uid."
+    )
+
+
 class Destination(BaseModel):
     """A DICOM peer that receives results or forwarded images."""
 
@@ -154,6 +170,7 @@ class Settings(BaseSettings):
     delivery: DeliverySettings = DeliverySettings()
     inference: InferenceSettings = InferenceSettings()
     worker: WorkerSettings = WorkerSettings()
+    logging: LoggingSettings = LoggingSettings()
     destinations: dict[str, Destination] = Field(default_factory=_default_destinations)
     rules: list[Rule] = Field(default_factory=default_rules)
     default_priority: Priority = Field(

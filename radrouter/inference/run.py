@@ -17,6 +17,7 @@ from radrouter.inference.results.content import ResultIdentity, drop_empty_inher
 from radrouter.inference.results.seg import build_segmentation
 from radrouter.inference.results.sr import build_report, segment_volumes_ml
 from radrouter.inference.volume import load_volume, read_series
+from radrouter.logs import study
 from radrouter.storage.index import (
     Delivery,
     Hop,
@@ -197,5 +198,7 @@ class JobRunner:
             )
         self.node.return_results(written)
         lap("write_s")
-        log.info("job %d (%s) on series %s: %s", job_id, pipeline_name, series_uid, timings)
+        log.info(
+            "job %d (%s) on series %s: %s", job_id, pipeline_name, series_uid, timings, extra=study(study_uid)
+        )
         return timings, results

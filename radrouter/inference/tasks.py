@@ -7,6 +7,7 @@ from typing import Any
 
 from radrouter.inference.app import app, worker_index, worker_settings, worker_store
 from radrouter.inference.run import JobRunner
+from radrouter.logs import study
 from radrouter.router.deliver import DeliveryError, OutgoingObject, RefusedByDestination, send
 from radrouter.router.dispatch import DELIVER_TASK, DELIVERY_QUEUE, INFER_TASK
 from radrouter.storage.index import Delivery, DeliveryState, Hop, settle_study, utcnow
@@ -71,7 +72,13 @@ def deliver(self: Any, delivery_id: int) -> None:
                 )
                 settle_study(session, study_uid)
         if give_up:
-            log.error("delivery %d to %s failed after %d attempts", delivery_id, destination_name, attempt)
+            log.error(
+                "delivery %d to %s failed after %d attempts",
+                delivery_id,
+                destination_name,
+                attempt,
+                extra=study(study_uid),
+            )
             return
         delay = min(settings.delivery.backoff_max_s, settings.delivery.backoff_initial_s * 2 ** (attempt - 1))
         raise self.retry(countdown=delay, exc=error) from error

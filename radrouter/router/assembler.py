@@ -12,6 +12,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from radrouter.logs import study
+
 log = logging.getLogger(__name__)
 
 
@@ -82,4 +84,4 @@ class StudyAssembler:
                 try:
                     self._on_complete(study_uid)
                 except Exception:
-                    log.exception("completing study %s failed", study_uid)
+                    log.exception("completing study %s failed", study_uid, extra=study(study_uid))

@@ -25,6 +25,7 @@ from pynetdicom.events import EventHandlerType
 from sqlalchemy.exc import SQLAlchemyError
 
 from radrouter.config.settings import Settings
+from radrouter.logs import study
 from radrouter.router.assembler import StudyAssembler
 from radrouter.router.network import NODELAY_HANDLER
 from radrouter.storage.ingest import ReceivedInstance, record_instance
@@ -122,12 +123,13 @@ class StorageSCP:
 
         path = self.store.instance_path(study_uid, series_uid, sop_uid)
         if self.store.free_bytes() - len(raw) < self.reserve_bytes:
-            log.error("refused %s: free disk space is below the reserve", sop_uid)
+            log.error("refused %s: free disk space is below the reserve", sop_uid, extra=study(study_uid))
             return OUT_OF_RESOURCES
         try:
             self.store.write(path, raw)
         except OSError as error:
-            log.error("cannot store %s: %s", sop_uid, errno.errorcode.get(error.errno or 0, error))
+            reason = errno.errorcode.get(error.errno or 0, error)
+            log.error("cannot store %s: %s", sop_uid, reason, extra=study(study_uid))
             return OUT_OF_RESOURCES
         RECEIVED_BYTES.inc(len(raw))
 
@@ -147,7 +149,7 @@ class StorageSCP:
         try:
             record_instance(self.index, received)
         except SQLAlchemyError:
-            log.exception("cannot index %s", sop_uid)
+            log.exception("cannot index %s", sop_uid, extra=study(study_uid))
             return PROCESSING_FAILURE
         self.assembler.instance_received(study_uid, id(event.assoc))
         return SUCCESS

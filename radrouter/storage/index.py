@@ -7,6 +7,7 @@ share it) or PostgreSQL. Only UIDs, codes and timings are kept here: no patient 
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -18,6 +19,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
 from radrouter.storage.migrate import ensure_current, upgrade
+
+log = logging.getLogger(__name__)
 
 
 def utcnow() -> datetime:
@@ -217,7 +220,9 @@ class Index:
             yield session
 
     def record_event(self, session: Session, study_uid: str, hop: Hop, **detail: Any) -> None:
+        """Record one hop in the audit trail, and log it (UIDs and figures only) with its study UID."""
         session.add(AuditEvent(study_uid=study_uid, hop=hop, detail=detail))
+        log.info("%s %s", hop.value, detail, extra={"study_uid": study_uid})
 
 
 def settle_study(session: Session, study_uid: str) -> None:
