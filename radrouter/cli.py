@@ -13,6 +13,7 @@ from rich.console import Console
 
 from radrouter.config.settings import CONFIG_ENV, Settings, load_settings
 from radrouter.db_cli import app as db_app
+from radrouter.send_cli import send_files
 
 app = typer.Typer(
     help="radrouter: a DICOM node that puts AI into the radiology workflow.", no_args_is_help=True
@@ -20,6 +21,7 @@ app = typer.Typer(
 config_app = typer.Typer(help="Check and show configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
+app.command("send")(send_files)
 console = Console(stderr=True)
 
 ConfigOption = Annotated[
