@@ -12,8 +12,9 @@ from fastapi.testclient import TestClient
 
 from radrouter.config.settings import Settings
 from radrouter.storage.index import Index
-from radrouter.storage.ingest import ReceivedInstance, record_instance
+from radrouter.storage.ingest import record_instance
 from radrouter.web.app import create_app
+from tests.router.test_dispatch import received  # a ReceivedInstance from a file's header
 from tests.services import CT_HEAD, MPRAGE
 
 FILES = sorted(MPRAGE.glob("*.dcm"))[:3]
@@ -25,23 +26,7 @@ def client(tmp_path: Path) -> TestClient:
     settings = Settings(storage={"root": tmp_path})
     index = Index(settings.storage.resolved_index_url())
     for path in FILES:
-        header = pydicom.dcmread(path, stop_before_pixels=True)
-        record_instance(
-            index,
-            ReceivedInstance(
-                study_uid=header.StudyInstanceUID,
-                series_uid=header.SeriesInstanceUID,
-                sop_uid=header.SOPInstanceUID,
-                sop_class_uid=header.SOPClassUID,
-                transfer_syntax_uid=header.file_meta.TransferSyntaxUID,
-                modality=header.Modality,
-                series_number=int(header.SeriesNumber),
-                series_description=header.SeriesDescription,
-                path=str(path),
-                size=path.stat().st_size,
-                calling_ae="MODALITY",
-            ),
-        )
+        record_instance(index, received(path))
     return TestClient(create_app(settings, index))
 
 
