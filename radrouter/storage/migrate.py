@@ -17,7 +17,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, inspect
 from sqlalchemy.engine import Engine
 
 SCRIPT_LOCATION = "radrouter.storage:migrations"
@@ -47,6 +47,12 @@ def current_revision(engine: Engine) -> str | None:
 
 def upgrade(engine: Engine) -> None:
     """Bring the database to the newest revision (a no-op when it is there already)."""
+    if current_revision(engine) is None and inspect(engine).has_table("studies"):
+        raise IndexNotMigrated(
+            f"the index at {engine.url.render_as_string(hide_password=True)} has tables but no schema "
+            "revision: it predates migrations (radrouter 0.1 development builds); move it aside to start "
+            "a new one"
+        )
     config = alembic_config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection

@@ -76,3 +76,10 @@ def test_db_upgrade_command_then_downgrade_leaves_nothing(
         tables = set(inspect(connection).get_table_names()) - {"alembic_version"}
         types = connection.execute(text("SELECT typname FROM pg_type WHERE typtype = 'e'")).scalars().all()
     assert tables == set() and types == []
+
+
+def test_an_index_made_before_migrations_is_refused_with_a_reason(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/old.sqlite3"
+    Base.metadata.create_all(create_engine(url))  # how the index was made before Alembic
+    with pytest.raises(IndexNotMigrated, match="predates migrations"):
+        Index(url)
