@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,8 +13,10 @@ from rich.console import Console
 
 from radrouter.cli_pipelines import pipelines_app
 from radrouter.config.settings import CONFIG_ENV, Settings, load_settings
+from radrouter.db_cli import app as db_app
 from radrouter.evaluation.command import evaluate_command
 from radrouter.rules_cli import rules_app
+from radrouter.send_cli import send_files
 
 app = typer.Typer(
     help="radrouter: a DICOM node that puts AI into the radiology workflow.", no_args_is_help=True
@@ -25,6 +26,8 @@ app.add_typer(config_app, name="config")
 app.add_typer(rules_app, name="rules")
 app.add_typer(pipelines_app, name="pipelines")
 app.command("evaluate")(evaluate_command)
+app.add_typer(db_app, name="db")
+app.command("send")(send_files)
 console = Console(stderr=True)
 
 ConfigOption = Annotated[
@@ -32,9 +35,10 @@ ConfigOption = Annotated[
 ]
 
 
-def _setup_logging() -> None:
-    level = os.environ.get("RADROUTER_LOG_LEVEL", "INFO").upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _setup_logging(settings: Settings) -> None:
+    from radrouter.logs import configure_logging
+
+    configure_logging(settings.logging)
 
 
 def _location(settings_data: dict[str, Any], loc: tuple[int | str, ...]) -> str:
@@ -121,8 +125,8 @@ def up(config: ConfigOption = None) -> None:
     """Run the whole node: SCP, web app, workers, and an embedded redis-server unless broker.url is set."""
     from radrouter.node import run_node
 
-    _setup_logging()
     settings = _settings_or_exit(config)
+    _setup_logging(settings)
     _exit_on_unknown_pipelines(settings, config or Path(os.environ.get(CONFIG_ENV) or "defaults"))
     raise typer.Exit(run_node(settings, config))
 
@@ -130,10 +134,17 @@ def up(config: ConfigOption = None) -> None:
 @app.command()
 def scp(config: ConfigOption = None) -> None:
     """Run the DICOM SCP (C-ECHO, C-STORE) in node.processes processes, with completion and routing."""
+    from radrouter.router.metrics import serve_metrics, share_metrics_between_processes
+
+    settings = _settings_or_exit(config)
+    _setup_logging(settings)
+    if settings.node.metrics_port:
+        # Before the receivers import prometheus_client: they count in files the exporter sums.
+        share_metrics_between_processes(settings.storage.root / "scp-metrics")
+        serve_metrics(settings.node.metrics_port, settings.node.host)
     from radrouter.router.listener import run_scp
 
-    _setup_logging()
-    run_scp(_settings_or_exit(config))
+    run_scp(settings)
 
 
 @app.command()
@@ -143,13 +154,14 @@ def worker(
         str, typer.Option(help="solo keeps one model warm per process; threads for I/O.")
     ] = "solo",
     concurrency: Annotated[int, typer.Option(help="Tasks at once (threads pool).")] = 1,
+    name: Annotated[str, typer.Option(help="Worker name in Celery and the audit trail; %h: host.")] = "",
     config: ConfigOption = None,
 ) -> None:
     """Run a Celery worker on the given queues (one per GPU: set CUDA_VISIBLE_DEVICES)."""
     if config is not None:
         os.environ[CONFIG_ENV] = str(config.resolve())
-    _setup_logging()
-    _settings_or_exit(None)
+    settings = _settings_or_exit(None)
+    _setup_logging(settings)
     import torch
 
     from radrouter.inference.app import app as celery
@@ -157,9 +169,12 @@ def worker(
 
     if worker_settings().inference.torch_threads:
         torch.set_num_threads(worker_settings().inference.torch_threads)
-    name = f"{queues.replace(',', '+')}@%h"
+    name = name or f"{queues.replace(',', '+')}@%h"
+    # --quiet: no start-up banner on stdout, which would break a stream of JSON lines.
+    quiet = ["--quiet"] if settings.logging.format == "json" else []
     celery.worker_main(
         [
+            *quiet,
             "worker",
             "-Q",
             queues,
@@ -184,9 +199,10 @@ def web(config: ConfigOption = None) -> None:
 
     from radrouter.web.app import create_app
 
-    _setup_logging()
     settings = _settings_or_exit(config)
-    uvicorn.run(create_app(settings), host=settings.web.host, port=settings.web.port, log_level="info")
+    _setup_logging(settings)
+    # log_config=None: uvicorn's lines go through radrouter's handler (text or JSON) like all others.
+    uvicorn.run(create_app(settings), host=settings.web.host, port=settings.web.port, log_config=None)
 
 
 def main() -> None:

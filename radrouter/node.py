@@ -61,7 +61,8 @@ def node_commands(settings: Settings) -> dict[str, NodeProcess]:
 
 def run_node(settings: Settings, config_file: Path | None) -> int:
     """Start everything; on Ctrl-C, SIGTERM or a child's death stop everything; return an exit code."""
-    Index(settings.storage.resolved_index_url())  # create the schema once, before the processes share it
+    # Migrate once, here, before the processes share the index (they only check its revision).
+    Index(settings.storage.resolved_index_url(), migrate=True)
     env = dict(os.environ)
     if config_file is not None:
         env[CONFIG_ENV] = str(config_file.resolve())

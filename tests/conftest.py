@@ -8,11 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.services import DATA, Node, Orthanc, RisListener, port_open
+from tests.services import DATA, Node, Orthanc, PostgreSQL, RisListener, port_open
 
 pytest_plugins = ["tests.browser"]
 
-REQUIRED_TOOLS = ("redis-server", "Orthanc", "/usr/bin/storescu", "/usr/bin/echoscu", "dciodvfy", "chromium")
+REQUIRED_TOOLS = (
+    "redis-server",
+    "Orthanc",
+    "/usr/bin/storescu",
+    "/usr/bin/echoscu",
+    "dciodvfy",
+    "chromium",
+    "runuser",
+)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -48,6 +56,14 @@ def node(tmp_path_factory: pytest.TempPathFactory, orthanc: Orthanc, ris: RisLis
     assert running.stop() == 0, "radrouter up did not stop cleanly on Ctrl-C"
     for port in (running.port, running.web_port, running.redis_port):
         assert not port_open(port), f"port {port} still open after Ctrl-C"
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgreSQL]:
+    server = PostgreSQL()
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

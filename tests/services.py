@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -181,7 +183,7 @@ class Node:
         self.config_path = workdir / "radrouter.yaml"
         self.config_path.write_text(
             f"""
-node: {{ae_title: RADROUTER, port: {self.port}}}
+node: {{ae_title: RADROUTER, port: {self.port}, metrics_port: {free_port()}}}
 web: {{port: {self.web_port}}}
 storage: {{root: {workdir / "data"}, free_space_reserve_mb: 64}}
 broker: {{embedded_port: {self.redis_port}}}
@@ -278,3 +280,50 @@ def as_new_study(sources: list[Path], folder: Path, **attributes: Any) -> list[P
         copies.append(folder / source.name)
         dataset.save_as(copies[-1])
     return copies
+
+
+class PostgreSQL:
+    """Debian's PostgreSQL server as a private cluster in a temporary folder, run as the postgres user."""
+
+    def __init__(self, listen: tuple[str, ...] = ("127.0.0.1",), trusted_network: str = "") -> None:
+        self.listen = listen
+        self.trusted_network = trusted_network
+        self.port = free_port()
+        bin_dirs = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
+        if not bin_dirs:
+            raise RuntimeError("PostgreSQL server missing: run the tests through `make test`")
+        self.bin = bin_dirs[-1]
+        # Not under pytest's 0700 temp root: the postgres user must reach its data folder.
+        self.folder = Path(tempfile.mkdtemp(prefix="radrouter-pg-"))
+        self.data = self.folder / "data"
+        shutil.chown(self.folder, "postgres", "postgres")
+        self._databases = 0
+
+    def _as_postgres(self, *command: str) -> None:
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", *command], check=True, capture_output=True, timeout=120
+        )
+
+    def start(self) -> None:
+        self._as_postgres(
+            str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync"
+        )
+        if self.trusted_network:  # clients on a test link, trusted like loopback
+            with (self.data / "pg_hba.conf").open("a") as hba:
+                hba.write(f"host all all {self.trusted_network} trust\n")
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses={','.join(self.listen)} -c fsync=off"
+        self._as_postgres(
+            str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.folder / "log"), "-w",
+            "-o", options, "start",
+        )  # fmt: skip
+
+    def create_database(self, host: str = "127.0.0.1") -> str:
+        """A new empty database; its SQLAlchemy URL (psycopg 3)."""
+        self._databases += 1
+        name = f"radrouter{self._databases}"
+        self._as_postgres(str(self.bin / "createdb"), "-h", str(self.folder), "-p", str(self.port), name)
+        return f"postgresql+psycopg://postgres@{host}:{self.port}/{name}"
+
+    def stop(self) -> None:
+        self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+        shutil.rmtree(self.folder, ignore_errors=True)

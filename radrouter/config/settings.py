@@ -7,6 +7,7 @@ and these defaults. A YAML section that is left out keeps its defaults.
 
 from __future__ import annotations
 
+import enum
 import os
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,9 @@ class NodeSettings(BaseModel):
         2, ge=1, le=64, description="SCP processes sharing the port (one per core is a good start)."
     )
     tls: DicomTLSSettings = DicomTLSSettings()
+    metrics_port: int = Field(
+        9112, ge=0, le=65535, description="Prometheus port of the SCP process (associations, bytes); 0: off."
+    )
 
 
 class WebSettings(BaseModel):
@@ -158,6 +162,46 @@ class RoutingSettings(BaseModel):
     )
 
 
+class SeriesAccess(enum.StrEnum):
+    SHARED = "shared"
+    DICOMWEB = "dicomweb"
+
+
+class WorkerSettings(BaseModel):
+    """How a worker reaches the series it computes on and returns its results."""
+
+    series_access: SeriesAccess = Field(
+        SeriesAccess.SHARED,
+        description="shared: the node's storage root is mounted at the same path; dicomweb: fetch series "
+        "from the node by WADO-RS into this worker's storage root and return results by STOW-RS.",
+    )
+    node_url: str = Field(
+        "", description="The node's DICOMweb base URL for dicomweb, e.g. http://node:8080/dicomweb."
+    )
+
+    @model_validator(mode="after")
+    def _dicomweb_needs_the_node(self) -> WorkerSettings:
+        if self.series_access == SeriesAccess.DICOMWEB and not self.node_url:
+            raise ValueError("series_access dicomweb needs node_url (the node's /dicomweb base URL)")
+        return self
+
+
+class LogFormat(enum.StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+class LoggingSettings(BaseModel):
+    """What every radrouter process writes to stderr."""
+
+    level: str = Field(
+        "INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$", description="Least severe level logged."
+    )
+    format: LogFormat = Field(
+        LogFormat.TEXT, description="text for a terminal; json: one object a line, with study_uid."
+    )
+
+
 class Destination(BaseModel):
     """A DICOM peer that receives results or forwarded images."""
 
@@ -187,6 +231,8 @@ class Settings(BaseSettings):
     worklist: WorklistSettings = WorklistSettings()
     routing: RoutingSettings = RoutingSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
+    worker: WorkerSettings = WorkerSettings()
+    logging: LoggingSettings = LoggingSettings()
     destinations: dict[str, Destination] = Field(default_factory=_default_destinations)
     rules: list[Rule] = Field(default_factory=default_rules)
     pipelines: dict[str, NetworkPipelineSetting] = Field(

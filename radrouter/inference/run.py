@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from io import BytesIO
+from pathlib import Path
 from typing import Any
 
 import highdicom as hd
 import torch
 
 from radrouter.config.settings import Settings
+from radrouter.inference.node_link import encode_file, node_link
 from radrouter.inference.pipeline import Pipeline, PipelineInputError, Prediction
 from radrouter.inference.prepare import check_input
 from radrouter.inference.registry import WarmPipelines
@@ -24,6 +25,7 @@ from radrouter.inference.results.measurements import (
 from radrouter.inference.results.seg import build_segmentation
 from radrouter.inference.results.sr import build_report
 from radrouter.inference.volume import load_volume, read_series
+from radrouter.logs import study
 from radrouter.storage.index import (
     Delivery,
     Hop,
@@ -59,8 +61,10 @@ class JobRunner:
         self.index = index
         self.store = store
         self.pipelines = pipelines
+        self.node = node_link(settings, store)
 
-    def run(self, job_id: int) -> JobOutcome:
+    def run(self, job_id: int, worker: str = "") -> JobOutcome:
+        """Compute job ``job_id``; ``worker`` (the Celery worker's name) goes into the audit trail."""
         with self.index.session() as session:
             job = session.get(Job, job_id)
             if job is None:
@@ -71,11 +75,16 @@ class JobRunner:
             job.state, job.started_at, job.error = JobState.RUNNING, utcnow(), None
             job.study.state = StudyState.PROCESSING
             self.index.record_event(
-                session, job.study_uid, Hop.INFERENCE_STARTED, job=job_id, pipeline=job.pipeline
+                session,
+                job.study_uid,
+                Hop.INFERENCE_STARTED,
+                job=job_id,
+                pipeline=job.pipeline,
+                worker=worker,
             )
             series = session.get(Series, job.series_uid)
             assert series is not None
-            paths = [instance.path for instance in series.instances]
+            recorded = {instance.sop_uid: instance.path for instance in series.instances}
             study_uid, series_uid, pipeline_name, revision = (
                 job.study_uid,
                 job.series_uid,
@@ -88,6 +97,7 @@ class JobRunner:
             waited = (job.started_at - job.queued_at).total_seconds() if job.started_at else 0.0
 
         try:
+            paths = [str(path) for path in self.node.series_files(study_uid, series_uid, recorded)]
             timings, results = self._compute(job_id, study_uid, series_uid, pipeline_name, revision, paths)
         except Exception as error:
             with self.index.session() as session:
@@ -176,6 +186,7 @@ class JobRunner:
         lap("sr_s")
         summary = result_summary(pipeline, measurements, findings)
         results: list[Result] = []
+        written: list[Path] = []
         for kind, dataset, stand_in in (("SEG", segmentation, fallback), ("SR", report, None)):
             drop_empty_inherited_sequences(dataset)
             path = self.store.result_path(study_uid, dataset.SOPInstanceUID)
@@ -183,8 +194,10 @@ class JobRunner:
             if stand_in is not None:
                 drop_empty_inherited_sequences(stand_in)
                 fallback_path = self.store.result_path(study_uid, stand_in.SOPInstanceUID)
-                self.store.write(fallback_path, _encode(stand_in))
-            self.store.write(path, _encode(dataset))
+                self.store.write(fallback_path, encode_file(stand_in))
+                written.append(fallback_path)
+            self.store.write(path, encode_file(dataset))
+            written.append(path)
             results.append(
                 Result(
                     job_id=job_id,
@@ -192,13 +205,16 @@ class JobRunner:
                     sop_uid=dataset.SOPInstanceUID,
                     sop_class_uid=dataset.SOPClassUID,
                     series_uid=dataset.SeriesInstanceUID,
-                    path=str(path),
-                    fallback_path=str(fallback_path) if fallback_path else None,
+                    path=self.node.recorded_result_path(path),
+                    fallback_path=self.node.recorded_result_path(fallback_path) if fallback_path else None,
                     summary=summary,
                 )
             )
+        self.node.return_results(written)
         lap("write_s")
-        log.info("job %d (%s) on series %s: %s", job_id, pipeline_name, series_uid, timings)
+        log.info(
+            "job %d (%s) on series %s: %s", job_id, pipeline_name, series_uid, timings, extra=study(study_uid)
+        )
         return timings, results
 
     def _predict(self, pipeline: Pipeline, volume: hd.Volume) -> Prediction:
@@ -210,9 +226,3 @@ class JobRunner:
                 raise
             log.warning("out of memory in %s; evicted the other models and retrying", pipeline.name)
             return pipeline.predict(volume)
-
-
-def _encode(dataset: Any) -> bytes:
-    buffer = BytesIO()
-    dataset.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()

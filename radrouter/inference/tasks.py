@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -17,6 +16,7 @@ from radrouter.inference.app import (
     worker_store,
 )
 from radrouter.inference.run import JobRunner
+from radrouter.logs import study
 from radrouter.monitoring.tasks import MONITOR_TASK
 from radrouter.router.deliver import DeliveryError, OutgoingObject, RefusedByDestination, send
 from radrouter.router.dispatch import (
@@ -35,14 +35,17 @@ from radrouter.storage.index import (
     settle_study,
     utcnow,
 )
+from radrouter.storage.store import InstanceStore
 
 log = logging.getLogger(__name__)
 
 
 @app.task(name=INFER_TASK, bind=True, acks_late=True)
 def infer(self: Any, job_id: int) -> None:
-    """Run a job, then queue its triage and one delivery task per result and destination."""
-    outcome = JobRunner(worker_settings(), worker_index(), worker_store(), worker_pipelines()).run(job_id)
+    """Run a job, then queue its triage, its monitoring and one delivery task per result and destination."""
+    outcome = JobRunner(worker_settings(), worker_index(), worker_store(), worker_pipelines()).run(
+        job_id, worker=self.request.hostname or ""
+    )
     priority = self.request.delivery_info.get("priority")
     app.send_task(TRIAGE_TASK, args=[job_id], queue=DELIVERY_QUEUE, priority=priority)
     app.send_task(MONITOR_TASK, args=[job_id], queue=DELIVERY_QUEUE)
@@ -68,16 +71,19 @@ def forward(self: Any, delivery_id: int) -> None:
     _ship(self, delivery_id)
 
 
-def _outgoing(session: Session, delivery: Delivery) -> tuple[str, list[OutgoingObject], dict[str, Any]]:
+def _outgoing(
+    session: Session, delivery: Delivery, store: InstanceStore
+) -> tuple[str, list[OutgoingObject], dict[str, Any]]:
     """What a delivery sends: (study UID, files, what the DELIVERED event records)."""
     if delivery.kind == DeliveryKind.ORIGINAL:
         series = session.get(Series, delivery.series_uid)
         instances = series.instances if series is not None else []
-        files = [OutgoingObject(Path(instance.path)) for instance in instances]
+        files = [OutgoingObject(store.resolve(instance.path)) for instance in instances]
         return str(delivery.study_uid), files, {"series_uid": delivery.series_uid, "instances": len(files)}
     result = delivery.result
     assert result is not None
-    files = [OutgoingObject(Path(result.path), Path(result.fallback_path) if result.fallback_path else None)]
+    fallback = store.resolve(result.fallback_path) if result.fallback_path else None
+    files = [OutgoingObject(store.resolve(result.path), fallback)]
     return result.job.study_uid, files, {"sop_uid": result.sop_uid}
 
 
@@ -89,7 +95,7 @@ def _ship(task: Any, delivery_id: int) -> None:
         if delivery is None or delivery.state != DeliveryState.PENDING:
             return
         destination_name = delivery.destination
-        study_uid, outgoing, sent_detail = _outgoing(session, delivery)
+        study_uid, outgoing, sent_detail = _outgoing(session, delivery, worker_store())
         delivery.attempts += 1
         attempt = delivery.attempts
     destination = worker_rulebook().current().destinations.get(destination_name)
@@ -119,7 +125,13 @@ def _ship(task: Any, delivery_id: int) -> None:
                 )
                 settle_study(session, study_uid)
         if give_up:
-            log.error("delivery %d to %s failed after %d attempts", delivery_id, destination_name, attempt)
+            log.error(
+                "delivery %d to %s failed after %d attempts",
+                delivery_id,
+                destination_name,
+                attempt,
+                extra=study(study_uid),
+            )
             return
         delay = min(settings.delivery.backoff_max_s, settings.delivery.backoff_initial_s * 2 ** (attempt - 1))
         raise task.retry(countdown=delay, exc=error) from error

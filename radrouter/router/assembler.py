@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from radrouter.config.settings import CompletionSettings
+from radrouter.logs import study as study_context
 
 log = logging.getLogger(__name__)
 
@@ -112,4 +113,4 @@ class StudyAssembler:
                 try:
                     self._on_complete(study_uid)
                 except Exception:
-                    log.exception("completing study %s failed", study_uid)
+                    log.exception("completing study %s failed", study_uid, extra=study_context(study_uid))

@@ -16,6 +16,7 @@ from io import BytesIO
 from typing import Any, cast
 
 import pydicom
+from prometheus_client import Counter
 from pydicom.errors import InvalidDicomError
 from pynetdicom import (
     AE,
@@ -30,6 +31,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 from sqlalchemy.exc import SQLAlchemyError
 
 from radrouter.config.settings import Settings
+from radrouter.logs import study
 from radrouter.router.assembler import ArrivalSink
 from radrouter.router.network import NODELAY_HANDLER, tls_server_context
 from radrouter.storage.ingest import ReceivedInstance, record_instance
@@ -52,6 +54,12 @@ _HEADER_TAGS = [
     "SeriesNumber",
     "SeriesDescription",
 ]
+
+
+# Exported by the SCP process itself (node.metrics_port): only it sees associations and raw bytes.
+ASSOCIATIONS = Counter("radrouter_associations", "Associations requested, by outcome", ["outcome"])
+INSTANCES = Counter("radrouter_instances_received", "C-STORE requests, by answered status", ["status"])
+RECEIVED_BYTES = Counter("radrouter_received_bytes", "Bytes of instances stored")
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -181,6 +189,8 @@ class StorageSCP:
             (evt.EVT_C_STORE, self.handle_store),
             (evt.EVT_CONN_OPEN, self.handle_connection_opened),
             (evt.EVT_CONN_CLOSE, self.handle_connection_closed),
+            (evt.EVT_ACCEPTED, lambda _event: ASSOCIATIONS.labels("accepted").inc()),
+            (evt.EVT_REJECTED, lambda _event: ASSOCIATIONS.labels("rejected").inc()),
         ]
 
     def serve(self, block: bool = True, listening_socket: socket.socket | None = None) -> Any:
@@ -219,6 +229,11 @@ class StorageSCP:
         self.arrivals.association_ended(_association_key(event.assoc))
 
     def handle_store(self, event: Any) -> int:
+        status = self._store(event)
+        INSTANCES.labels(f"0x{status:04X}").inc()
+        return status
+
+    def _store(self, event: Any) -> int:
         raw: bytes = bytes(event.encoded_dataset(include_meta=True))
         try:
             header = pydicom.dcmread(BytesIO(raw), stop_before_pixels=True, specific_tags=_HEADER_TAGS)
@@ -234,13 +249,15 @@ class StorageSCP:
 
         path = self.store.instance_path(study_uid, series_uid, sop_uid)
         if self.store.free_bytes() - len(raw) < self.reserve_bytes:
-            log.error("refused %s: free disk space is below the reserve", sop_uid)
+            log.error("refused %s: free disk space is below the reserve", sop_uid, extra=study(study_uid))
             return OUT_OF_RESOURCES
         try:
             self.store.write(path, raw)
         except OSError as error:
-            log.error("cannot store %s: %s", sop_uid, errno.errorcode.get(error.errno or 0, error))
+            reason = errno.errorcode.get(error.errno or 0, error)
+            log.error("cannot store %s: %s", sop_uid, reason, extra=study(study_uid))
             return OUT_OF_RESOURCES
+        RECEIVED_BYTES.inc(len(raw))
 
         received = ReceivedInstance(
             study_uid=study_uid,
@@ -260,7 +277,7 @@ class StorageSCP:
         try:
             record_instance(self.index, received)
         except SQLAlchemyError:
-            log.exception("cannot index %s", sop_uid)
+            log.exception("cannot index %s", sop_uid, extra=study(study_uid))
             return PROCESSING_FAILURE
         self.arrivals.instance_received(study_uid, _association_key(event.assoc))
         return SUCCESS

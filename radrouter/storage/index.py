@@ -7,6 +7,7 @@ share it) or PostgreSQL. Only UIDs, codes and timings are kept here: no patient 
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -15,8 +16,11 @@ from typing import Any, ClassVar
 
 from sqlalchemy import JSON, Enum, ForeignKey, Integer, String, UniqueConstraint, create_engine, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+
+from radrouter.storage.migrate import ensure_current, upgrade
+
+log = logging.getLogger(__name__)
 
 
 def utcnow() -> datetime:
@@ -193,6 +197,14 @@ class Delivery(Base):
 
     result: Mapped[Result | None] = relationship(back_populates="deliveries")
 
+    @property
+    def owning_study_uid(self) -> str:
+        """Originals name their study; a result's study comes through its job."""
+        if self.study_uid is not None:
+            return self.study_uid
+        assert self.result is not None, "a delivery is of a result or of a series"
+        return self.result.job.study_uid
+
 
 class AuditEvent(Base):
     """One hop of one study: when, what, and details made of UIDs and figures only."""
@@ -320,19 +332,19 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 class Index:
-    """Opens the database, creates its tables, and hands out short transactions."""
+    """Opens the database (at the newest schema revision) and hands out short transactions."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, migrate: bool = False) -> None:
+        """``migrate``: bring the schema to the newest revision (the one process that sets up a node)."""
         self.engine: Engine = create_engine(url, pool_pre_ping=True)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
             if self.engine.url.database not in (None, "", ":memory:"):
                 Path(self.engine.url.database).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            Base.metadata.create_all(self.engine)
-        except OperationalError:
-            # Another process of the node created the tables between our check and our CREATE.
-            Base.metadata.create_all(self.engine)
+        if migrate:
+            upgrade(self.engine)
+        else:
+            ensure_current(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
@@ -342,7 +354,9 @@ class Index:
             yield session
 
     def record_event(self, session: Session, study_uid: str, hop: Hop, **detail: Any) -> None:
+        """Record one hop in the audit trail, and log it (UIDs and figures only) with its study UID."""
         session.add(AuditEvent(study_uid=study_uid, hop=hop, detail=detail))
+        log.info("%s %s", hop.value, detail, extra={"study_uid": study_uid})
 
 
 def settle_study(session: Session, study_uid: str) -> None:

@@ -13,7 +13,12 @@ from sqlalchemy import func, select, text
 
 import radrouter
 from radrouter.config.settings import Settings
+from radrouter.router.dispatch import celery_app
 from radrouter.storage.index import Index, Job, Result, Study, StudyState
+from radrouter.storage.store import InstanceStore
+from radrouter.web.dashboard import dashboard_router
+from radrouter.web.dicomweb import dicomweb_router
+from radrouter.web.metrics import NodeCollector
 from radrouter.web.monitoring import monitoring_parts
 from radrouter.web.pipelines import pipelines_router
 from radrouter.web.routing import routing_api
@@ -73,11 +78,15 @@ def create_app(settings: Settings, index: Index | None = None) -> FastAPI:
     index = index or Index(settings.storage.resolved_index_url())
     registry = CollectorRegistry()
     registry.register(_StudyStateCollector(index))
+    celery = celery_app(settings)
+    registry.register(NodeCollector(settings, index, celery))
     app = FastAPI(title="radrouter", version=radrouter.__version__)
     app.include_router(worklist_router(settings, index))
     monitoring_api, drift_alerts = monitoring_parts(settings, index)
     app.include_router(monitoring_api)
     registry.register(drift_alerts)
+    app.include_router(dashboard_router(settings, index, celery))
+    app.include_router(dicomweb_router(index, InstanceStore(settings.storage.root, settings.storage.fsync)))
 
     @app.get("/api/health")
     def health() -> dict[str, Any]:
