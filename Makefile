@@ -4,10 +4,10 @@
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
-APT_PACKAGES := redis-server orthanc dcmtk dicom3tools
-APT_TOOLS := /usr/bin/redis-server /usr/sbin/Orthanc /usr/bin/storescu /usr/bin/echoscu /usr/bin/dciodvfy
+APT_PACKAGES := redis-server orthanc dcmtk dicom3tools postgresql iproute2 chromium openssl
+APT_TOOLS := /usr/bin/redis-server /usr/sbin/Orthanc /usr/bin/storescu /usr/bin/echoscu /usr/bin/dciodvfy /usr/lib/postgresql/15/bin/postgres /usr/sbin/ip /usr/bin/chromium /usr/bin/openssl
 
-.PHONY: run test lint system-packages
+.PHONY: run test lint system-packages bench-ingest
 
 run: system-packages $(VENV)/.installed
 	$(VENV)/bin/radrouter up
@@ -15,12 +15,19 @@ run: system-packages $(VENV)/.installed
 test: system-packages $(VENV)/.installed lint
 	$(VENV)/bin/pytest
 
+# Throughput, completion latency and memory against Orthanc and dcmtk storescp (see README, Benchmarks).
+bench-ingest: system-packages $(VENV)/.installed
+	$(VENV)/bin/python -m bench.ingest
+
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check radrouter tests
+	$(VENV)/bin/ruff check radrouter tests bench
 	$(VENV)/bin/mypy
 
 # redis-server is the embedded broker; Orthanc, dcmtk and dicom3tools are the tests' real PACS,
-# modality and validator. Installed only when one of them is missing.
+# modality and validator; PostgreSQL is the shared index the tests migrate and run a node on, and
+# iproute2's `ip netns` gives the remote-worker test its own network; chromium runs the worklist and
+# dashboard tests headless (Playwright drives it; no browser download); openssl makes the TLS tests'
+# CA. Installed only when one of them is missing.
 system-packages:
 	@missing=0; for tool in $(APT_TOOLS); do [ -x $$tool ] || missing=1; done; \
 	if [ $$missing = 1 ]; then \

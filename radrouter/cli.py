@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -12,15 +11,24 @@ import yaml
 from pydantic import ValidationError
 from rich.console import Console
 
+from radrouter.cli_pipelines import pipelines_app
 from radrouter.config.settings import CONFIG_ENV, Settings, load_settings
+from radrouter.db_cli import app as db_app
 from radrouter.deliveries_cli import app as deliveries_app
-from radrouter.redaction import withhold_dataset_values_in_logs
+from radrouter.evaluation.command import evaluate_command
+from radrouter.rules_cli import rules_app
+from radrouter.send_cli import send_files
 
 app = typer.Typer(
     help="radrouter: a DICOM node that puts AI into the radiology workflow.", no_args_is_help=True
 )
 config_app = typer.Typer(help="Check and show configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+app.add_typer(rules_app, name="rules")
+app.add_typer(pipelines_app, name="pipelines")
+app.command("evaluate")(evaluate_command)
+app.add_typer(db_app, name="db")
+app.command("send")(send_files)
 app.add_typer(deliveries_app, name="deliveries")
 console = Console(stderr=True)
 
@@ -29,10 +37,10 @@ ConfigOption = Annotated[
 ]
 
 
-def _setup_logging() -> None:
-    level = os.environ.get("RADROUTER_LOG_LEVEL", "INFO").upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    withhold_dataset_values_in_logs()
+def _setup_logging(settings: Settings) -> None:
+    from radrouter.logs import configure_logging
+
+    configure_logging(settings.logging)
 
 
 def _location(settings_data: dict[str, Any], loc: tuple[int | str, ...]) -> str:
@@ -71,16 +79,28 @@ def _settings_or_exit(config_file: Path | None) -> Settings:
         raise typer.Exit(2) from error
 
 
+def _exit_on_unknown_pipelines(settings: Settings, source: Path | None) -> None:
+    """Rules and pools may only name pipelines this installation has (built-in, entry points, config)."""
+    from radrouter.inference.registry import DuplicatePipeline, available
+
+    try:
+        known = available(settings)
+    except DuplicatePipeline as error:
+        console.print(f"[red]{source}: {error}[/red]")
+        raise typer.Exit(2) from error
+    asked = {p.name for rule in settings.rules for p in rule.pipelines}
+    asked |= {name for pool in settings.pools.values() for name in pool.pipelines}
+    unknown = sorted(asked - set(known))
+    if unknown:
+        console.print(f"[red]{source}: rules or pools name unknown pipelines {unknown}; available: {known}")
+        raise typer.Exit(2)
+
+
 @config_app.command("check")
 def config_check(file: Annotated[Path, typer.Argument(help="The YAML file to check.")]) -> None:
     """Validate a config file and explain each error with its path in the file."""
-    from radrouter.inference.registry import available
-
     settings = _settings_or_exit(file)
-    unknown = sorted({p.name for rule in settings.rules for p in rule.pipelines} - set(available()))
-    if unknown:
-        console.print(f"[red]{file}: rules name unknown pipelines {unknown}; available: {available()}[/red]")
-        raise typer.Exit(2)
+    _exit_on_unknown_pipelines(settings, file)
     console.print(
         f"[green]{file}: OK[/green] "
         f"({len(settings.rules)} rule(s), {len(settings.destinations)} destination(s))"
@@ -107,37 +127,26 @@ def up(config: ConfigOption = None) -> None:
     """Run the whole node: SCP, web app, workers, and an embedded redis-server unless broker.url is set."""
     from radrouter.node import run_node
 
-    _setup_logging()
     settings = _settings_or_exit(config)
+    _setup_logging(settings)
+    _exit_on_unknown_pipelines(settings, config or Path(os.environ.get(CONFIG_ENV) or "defaults"))
     raise typer.Exit(run_node(settings, config))
 
 
 @app.command()
 def scp(config: ConfigOption = None) -> None:
-    """Run the DICOM SCP (C-ECHO, C-STORE) with study completion and routing."""
-    from radrouter.router.assembler import StudyAssembler
-    from radrouter.router.dispatch import StudyRouter, celery_app
-    from radrouter.router.reconcile import start_reconciler
-    from radrouter.router.scp import StorageSCP
-    from radrouter.storage.index import Index
-    from radrouter.storage.reconcile import reconcile_store
-    from radrouter.storage.store import InstanceStore
+    """Run the DICOM SCP (C-ECHO, C-STORE) in node.processes processes, with completion and routing."""
+    from radrouter.router.metrics import serve_metrics, share_metrics_between_processes
 
-    _setup_logging()
     settings = _settings_or_exit(config)
-    index = Index(settings.storage.resolved_index_url())
-    store = InstanceStore(settings.storage.root, fsync=settings.storage.fsync)
-    assembler = StudyAssembler(
-        settings.completion.quiet_period_s, StudyRouter(settings, index, celery_app(settings))
-    )
-    reconcile_store(store, index, settle_s=0)
-    assembler.start()
-    reconciling = start_reconciler(settings, index, assembler)
-    try:
-        StorageSCP(settings, store, index, assembler).serve(block=True)
-    finally:
-        reconciling.set()
-        assembler.stop()
+    _setup_logging(settings)
+    if settings.node.metrics_port:
+        # Before the receivers import prometheus_client: they count in files the exporter sums.
+        share_metrics_between_processes(settings.storage.root / "scp-metrics")
+        serve_metrics(settings.node.metrics_port, settings.node.host)
+    from radrouter.router.listener import run_scp
+
+    run_scp(settings)
 
 
 @app.command()
@@ -147,13 +156,14 @@ def worker(
         str, typer.Option(help="solo keeps one model warm per process; threads for I/O.")
     ] = "solo",
     concurrency: Annotated[int, typer.Option(help="Tasks at once (threads pool).")] = 1,
+    name: Annotated[str, typer.Option(help="Worker name in Celery and the audit trail; %h: host.")] = "",
     config: ConfigOption = None,
 ) -> None:
     """Run a Celery worker on the given queues (one per GPU: set CUDA_VISIBLE_DEVICES)."""
     if config is not None:
         os.environ[CONFIG_ENV] = str(config.resolve())
-    _setup_logging()
-    _settings_or_exit(None)
+    settings = _settings_or_exit(None)
+    _setup_logging(settings)
     import torch
 
     from radrouter.inference.app import app as celery
@@ -161,9 +171,12 @@ def worker(
 
     if worker_settings().inference.torch_threads:
         torch.set_num_threads(worker_settings().inference.torch_threads)
-    name = f"{queues.replace(',', '+')}@%h"
+    name = name or f"{queues.replace(',', '+')}@%h"
+    # --quiet: no start-up banner on stdout, which would break a stream of JSON lines.
+    quiet = ["--quiet"] if settings.logging.format == "json" else []
     celery.worker_main(
         [
+            *quiet,
             "worker",
             "-Q",
             queues,
@@ -188,9 +201,10 @@ def web(config: ConfigOption = None) -> None:
 
     from radrouter.web.app import create_app
 
-    _setup_logging()
     settings = _settings_or_exit(config)
-    uvicorn.run(create_app(settings), host=settings.web.host, port=settings.web.port, log_level="info")
+    _setup_logging(settings)
+    # log_config=None: uvicorn's lines go through radrouter's handler (text or JSON) like all others.
+    uvicorn.run(create_app(settings), host=settings.web.host, port=settings.web.port, log_config=None)
 
 
 def main() -> None:

@@ -8,10 +8,12 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
 from radrouter.broker import EmbeddedRedis
+from radrouter.config.pipelines import pool_queue
 from radrouter.config.settings import CONFIG_ENV, Settings
 from radrouter.inference.registry import available
 from radrouter.router.dispatch import DELIVERY_QUEUE, queue_for
@@ -20,31 +22,47 @@ from radrouter.storage.index import Index
 log = logging.getLogger(__name__)
 
 
-def node_commands() -> dict[str, list[str]]:
-    """The processes of a node: the SCP, the web app, one worker per pipeline queue, one for delivery."""
+@dataclass(frozen=True)
+class NodeProcess:
+    """One child process of the node: its command line and the environment it adds."""
+
+    command: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def node_commands(settings: Settings) -> dict[str, NodeProcess]:
+    """The processes of a node: the SCP, the web app, one worker for delivery, and the inference workers.
+
+    A pool with GPUs gets one worker process per GPU (it sees only that one through
+    CUDA_VISIBLE_DEVICES); a pool without GPUs one CPU worker; a pipeline in no pool its own worker.
+    """
     radrouter = [sys.executable, "-m", "radrouter.cli"]
     commands = {
-        "scp": [*radrouter, "scp"],
-        "web": [*radrouter, "web"],
-        "worker-delivery": [
-            *radrouter,
-            "worker",
-            "--queues",
-            DELIVERY_QUEUE,
-            "--pool",
-            "threads",
-            "--concurrency",
-            "4",
-        ],
+        "scp": NodeProcess([*radrouter, "scp"]),
+        "web": NodeProcess([*radrouter, "web"]),
+        "worker-delivery": NodeProcess(
+            [*radrouter, "worker", "--queues", DELIVERY_QUEUE, "--pool", "threads", "--concurrency", "4"]
+        ),
     }
-    for pipeline in available():
-        commands[f"worker-{pipeline}"] = [*radrouter, "worker", "--queues", queue_for(pipeline)]
+    for pool_name, pool in settings.pools.items():
+        serve = [*radrouter, "worker", "--queues", pool_queue(pool_name)]
+        for gpu in pool.gpus:
+            commands[f"worker-{pool_name}-gpu{gpu}"] = NodeProcess(serve, {"CUDA_VISIBLE_DEVICES": str(gpu)})
+        if not pool.gpus:
+            commands[f"worker-{pool_name}"] = NodeProcess(serve, {"CUDA_VISIBLE_DEVICES": ""})
+    pooled = {name for pool in settings.pools.values() for name in pool.pipelines}
+    for pipeline in available(settings):
+        if pipeline not in pooled:
+            commands[f"worker-{pipeline}"] = NodeProcess(
+                [*radrouter, "worker", "--queues", queue_for(settings, pipeline)]
+            )
     return commands
 
 
 def run_node(settings: Settings, config_file: Path | None) -> int:
     """Start everything; on Ctrl-C, SIGTERM or a child's death stop everything; return an exit code."""
-    Index(settings.storage.resolved_index_url())  # create the schema once, before the processes share it
+    # Migrate once, here, before the processes share the index (they only check its revision).
+    Index(settings.storage.resolved_index_url(), migrate=True)
     env = dict(os.environ)
     if config_file is not None:
         env[CONFIG_ENV] = str(config_file.resolve())
@@ -65,8 +83,10 @@ def run_node(settings: Settings, config_file: Path | None) -> int:
     children: dict[str, subprocess.Popen[bytes]] = {}
     exit_code = 0
     try:
-        for name, command in node_commands().items():
-            children[name] = subprocess.Popen(command, env=env, start_new_session=True)
+        for name, process in node_commands(settings).items():
+            children[name] = subprocess.Popen(
+                process.command, env={**env, **process.env}, start_new_session=True
+            )
         log.info(
             "node up: SCP %s on port %d, web on http://%s:%d",
             settings.node.ae_title,

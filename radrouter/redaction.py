@@ -27,11 +27,3 @@ class WithholdDatasetValues(logging.Filter):
             return True
         record.msg, record.args = f"{origin} (text withheld: it may quote patient data)", ()
         return True
-
-
-def withhold_dataset_values_in_logs() -> None:
-    """Send Python warnings to logging and filter every root handler; call after logging is set up."""
-    logging.captureWarnings(True)
-    guard = WithholdDatasetValues()
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(guard)

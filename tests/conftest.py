@@ -8,9 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.services import DATA, Node, Orthanc, port_open
+from tests.services import DATA, Node, Orthanc, PostgreSQL, RisListener, port_open
 
-REQUIRED_TOOLS = ("redis-server", "Orthanc", "/usr/bin/storescu", "/usr/bin/echoscu", "dciodvfy")
+pytest_plugins = ["tests.browser"]
+
+REQUIRED_TOOLS = (
+    "redis-server",
+    "Orthanc",
+    "/usr/bin/storescu",
+    "/usr/bin/echoscu",
+    "dciodvfy",
+    "chromium",
+    "runuser",
+)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -30,13 +40,30 @@ def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
 
 
 @pytest.fixture(scope="session")
-def node(tmp_path_factory: pytest.TempPathFactory, orthanc: Orthanc) -> Iterator[Node]:
-    running = Node(tmp_path_factory.mktemp("node"), orthanc)
+def ris() -> Iterator[RisListener]:
+    """The RIS the node sends HL7 to; it drops the first message unanswered, so retries are exercised."""
+    listener = RisListener(drop_first=1)
+    listener.start()
+    yield listener
+    listener.stop()
+
+
+@pytest.fixture(scope="session")
+def node(tmp_path_factory: pytest.TempPathFactory, orthanc: Orthanc, ris: RisListener) -> Iterator[Node]:
+    running = Node(tmp_path_factory.mktemp("node"), orthanc, ris)
     running.start()
     yield running
     assert running.stop() == 0, "radrouter up did not stop cleanly on Ctrl-C"
     for port in (running.port, running.web_port, running.redis_port):
         assert not port_open(port), f"port {port} still open after Ctrl-C"
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgreSQL]:
+    server = PostgreSQL()
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

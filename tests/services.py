@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pydicom
+import yaml
+from hl7.mllp import start_hl7_server
+from pydicom.uid import generate_uid
 
+from radrouter.config.settings import Settings
 from radrouter.node import node_commands
+from tests.user_models import user_pipelines_yaml
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -29,6 +39,7 @@ def _shared_data() -> Path:
 DATA = _shared_data()
 MPRAGE = DATA / "mr-t1-philips-mprage"
 CT_HEAD = DATA / "ct-head-philips-phantom-5mm"
+CT_CHEST = DATA / "ct-chest-lidc0001-partial"
 STORESCU = "/usr/bin/storescu"
 ECHOSCU = "/usr/bin/echoscu"
 
@@ -118,10 +129,62 @@ class Orthanc:
         return [httpx.get(f"{self.url}/instances/{item['ID']}/file").content for item in instances]
 
 
+class RisListener:
+    """A test RIS: python-hl7's asyncio MLLP server that records each message and ACKs it.
+
+    ``drop_first`` messages get no ACK (the connection closes), so senders must retry.
+    """
+
+    def __init__(self, ack_code: str = "AA", drop_first: int = 0) -> None:
+        self.port = free_port()
+        self.ack_code = ack_code
+        self.drop_first = drop_first
+        self.messages: list[str] = []
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="test-ris", daemon=True)
+        self._server: asyncio.Server | None = None
+
+    async def _handle(self, reader: Any, writer: Any) -> None:
+        try:
+            while not reader.at_eof():
+                message = await reader.readmessage()
+                self.messages.append(str(message))
+                if len(self.messages) <= self.drop_first:
+                    break
+                writer.writemessage(message.create_ack(self.ack_code))
+                await writer.drain()
+        except asyncio.IncompleteReadError:
+            pass
+        finally:
+            writer.close()
+
+    def start(self) -> None:
+        self._thread.start()
+        opening = start_hl7_server(self._handle, "127.0.0.1", self.port, encoding="ascii")
+        self._server = asyncio.run_coroutine_threadsafe(opening, self._loop).result(timeout=10)
+
+    def stop(self) -> None:
+        async def close_connections() -> None:
+            if self._server is not None:
+                self._server.close()
+            handlers = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in handlers:
+                task.cancel()
+            await asyncio.gather(*handlers, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(close_connections(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+    def of_type(self, message_type: str) -> list[str]:
+        return [m for m in self.messages if m.split("\r", 1)[0].split("|")[8].startswith(message_type)]
+
+
 class Node:
     """``radrouter up`` as a user runs it, with a config file naming free ports and the test PACS."""
 
-    def __init__(self, workdir: Path, pacs: Orthanc) -> None:
+    def __init__(self, workdir: Path, pacs: Orthanc, ris: RisListener | None = None) -> None:
         self.workdir = workdir
         self.port = free_port()
         self.web_port = free_port()
@@ -129,14 +192,18 @@ class Node:
         self.config_path = workdir / "radrouter.yaml"
         self.config_path.write_text(
             f"""
-node: {{ae_title: RADROUTER, port: {self.port}}}
+node: {{ae_title: RADROUTER, port: {self.port}, metrics_port: {free_port()}}}
 web: {{port: {self.web_port}}}
 storage: {{root: {workdir / "data"}, free_space_reserve_mb: 64}}
 broker: {{embedded_port: {self.redis_port}}}
 destinations:
   pacs: {{host: 127.0.0.1, port: {pacs.dicom_port}, ae_title: {pacs.ae_title}}}
 """
+            + user_pipelines_yaml(workdir / "models")
         )
+        if ris is not None:
+            with self.config_path.open("a") as config:
+                config.write(worklist_config(ris.port))
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -159,7 +226,8 @@ destinations:
         if not port_open(self.web_port):
             return False
         log = self.log_path.read_text()
-        workers = sum(name.startswith("worker-") for name in node_commands())
+        settings = Settings(**yaml.safe_load(self.config_path.read_text()))
+        workers = sum(name.startswith("worker-") for name in node_commands(settings))
         # Each Celery worker says "<name> ready."; the SCP is not probed with bare TCP connections,
         # which it would count as associations until they time out.
         return "listening on" in log and log.count(" ready.") >= workers
@@ -173,12 +241,98 @@ destinations:
         return dict(httpx.get(f"{self.api}/studies/{study_uid}").json())
 
 
-def storescu(port: int, files: list[Path], ae_title: str = "RADROUTER") -> subprocess.CompletedProcess[str]:
+#: The session node's triage rule: a real measurement of brain extraction makes the study STAT.
+BRAIN_VOLUME_RULE = "large-brain"
+
+
+def worklist_config(ris_port: int) -> str:
+    return f"""
+worklist:
+  triage_rules:
+    - name: {BRAIN_VOLUME_RULE}
+      pipeline: brain-extraction
+      measurement: {{name: Brain volume, above: 500}}
+      priority: stat
+      reason: Brain volume above 500 mL (test rule)
+  hl7: {{host: 127.0.0.1, port: {ris_port}, backoff_initial_s: 0.5, timeout_s: 5}}
+"""
+
+
+def storescu(
+    port: int,
+    files: list[Path],
+    ae_title: str = "RADROUTER",
+    calling_ae: str = "MODALITY",
+    options: tuple[str, ...] = (),
+) -> subprocess.CompletedProcess[str]:
     """dcmtk's storescu (not pynetdicom's, which the venv puts first on PATH), as a modality sends."""
     return subprocess.run(
-        [STORESCU, "-v", "-aec", ae_title, "-aet", "MODALITY", "127.0.0.1", str(port), *map(str, files)],
+        [STORESCU, "-v", *options, "-aec", ae_title, "-aet", calling_ae, "127.0.0.1", str(port), *files],
         capture_output=True,
         text=True,
         env={**os.environ, "TCP_NODELAY": "1"},
         check=False,
     )
+
+
+def as_new_study(sources: list[Path], folder: Path, **attributes: Any) -> list[Path]:
+    """Real pixels under new study, series and instance UIDs (plus ``attributes``), written to ``folder``:
+    a study no PACS or node in the session has seen."""
+    study_uid, series_uid = generate_uid(), generate_uid()
+    copies = []
+    for source in sources:
+        dataset = pydicom.dcmread(source)
+        dataset.StudyInstanceUID, dataset.SeriesInstanceUID = study_uid, series_uid
+        dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        for keyword, value in attributes.items():
+            setattr(dataset, keyword, value)
+        copies.append(folder / source.name)
+        dataset.save_as(copies[-1])
+    return copies
+
+
+class PostgreSQL:
+    """Debian's PostgreSQL server as a private cluster in a temporary folder, run as the postgres user."""
+
+    def __init__(self, listen: tuple[str, ...] = ("127.0.0.1",), trusted_network: str = "") -> None:
+        self.listen = listen
+        self.trusted_network = trusted_network
+        self.port = free_port()
+        bin_dirs = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
+        if not bin_dirs:
+            raise RuntimeError("PostgreSQL server missing: run the tests through `make test`")
+        self.bin = bin_dirs[-1]
+        # Not under pytest's 0700 temp root: the postgres user must reach its data folder.
+        self.folder = Path(tempfile.mkdtemp(prefix="radrouter-pg-"))
+        self.data = self.folder / "data"
+        shutil.chown(self.folder, "postgres", "postgres")
+        self._databases = 0
+
+    def _as_postgres(self, *command: str) -> None:
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", *command], check=True, capture_output=True, timeout=120
+        )
+
+    def start(self) -> None:
+        self._as_postgres(
+            str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync"
+        )
+        if self.trusted_network:  # clients on a test link, trusted like loopback
+            with (self.data / "pg_hba.conf").open("a") as hba:
+                hba.write(f"host all all {self.trusted_network} trust\n")
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses={','.join(self.listen)} -c fsync=off"
+        self._as_postgres(
+            str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.folder / "log"), "-w",
+            "-o", options, "start",
+        )  # fmt: skip
+
+    def create_database(self, host: str = "127.0.0.1") -> str:
+        """A new empty database; its SQLAlchemy URL (psycopg 3)."""
+        self._databases += 1
+        name = f"radrouter{self._databases}"
+        self._as_postgres(str(self.bin / "createdb"), "-h", str(self.folder), "-p", str(self.port), name)
+        return f"postgresql+psycopg://postgres@{host}:{self.port}/{name}"
+
+    def stop(self) -> None:
+        self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+        shutil.rmtree(self.folder, ignore_errors=True)

@@ -144,3 +144,52 @@ rules:
     assert result.exit_code == 2, result.output
     assert "unknown pipelines ['lung-nodules']" in result.output
     assert "brain-extraction" in result.output
+
+
+@pytest.mark.parametrize(
+    ("rule", "where", "what"),
+    [
+        (
+            "match: {Modality: CT}\n    pipelines: [brain-extraction]\n    discard: true",
+            "rules[0] (r)",
+            "discard cannot",
+        ),
+        ("match: {Modality: CT}", "rules[0] (r)", "a rule needs an action"),
+        (
+            "forward_to: [nowhere]",
+            "(top level)",
+            "rule 'r': forward_to names unknown destinations ['nowhere']",
+        ),
+        (
+            "match: {orientation: axal}\n    forward_to: [pacs]",
+            "rules[0] (r).match",
+            "orientation cannot be ['axal']",
+        ),
+        (
+            "match: {any: [{Modality: CT}, {SeriesDescription: {regex: '(x'}}]}\n    forward_to: [pacs]",
+            "rules[0] (r).match.any[1].SeriesDescription.regex",
+            "invalid regular expression",
+        ),
+        (
+            "pipelines: [{name: brain-extraction, select: best}]",
+            "rules[0] (r).pipelines[0] (brain-extraction).select",
+            "'each'",
+        ),
+    ],
+)
+def test_config_check_explains_bad_rules(tmp_path: Path, rule: str, where: str, what: str) -> None:
+    config = write_yaml(tmp_path / "radrouter.yaml", f"rules:\n  - name: r\n    {rule}\n")
+
+    result = check(config)
+
+    assert result.exit_code == 2, result.output
+    assert str(config) in result.output
+    assert f"{where}: " in result.output and what in result.output
+
+
+def test_config_check_rejects_two_rules_with_one_name(tmp_path: Path) -> None:
+    rule = "  - name: twice\n    forward_to: [pacs]\n"
+    result = check(write_yaml(tmp_path / "radrouter.yaml", f"rules:\n{rule}{rule}"))
+
+    assert result.exit_code == 2, result.output
+    assert "used more than once: ['twice']" in result.output

@@ -15,14 +15,25 @@ import yaml
 from typer.testing import CliRunner
 
 from radrouter.cli import app
-from radrouter.config.settings import CONFIG_ENV
+from radrouter.config.settings import CONFIG_ENV, Settings
 from radrouter.node import node_commands
 
 PROJECT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = PROJECT / "docker-compose.yml"
 CONFIG_FILE = PROJECT / "deploy" / "radrouter.yaml"
-SERVICES = {"redis", "orthanc", "scp", "worker-gpu", "worker-delivery", "web"}
-RADROUTER_SERVICES = ("scp", "worker-gpu", "worker-delivery", "web")
+SERVICES = {
+    "redis",
+    "postgres",
+    "migrate",
+    "orthanc",
+    "scp",
+    "worker-cpu",
+    "worker-gpu",
+    "worker-delivery",
+    "web",
+}
+RADROUTER_SERVICES = ("migrate", "scp", "worker-cpu", "worker-gpu", "worker-delivery", "web")
+LONG_RUNNING = ("redis", "postgres", "scp", "worker-cpu", "worker-gpu", "worker-delivery", "web")
 
 
 def _compose() -> dict[str, Any]:
@@ -68,7 +79,18 @@ def _compose_cli() -> list[str] | None:
 
 
 def test_compose_has_the_services() -> None:
-    assert set(_compose()["services"]) == SERVICES
+    services = _compose()["services"]
+    assert set(services) == SERVICES | {"flower"}
+    assert services["flower"]["profiles"] == ["flower"] and services["worker-gpu"]["profiles"] == ["gpu"]
+
+
+@pytest.mark.parametrize("name", LONG_RUNNING)
+def test_long_running_service_has_a_healthcheck(name: str) -> None:
+    service = _service(name)
+    assert service["healthcheck"]["test"]
+    if name.startswith("worker-"):  # pings the worker by the name `radrouter worker` gives it
+        queues = _command(service)[_command(service).index("--queues") + 1]
+        assert f"-d {queues.replace(',', '+')}@$$HOSTNAME" in " ".join(service["healthcheck"]["test"])
 
 
 @pytest.mark.parametrize("name", RADROUTER_SERVICES)
@@ -91,14 +113,30 @@ def test_service_shares_data_config_and_broker(name: str) -> None:
     assert environment["RADROUTER_STORAGE__ROOT"] == "/data"
     assert "radrouter-data:/data" in service["volumes"]
     assert "./deploy/radrouter.yaml:/etc/radrouter/radrouter.yaml:ro" in service["volumes"]
-    assert service["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert environment["RADROUTER_STORAGE__INDEX_URL"].startswith("postgresql+psycopg://")
+    assert (
+        service["depends_on"]["redis" if name != "migrate" else "postgres"]["condition"] == "service_healthy"
+    )
+    if name != "migrate":  # the schema is migrated once, before any process opens the index
+        assert service["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+
+
+def test_migrate_runs_once_and_the_index_is_postgres() -> None:
+    assert _command(_service("migrate")) == ["db", "upgrade"]
+    assert _service("migrate")["restart"] == "no"
+    assert "pg_isready" in _service("postgres")["healthcheck"]["test"]
 
 
 def test_workers_serve_the_queues_of_a_whole_node() -> None:
     """The compose workers cover the same queues as the processes of ``radrouter up``."""
-    node_queues = set().union(*(_queues(c) for c in node_commands().values() if "--queues" in c))
-    compose_queues = set().union(*(_queues(_command(_service(n))) for n in ("worker-gpu", "worker-delivery")))
-    assert compose_queues == node_queues
+    node_queues = set().union(
+        *(_queues(p.command) for p in node_commands(Settings()).values() if "--queues" in p.command)
+    )
+    for pipeline_worker in ("worker-cpu", "worker-gpu"):
+        compose_queues = set().union(
+            *(_queues(_command(_service(n))) for n in (pipeline_worker, "worker-delivery"))
+        )
+        assert compose_queues == node_queues
 
 
 def test_redis_persists_append_only() -> None:

@@ -7,17 +7,29 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from radrouter.config.rules import Condition, PipelineRequest, Rule
+from radrouter.config.pipelines import (
+    CodeSetting,
+    FindingSetting,
+    LabelSetting,
+    NetworkPipelineSetting,
+    WorkerPool,
+)
+from radrouter.config.rules import DERIVED_KEYS, Condition, Match, PipelineRequest, Rule
 from radrouter.config.settings import Destination, Settings
+from radrouter.config.worklist import FindingMatch, MeasurementMatch, TriageRule
 
 
 def _default(field: FieldInfo) -> str:
     if field.is_required():
         return "required"
+    if field.default_factory is Match:
+        return "`{}` (every series)"
     if field.default_factory is not None:
         produced = field.default_factory()  # type: ignore[call-arg]
         return f"`{produced!r}`" if not produced else "the defaults shown below"
     value: Any = field.get_default()
+    if isinstance(value, CodeSetting):
+        return f"`{value.scheme} {value.value}` ({value.meaning})"
     if isinstance(value, str) and value == "":
         return '`""`'
     return f"`{getattr(value, 'value', value)}`" if value is not None else "(none)"
@@ -28,8 +40,9 @@ def _rows(model: type[BaseModel], prefix: str) -> list[tuple[str, str, str]]:
     for name, field in model.model_fields.items():
         key = f"{prefix}{field.alias or name}"
         annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel) and annotation is not Condition:
-            rows.extend(_rows(annotation, f"{key}."))
+        expand = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        if expand and annotation not in (Condition, Match, CodeSetting):
+            rows.extend(_rows(annotation, f"{key}."))  # type: ignore[arg-type]
         else:
             rows.append((key, _default(field), field.description or ""))
     return rows
@@ -37,11 +50,25 @@ def _rows(model: type[BaseModel], prefix: str) -> list[tuple[str, str, str]]:
 
 def reference_rows() -> list[tuple[str, str, str]]:
     """(key, default, description) for every option, nested keys joined by dots."""
-    rows = [row for row in _rows(Settings, "") if row[0] not in ("destinations", "rules")]
+    rows = [
+        row
+        for row in _rows(Settings, "")
+        if row[0] not in ("destinations", "rules", "worklist.triage_rules", "pipelines", "pools")
+    ]
     rows += _rows(Destination, "destinations.<name>.")
+    rows += _rows(NetworkPipelineSetting, "pipelines.<name>.")
+    rows += _rows(LabelSetting, "pipelines.<name>.labels[].")
+    rows += _rows(FindingSetting, "pipelines.<name>.findings[].")
+    rows += _rows(WorkerPool, "pools.<name>.")
     rows += _rows(Rule, "rules[].")
     rows += _rows(PipelineRequest, "rules[].pipelines[].")
     rows += [(f"rules[].match.<Keyword>.{key}", default, text) for key, default, text in _rows(Condition, "")]
+    rows += _rows(Match, "rules[].match.")
+    rows += [(f"rules[].match.{key}", "(derived)", text) for key, text in DERIVED_KEYS.items()]
+    rows += _rows(TriageRule, "worklist.triage_rules[].")
+    rows = [row for row in rows if not row[0].endswith((".finding", ".measurement"))]
+    rows += _rows(FindingMatch, "worklist.triage_rules[].finding.")
+    rows += _rows(MeasurementMatch, "worklist.triage_rules[].measurement.")
     return rows
 
 

@@ -1,7 +1,9 @@
 """The schema of routing rules: what a rule may say, validated before the node starts.
 
 Evaluation lives in :mod:`radrouter.router.rules`; this module only describes and checks rules, so
-that ``radrouter config check`` rejects a bad rule with its name and the reason.
+that ``radrouter config check`` rejects a bad rule with its name and the reason. Nothing here is ever
+evaluated as code: conditions are data (equals, regex, in, range, exists, missing) combined with
+``all``, ``any`` and ``not``.
 """
 
 from __future__ import annotations
@@ -13,8 +15,41 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydicom.datadict import keyword_dict
 
-#: Match keys that are not DICOM keywords but facts about the association.
-ASSOCIATION_KEYS = frozenset({"calling_ae", "called_ae"})
+
+class SeriesKind(enum.StrEnum):
+    """What a series is, derived from its header; only ``image`` series feed pipelines by default."""
+
+    IMAGE = "image"
+    LOCALIZER = "localizer"
+    DOSE_REPORT = "dose_report"
+    SECONDARY_CAPTURE = "secondary_capture"
+    OTHER = "other"
+
+
+class Orientation(enum.StrEnum):
+    """The patient plane of a series' images, from ImageOrientationPatient."""
+
+    AXIAL = "axial"
+    SAGITTAL = "sagittal"
+    CORONAL = "coronal"
+    OBLIQUE = "oblique"
+
+
+#: Match keys that are not DICOM keywords: facts about the association and values derived from the
+#: header. Their names are lower case so that they can never clash with a (CamelCase) DICOM keyword.
+DERIVED_KEYS: dict[str, str] = {
+    "calling_ae": "AE title of the sender (calling AE) of the series.",
+    "called_ae": "AE title the sender addressed (called AE).",
+    "orientation": "axial, sagittal, coronal or oblique (from ImageOrientationPatient, within a tolerance).",
+    "kind": "image, localizer, dose_report, secondary_capture or other (SR, SEG, PR, ...).",
+    "slices": "Images in the series: instances, or the frames of one multi-frame instance.",
+}
+
+#: Values a derived key can take, where they are a closed set: a typo there is an error, not a no-match.
+_DERIVED_VALUES: dict[str, set[str]] = {
+    "orientation": {item.value for item in Orientation},
+    "kind": {item.value for item in SeriesKind},
+}
 
 
 class Priority(enum.StrEnum):
@@ -35,7 +70,8 @@ Scalar = str | int | float
 class Condition(BaseModel):
     """One test on one attribute. A bare value in YAML means ``equals``; a bare list means ``in``.
 
-    Strings compare case-insensitively; a missing attribute never matches (except ``exists: false``).
+    Strings compare case-insensitively; a missing attribute never matches (except ``exists: false``
+    and ``missing: true``).
     """
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -44,11 +80,13 @@ class Condition(BaseModel):
     regex: str | None = Field(None, description="A Python regular expression found in the value.")
     in_: list[Scalar] | None = Field(None, alias="in", description="Equal to one of these values.")
     range: tuple[float | None, float | None] | None = Field(
-        None, description="[low, high], inclusive; null for an open end."
+        None,
+        description="[low, high], inclusive; null for an open end (ages in years, dates as YYYYMMDD).",
     )
     exists: bool | None = Field(
         None, description="true: the attribute is present and not empty; false: it is not."
     )
+    missing: bool | None = Field(None, description="true: the attribute is absent or empty.")
 
     @model_validator(mode="before")
     @classmethod
@@ -65,12 +103,17 @@ class Condition(BaseModel):
 
     @model_validator(mode="after")
     def _exactly_one_test(self) -> Condition:
-        given = [
-            name for name in ("equals", "regex", "in_", "range", "exists") if getattr(self, name) is not None
-        ]
-        if len(given) != 1:
-            raise ValueError("a condition needs exactly one of equals, regex, in, range, exists")
+        if len(self.tests()) != 1:
+            raise ValueError("a condition needs exactly one of equals, regex, in, range, exists, missing")
         return self
+
+    def tests(self) -> list[str]:
+        names = ("equals", "regex", "in_", "range", "exists", "missing")
+        return [name for name in names if getattr(self, name) is not None]
+
+    def expected_values(self) -> list[Scalar]:
+        """The literal values this condition compares with (equals and in)."""
+        return [self.equals] if self.equals is not None else list(self.in_ or [])
 
     @field_validator("regex")
     @classmethod
@@ -83,13 +126,81 @@ class Condition(BaseModel):
         return pattern
 
 
+class Match(BaseModel):
+    """Conditions that must all hold: ``Keyword: condition`` entries, plus ``all``, ``any``, ``not``.
+
+    In YAML it is one flat mapping, e.g. ``{Modality: CT, any: [{...}, {...}], not: {kind: localizer}}``.
+    An empty match holds for every series.
+    """
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    __pydantic_extra__: dict[str, Condition] = Field(init=False)
+
+    all_: list[Match] = Field(
+        default_factory=list, alias="all", description="A list of matches that must all hold."
+    )
+    any_: list[Match] = Field(
+        default_factory=list, alias="any", description="A list of matches of which one must hold."
+    )
+    not_: Match | None = Field(None, alias="not", description="A match that must not hold.")
+
+    @property
+    def conditions(self) -> dict[str, Condition]:
+        return dict(self.__pydantic_extra__)
+
+    @model_validator(mode="after")
+    def _known_keys(self) -> Match:
+        known = keyword_dict.keys() | DERIVED_KEYS.keys()
+        unknown = sorted(key for key in self.conditions if key not in known)
+        if unknown:
+            raise ValueError(
+                f"not DICOM keywords: {unknown} (keywords are CamelCase, e.g. SeriesDescription; "
+                f"other keys: {sorted(DERIVED_KEYS)}, all, any, not)"
+            )
+        for key, allowed in _DERIVED_VALUES.items():
+            condition = self.conditions.get(key)
+            wrong = [v for v in (condition.expected_values() if condition else []) if str(v) not in allowed]
+            if wrong:
+                raise ValueError(f"{key} cannot be {wrong}; it is one of {sorted(allowed)}")
+        if any(group.is_empty() for group in self.any_):
+            raise ValueError("an alternative in any is empty, so it would always hold")
+        return self
+
+    def is_empty(self) -> bool:
+        return not (self.conditions or self.all_ or self.any_ or self.not_)
+
+    def mentions(self, key: str) -> bool:
+        """Whether ``key`` is tested anywhere in this match (e.g. a rule that asks for localizers)."""
+        groups = [*self.all_, *self.any_, *([self.not_] if self.not_ else [])]
+        return key in self.conditions or any(group.mentions(key) for group in groups)
+
+
+class SeriesChoice(enum.StrEnum):
+    """Which of a pipeline's candidate series it runs on."""
+
+    EACH = "each"
+    THINNEST = "thinnest"
+    MOST_SLICES = "most_slices"
+
+
 class PipelineRequest(BaseModel):
-    """A pipeline a rule asks for, optionally with its own priority."""
+    """A pipeline a rule asks for: its priority, and which of the matching series feed it."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, description="A pipeline name (`radrouter config check` lists them).")
     priority: Priority | None = Field(None, description="stat, urgent or routine; default: the rule's.")
+    series: Match = Field(
+        default_factory=Match,
+        description="Further conditions a matching series must meet to feed this pipeline.",
+    )
+    select: SeriesChoice = Field(
+        SeriesChoice.EACH,
+        description=(
+            "each: every candidate series; thinnest: the one with the smallest SliceThickness; "
+            "most_slices: the one with the most images. Ties go to more slices, then lower SeriesNumber."
+        ),
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -103,25 +214,38 @@ class Rule(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, description="Names the rule in logs, the audit trail and errors.")
-    match: dict[str, Condition] = Field(
-        default_factory=dict,
-        description="DICOM keyword (or calling_ae, called_ae) → condition; all must hold.",
+    match: Match = Field(
+        default_factory=Match,
+        description="DICOM keyword (or a derived key) → condition, plus all/any/not groups; all must hold.",
     )
     pipelines: list[PipelineRequest] = Field(
         default_factory=list, description="Pipelines to run on the series."
     )
-    priority: Priority = Field(Priority.ROUTINE, description="stat, urgent or routine (0, 3, 6 on Celery).")
+    priority: Priority = Field(
+        Priority.ROUTINE,
+        description="stat, urgent or routine: Celery priority (0, 3, 6) and the study's reading class.",
+    )
     results_to: list[str] = Field(default_factory=list, description="Destinations that receive the results.")
+    forward_to: list[str] = Field(
+        default_factory=list,
+        description="Destinations that receive the series' original instances, byte-for-byte.",
+    )
+    discard: bool = Field(
+        False, description="Drop the series: no pipeline or forward from any rule, no default rule."
+    )
+    stop: bool = Field(False, description="When this rule matches a series, later rules are not tested.")
+    default: bool = Field(False, description="Apply only to series that no other (non-default) rule matched.")
 
-    @field_validator("match")
-    @classmethod
-    def _known_keywords(cls, match: dict[str, Condition]) -> dict[str, Condition]:
-        unknown = sorted(key for key in match if key not in keyword_dict and key not in ASSOCIATION_KEYS)
-        if unknown:
-            raise ValueError(
-                f"not DICOM keywords: {unknown} (keywords are CamelCase, e.g. SeriesDescription)"
-            )
-        return match
+    @model_validator(mode="after")
+    def _actions_make_sense(self) -> Rule:
+        if self.discard and (self.pipelines or self.forward_to or self.results_to):
+            raise ValueError("discard cannot be combined with pipelines, forward_to or results_to")
+        # A priority alone is an action too: it sets the study's class on the reading list.
+        if not (self.discard or self.pipelines or self.forward_to or "priority" in self.model_fields_set):
+            raise ValueError("a rule needs an action: pipelines, forward_to, discard or priority")
+        if self.results_to and not self.pipelines:
+            raise ValueError("results_to needs pipelines whose results it receives")
+        return self
 
 
 def default_rules() -> list[Rule]:

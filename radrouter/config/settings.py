@@ -7,6 +7,7 @@ and these defaults. A YAML section that is left out keeps its defaults.
 
 from __future__ import annotations
 
+import enum
 import os
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,33 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from radrouter.config.monitoring import MonitoringSettings
+from radrouter.config.pipelines import NetworkPipelineSetting, WorkerPool
 from radrouter.config.rules import Priority, Rule, default_rules
+from radrouter.config.worklist import WorklistSettings
 
 CONFIG_ENV = "RADROUTER_CONFIG"
+
+
+class DicomTLSSettings(BaseModel):
+    """DICOM TLS (PS3.15 B.1) on the SCP port: off unless a certificate and key are given."""
+
+    cert_file: Path | None = Field(
+        None, description="PEM certificate of the SCP; with key_file, the SCP port speaks TLS only."
+    )
+    key_file: Path | None = Field(None, description="PEM private key of the SCP certificate.")
+    ca_file: Path | None = Field(None, description="PEM CA bundle that client certificates must chain to.")
+    require_client_cert: bool = Field(
+        False, description="Mutual TLS: refuse clients without a certificate from ca_file."
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> DicomTLSSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("TLS needs both cert_file and key_file")
+        if self.require_client_cert and (self.ca_file is None or self.cert_file is None):
+            raise ValueError("require_client_cert needs cert_file, key_file and ca_file")
+        return self
 
 
 class NodeSettings(BaseModel):
@@ -32,12 +57,19 @@ class NodeSettings(BaseModel):
     port: int = Field(11112, ge=1, le=65535, description="DICOM port of the SCP.")
     max_pdu: int = Field(0, ge=0, description="Maximum PDU size we receive; 0 means unlimited.")
     max_associations: int = Field(
-        32, ge=1, description="Concurrent associations before new ones are rejected."
+        32, ge=1, description="Concurrent associations (all SCP processes together) before rejecting."
     )
     allowed_calling_aes: list[str] = Field(
         default_factory=list, description="Calling AE titles allowed to associate; empty accepts all."
     )
     check_called_ae: bool = Field(True, description="Reject associations not addressed to our AE title.")
+    processes: int = Field(
+        2, ge=1, le=64, description="SCP processes sharing the port (one per core is a good start)."
+    )
+    tls: DicomTLSSettings = DicomTLSSettings()
+    metrics_port: int = Field(
+        9112, ge=0, le=65535, description="Prometheus port of the SCP process (associations, bytes); 0: off."
+    )
 
 
 class WebSettings(BaseModel):
@@ -92,6 +124,12 @@ class CompletionSettings(BaseModel):
     quiet_period_s: float = Field(
         1.0, gt=0, le=3600, description="Seconds without new instances, after release, before completion."
     )
+    open_quiet_period_s: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description="Seconds without new instances before completion while an association stays open.",
+    )
 
 
 class DeliverySettings(BaseModel):
@@ -114,6 +152,71 @@ class InferenceSettings(BaseModel):
 
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto, cpu or cuda[:N].")
     torch_threads: int = Field(0, ge=0, description="CPU threads for torch; 0 means all cores.")
+    roi_size: tuple[int, int, int] = Field(
+        (96, 96, 96), description="Sliding-window ROI (voxels on the model grid) for network pipelines."
+    )
+    overlap: float = Field(0.25, ge=0, lt=1, description="Overlap of neighbouring sliding windows.")
+    sw_batch_size: int = Field(1, ge=1, description="Windows per forward pass.")
+    amp: bool = Field(True, description="Mixed precision (float16 autocast) on CUDA.")
+    max_loaded_pipelines: int = Field(
+        4, ge=1, description="Models a worker keeps warm; the least recently used is evicted beyond this."
+    )
+    min_free_memory_mb: int = Field(
+        1024,
+        ge=0,
+        description="Evict least recently used models while free (GPU or RAM) memory is below this.",
+    )
+
+
+class RoutingSettings(BaseModel):
+    """How rules read headers, and when they are re-read."""
+
+    orientation_tolerance_deg: float = Field(
+        20.0, ge=0, le=45, description="Largest tilt from a plane still called axial, sagittal or coronal."
+    )
+    reload: bool = Field(
+        True, description="Re-read rules and destinations when the config file changes (no restart)."
+    )
+
+
+class SeriesAccess(enum.StrEnum):
+    SHARED = "shared"
+    DICOMWEB = "dicomweb"
+
+
+class WorkerSettings(BaseModel):
+    """How a worker reaches the series it computes on and returns its results."""
+
+    series_access: SeriesAccess = Field(
+        SeriesAccess.SHARED,
+        description="shared: the node's storage root is mounted at the same path; dicomweb: fetch series "
+        "from the node by WADO-RS into this worker's storage root and return results by STOW-RS.",
+    )
+    node_url: str = Field(
+        "", description="The node's DICOMweb base URL for dicomweb, e.g. http://node:8080/dicomweb."
+    )
+
+    @model_validator(mode="after")
+    def _dicomweb_needs_the_node(self) -> WorkerSettings:
+        if self.series_access == SeriesAccess.DICOMWEB and not self.node_url:
+            raise ValueError("series_access dicomweb needs node_url (the node's /dicomweb base URL)")
+        return self
+
+
+class LogFormat(enum.StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+class LoggingSettings(BaseModel):
+    """What every radrouter process writes to stderr."""
+
+    level: str = Field(
+        "INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$", description="Least severe level logged."
+    )
+    format: LogFormat = Field(
+        LogFormat.TEXT, description="text for a terminal; json: one object a line, with study_uid."
+    )
 
 
 class RecoverySettings(BaseModel):
@@ -159,19 +262,39 @@ class Settings(BaseSettings):
     completion: CompletionSettings = CompletionSettings()
     delivery: DeliverySettings = DeliverySettings()
     inference: InferenceSettings = InferenceSettings()
+    worklist: WorklistSettings = WorklistSettings()
+    routing: RoutingSettings = RoutingSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
+    worker: WorkerSettings = WorkerSettings()
+    logging: LoggingSettings = LoggingSettings()
     recovery: RecoverySettings = RecoverySettings()
     destinations: dict[str, Destination] = Field(default_factory=_default_destinations)
     rules: list[Rule] = Field(default_factory=default_rules)
+    pipelines: dict[str, NetworkPipelineSetting] = Field(
+        default_factory=dict, description="Pipelines declared in config alone (TorchScript or MONAI bundle)."
+    )
+    pools: dict[str, WorkerPool] = Field(
+        default_factory=dict, description="Worker pools: pipelines sharing a queue, one worker per GPU."
+    )
     default_priority: Priority = Field(
         Priority.ROUTINE, description="Celery priority of tasks no rule ranks."
     )
 
     @model_validator(mode="after")
     def _rules_name_known_destinations(self) -> Settings:
+        names = [rule.name for rule in self.rules]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"rule names must be unique; used more than once: {twice}")
         for rule in self.rules:
-            unknown = sorted(set(rule.results_to) - set(self.destinations))
-            if unknown:
-                raise ValueError(f"rule {rule.name!r}: results_to names unknown destinations {unknown}")
+            for action in ("results_to", "forward_to"):
+                unknown = sorted(set(getattr(rule, action)) - set(self.destinations))
+                if unknown:
+                    raise ValueError(f"rule {rule.name!r}: {action} names unknown destinations {unknown}")
+        pooled = [name for pool in self.pools.values() for name in pool.pipelines]
+        twice = sorted({name for name in pooled if pooled.count(name) > 1})
+        if twice:
+            raise ValueError(f"pipelines in more than one pool: {twice}")
         return self
 
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from functools import cache
 from typing import Any
 
@@ -9,9 +10,13 @@ from celery import Celery
 from celery.signals import worker_ready
 
 from radrouter.config.settings import Settings, load_settings
-from radrouter.router.dispatch import celery_app, queue_for
+from radrouter.inference.registry import WarmPipelines, available
+from radrouter.router.dispatch import celery_app, config_file_from_environment, queue_for
+from radrouter.router.rulebook import RuleBook
 from radrouter.storage.index import Index
 from radrouter.storage.store import InstanceStore
+
+log = logging.getLogger(__name__)
 
 
 @cache
@@ -26,21 +31,36 @@ def worker_index() -> Index:
 
 
 @cache
+def worker_rulebook() -> RuleBook:
+    """Destinations as the config file says now: a destination added by a reload is reachable at once."""
+    return RuleBook(worker_settings(), config_file_from_environment())
+
+
+@cache
+def worker_pipelines() -> WarmPipelines:
+    """The models this process keeps warm between tasks."""
+    return WarmPipelines(worker_settings())
+
+
+@cache
 def worker_store() -> InstanceStore:
     settings = worker_settings()
     return InstanceStore(settings.storage.root, fsync=settings.storage.fsync)
 
 
 app: Celery = celery_app(worker_settings())
-app.conf.imports = ["radrouter.inference.tasks"]
+app.conf.imports = ["radrouter.inference.tasks", "radrouter.worklist.tasks", "radrouter.monitoring.tasks"]
 
 
 @worker_ready.connect
 def _load_models_before_the_first_task(sender: Any, **_: Any) -> None:
     """Load the models of the queues this worker serves now, not inside the first study's time."""
-    from radrouter.inference.registry import available, loaded_pipeline
-
+    settings = worker_settings()
     served = {queue.name for queue in sender.app.amqp.queues.consume_from.values()}
-    for pipeline in available():
-        if queue_for(pipeline) in served:
-            loaded_pipeline(pipeline, worker_settings().inference.device)
+    mine = [name for name in available(settings) if queue_for(settings, name) in served]
+    for pipeline in mine[: settings.inference.max_loaded_pipelines]:
+        try:
+            worker_pipelines().get(pipeline)
+        except Exception:
+            # The worker stays up: its jobs for this pipeline fail with the reason, the others run.
+            log.exception("pipeline %s could not be loaded", pipeline)

@@ -5,21 +5,30 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 import highdicom as hd
 import pydicom
+import torch
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from radrouter.config.settings import Settings
-from radrouter.inference.registry import loaded_pipeline
+from radrouter.inference.node_link import encode_file, node_link
+from radrouter.inference.pipeline import Pipeline, PipelineInputError, Prediction
+from radrouter.inference.prepare import check_input
+from radrouter.inference.registry import WarmPipelines
 from radrouter.inference.results.content import ResultIdentity, drop_empty_inherited_sequences
+from radrouter.inference.results.measurements import (
+    reported_findings,
+    reported_measurements,
+    result_summary,
+)
 from radrouter.inference.results.seg import build_segmentation
-from radrouter.inference.results.sr import build_report, segment_volumes_ml
+from radrouter.inference.results.sr import build_report
 from radrouter.inference.volume import load_volume, read_series
+from radrouter.logs import study
 from radrouter.storage.index import (
     Delivery,
     Hop,
@@ -48,12 +57,17 @@ class JobOutcome:
 class JobRunner:
     """Executes jobs for a worker; the pipeline models stay loaded in the process between jobs."""
 
-    def __init__(self, settings: Settings, index: Index, store: InstanceStore) -> None:
+    def __init__(
+        self, settings: Settings, index: Index, store: InstanceStore, pipelines: WarmPipelines
+    ) -> None:
         self.settings = settings
         self.index = index
         self.store = store
+        self.pipelines = pipelines
+        self.node = node_link(settings, store)
 
-    def run(self, job_id: int) -> JobOutcome:
+    def run(self, job_id: int, worker: str = "") -> JobOutcome:
+        """Compute job ``job_id``; ``worker`` (the Celery worker's name) goes into the audit trail."""
         with self.index.session() as session:
             job = session.get(Job, job_id)
             if job is None:
@@ -64,11 +78,16 @@ class JobRunner:
             job.state, job.started_at, job.error = JobState.RUNNING, utcnow(), None
             job.study.state = StudyState.PROCESSING
             self.index.record_event(
-                session, job.study_uid, Hop.INFERENCE_STARTED, job=job_id, pipeline=job.pipeline
+                session,
+                job.study_uid,
+                Hop.INFERENCE_STARTED,
+                job=job_id,
+                pipeline=job.pipeline,
+                worker=worker,
             )
             series = session.get(Series, job.series_uid)
             assert series is not None
-            paths = [instance.path for instance in series.instances]
+            recorded = {instance.sop_uid: instance.path for instance in series.instances}
             study_uid, series_uid, pipeline_name, revision = (
                 job.study_uid,
                 job.series_uid,
@@ -76,10 +95,13 @@ class JobRunner:
                 job.revision,
             )
             results_to: list[str] = list(job.destinations.get("results_to", []))
+            if job.pipeline in self.settings.monitoring.shadow_pipelines:
+                results_to = []  # shadow mode: stored and monitored, never sent
             replaced = _earlier_reports(session, job)
             waited = (job.started_at - job.queued_at).total_seconds() if job.started_at else 0.0
 
         try:
+            paths = [str(path) for path in self.node.series_files(study_uid, series_uid, recorded)]
             timings, results = self._compute(
                 job_id, study_uid, series_uid, pipeline_name, revision, paths, replaced
             )
@@ -115,7 +137,7 @@ class JobRunner:
                 Hop.INFERRED,
                 job=job_id,
                 pipeline=pipeline_name,
-                model_version=loaded_pipeline(pipeline_name, self.settings.inference.device).version,
+                model_version=self.pipelines.entry(pipeline_name).version,
                 results=[r.sop_uid for r in results],
                 timings=timings,
             )
@@ -141,12 +163,16 @@ class JobRunner:
             timings[name] = round(now - clock, 3)
             clock = now
 
-        pipeline = loaded_pipeline(pipeline_name, self.settings.inference.device)
+        pipeline = self.pipelines.get(pipeline_name)
         lap("model_load_s")
         datasets = read_series(paths)
-        volume = load_volume(datasets)
+        try:
+            volume = load_volume(datasets)
+        except ValueError as error:
+            raise PipelineInputError(f"the series is not a regular volume: {error}") from error
+        check_input(pipeline.input, datasets, volume)
         lap("volume_load_s")
-        prediction = pipeline.predict(volume)
+        prediction = self._predict(pipeline, volume)
         lap("predict_s")
         timings["model_s"] = round(prediction.model_seconds, 3)
 
@@ -163,19 +189,22 @@ class JobRunner:
                 datasets, prediction, pipeline.segments, identity, hd.seg.SegmentationTypeValues.BINARY
             )
         lap("seg_s")
-        volumes = segment_volumes_ml(prediction, pipeline.segments)
+        measurements = reported_measurements(pipeline, prediction)
+        findings = reported_findings(pipeline, prediction)
+        earlier = [self.store.resolve(path) for path in replaced]
         report = build_report(
             datasets,
             segmentation,
-            volumes,
-            pipeline.segments,
+            measurements,
+            findings,
             pipeline.procedure,
             identity,
-            replaces=[pydicom.dcmread(path) for path in replaced],
+            replaces=[pydicom.dcmread(path) for path in earlier if path.is_file()],
         )
         lap("sr_s")
-
+        summary = result_summary(pipeline, measurements, findings)
         results: list[Result] = []
+        written: list[Path] = []
         for kind, dataset, stand_in in (("SEG", segmentation, fallback), ("SR", report, None)):
             drop_empty_inherited_sequences(dataset)
             path = self.store.result_path(study_uid, dataset.SOPInstanceUID)
@@ -183,8 +212,10 @@ class JobRunner:
             if stand_in is not None:
                 drop_empty_inherited_sequences(stand_in)
                 fallback_path = self.store.result_path(study_uid, stand_in.SOPInstanceUID)
-                self.store.write(fallback_path, _encode(stand_in))
-            self.store.write(path, _encode(dataset))
+                self.store.write(fallback_path, encode_file(stand_in))
+                written.append(fallback_path)
+            self.store.write(path, encode_file(dataset))
+            written.append(path)
             results.append(
                 Result(
                     job_id=job_id,
@@ -192,20 +223,31 @@ class JobRunner:
                     sop_uid=dataset.SOPInstanceUID,
                     sop_class_uid=dataset.SOPClassUID,
                     series_uid=dataset.SeriesInstanceUID,
-                    path=str(path),
-                    fallback_path=str(fallback_path) if fallback_path else None,
-                    summary={
-                        "volumes_ml": {spec.name: round(volumes[spec.label], 2) for spec in pipeline.segments}
-                    },
+                    path=self.node.recorded_result_path(path),
+                    fallback_path=self.node.recorded_result_path(fallback_path) if fallback_path else None,
+                    summary=summary,
                 )
             )
+        self.node.return_results(written)
         lap("write_s")
-        log.info("job %d (%s) on series %s: %s", job_id, pipeline_name, series_uid, timings)
+        log.info(
+            "job %d (%s) on series %s: %s", job_id, pipeline_name, series_uid, timings, extra=study(study_uid)
+        )
         return timings, results
+
+    def _predict(self, pipeline: Pipeline, volume: hd.Volume) -> Prediction:
+        """Run the model; out of memory, free the other warm models and try once more."""
+        try:
+            return pipeline.predict(volume)
+        except torch.OutOfMemoryError:
+            if not self.pipelines.evict_others(pipeline.name):
+                raise
+            log.warning("out of memory in %s; evicted the other models and retrying", pipeline.name)
+            return pipeline.predict(volume)
 
 
 def _earlier_reports(session: Session, job: Job) -> list[str]:
-    """Paths of the SRs the same pipeline wrote for this series on the latest earlier study revision."""
+    """Recorded paths of the SRs the same pipeline wrote for this series on the latest earlier revision."""
     earlier = session.scalars(
         select(Result)
         .join(Job)
@@ -218,10 +260,4 @@ def _earlier_reports(session: Session, job: Job) -> list[str]:
         .order_by(Job.revision.desc())
     ).all()
     latest = [r for r in earlier if r.job.revision == earlier[0].job.revision] if earlier else []
-    return [result.path for result in latest if Path(result.path).is_file()]
-
-
-def _encode(dataset: Any) -> bytes:
-    buffer = BytesIO()
-    dataset.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
+    return [result.path for result in latest]

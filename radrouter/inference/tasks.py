@@ -3,52 +3,107 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
-from radrouter.inference.app import app, worker_index, worker_settings, worker_store
+from sqlalchemy.orm import Session
+
+from radrouter.inference.app import (
+    app,
+    worker_index,
+    worker_pipelines,
+    worker_rulebook,
+    worker_settings,
+    worker_store,
+)
 from radrouter.inference.run import JobRunner
+from radrouter.logs import study
+from radrouter.monitoring.tasks import MONITOR_TASK
 from radrouter.router.deliver import DeliveryError, OutgoingObject, RefusedByDestination, send
-from radrouter.router.dispatch import DELIVER_TASK, DELIVERY_QUEUE, INFER_TASK
-from radrouter.storage.index import Delivery, DeliveryState, Hop, settle_study, utcnow
+from radrouter.router.dispatch import (
+    DELIVER_TASK,
+    DELIVERY_QUEUE,
+    FORWARD_TASK,
+    INFER_TASK,
+    TRIAGE_TASK,
+)
+from radrouter.storage.index import (
+    Delivery,
+    DeliveryKind,
+    DeliveryState,
+    Hop,
+    Series,
+    settle_study,
+    utcnow,
+)
+from radrouter.storage.store import InstanceStore
 
 log = logging.getLogger(__name__)
 
 
 @app.task(name=INFER_TASK, bind=True, acks_late=True)
 def infer(self: Any, job_id: int) -> None:
-    """Run a job, then queue one delivery task per result and destination."""
-    outcome = JobRunner(worker_settings(), worker_index(), worker_store()).run(job_id)
+    """Run a job, then queue its triage, its monitoring and one delivery task per result and destination."""
+    outcome = JobRunner(worker_settings(), worker_index(), worker_store(), worker_pipelines()).run(
+        job_id, worker=self.request.hostname or ""
+    )
+    priority = self.request.delivery_info.get("priority")
+    app.send_task(TRIAGE_TASK, args=[job_id], queue=DELIVERY_QUEUE, priority=priority)
+    app.send_task(MONITOR_TASK, args=[job_id], queue=DELIVERY_QUEUE)
     for delivery_id in outcome.delivery_ids:
         app.send_task(
             DELIVER_TASK,
             args=[delivery_id],
             queue=DELIVERY_QUEUE,
-            priority=self.request.delivery_info.get("priority"),
+            priority=priority,
         )
 
 
 @app.task(name=DELIVER_TASK, bind=True, acks_late=True, max_retries=None)
 def deliver(self: Any, delivery_id: int) -> None:
     """C-STORE one result to one destination; every attempt is recorded, failures retry with backoff."""
+    _ship(self, delivery_id)
+
+
+@app.task(name=FORWARD_TASK, bind=True, acks_late=True, max_retries=None)
+def forward(self: Any, delivery_id: int) -> None:
+    """C-STORE a series' original files, as received (same bytes, same transfer syntax), over one
+    association; recorded and retried like a result delivery."""
+    _ship(self, delivery_id)
+
+
+def _outgoing(
+    session: Session, delivery: Delivery, store: InstanceStore
+) -> tuple[str, list[OutgoingObject], dict[str, Any]]:
+    """What a delivery sends: (study UID, files, what the DELIVERED event records)."""
+    if delivery.kind == DeliveryKind.ORIGINAL:
+        series = session.get(Series, delivery.series_uid)
+        instances = series.instances if series is not None else []
+        files = [OutgoingObject(store.resolve(instance.path)) for instance in instances]
+        return str(delivery.study_uid), files, {"series_uid": delivery.series_uid, "instances": len(files)}
+    result = delivery.result
+    assert result is not None
+    fallback = store.resolve(result.fallback_path) if result.fallback_path else None
+    files = [OutgoingObject(store.resolve(result.path), fallback)]
+    return result.job.study_uid, files, {"sop_uid": result.sop_uid}
+
+
+def _ship(task: Any, delivery_id: int) -> None:
+    """Send a delivery's files; record the attempt; retry with backoff or give up after max_attempts."""
     settings, index = worker_settings(), worker_index()
     with index.session() as session:
         delivery = session.get(Delivery, delivery_id)
         if delivery is None or delivery.state != DeliveryState.PENDING:
             return
-        result, destination_name = delivery.result, delivery.destination
-        study_uid = result.job.study_uid
-        outgoing = OutgoingObject(
-            Path(result.path), Path(result.fallback_path) if result.fallback_path else None
-        )
+        destination_name = delivery.destination
+        study_uid, outgoing, sent_detail = _outgoing(session, delivery, worker_store())
         delivery.attempts += 1
         attempt = delivery.attempts
         pending_s = (utcnow() - delivery.pending_since).total_seconds()
-    destination = settings.destinations.get(destination_name)
+    destination = worker_rulebook().current().destinations.get(destination_name)
     try:
         if destination is None:
             raise DeliveryError(f"destination {destination_name!r} is not configured")
-        sent_class = send(destination, [outgoing], settings.node.ae_title, settings.delivery.timeout_s)[0]
+        sent_classes = send(destination, outgoing, settings.node.ae_title, settings.delivery.timeout_s)
     except DeliveryError as error:
         give_up = (
             isinstance(error, RefusedByDestination)
@@ -75,26 +130,28 @@ def deliver(self: Any, delivery_id: int) -> None:
                 )
                 settle_study(session, study_uid)
         if give_up:
-            log.error("delivery %d to %s failed after %d attempts", delivery_id, destination_name, attempt)
+            log.error(
+                "delivery %d to %s failed after %d attempts",
+                delivery_id,
+                destination_name,
+                attempt,
+                extra=study(study_uid),
+            )
             return
         delay = min(settings.delivery.backoff_max_s, settings.delivery.backoff_initial_s * 2 ** (attempt - 1))
-        raise self.retry(countdown=delay, exc=error) from error
+        raise task.retry(countdown=delay, exc=error) from error
     with index.session() as session:
         done = session.get(Delivery, delivery_id)
         assert done is not None
-        done.state, done.delivered_at, done.sent_sop_class_uid, done.last_error = (
-            DeliveryState.DELIVERED,
-            utcnow(),
-            sent_class,
-            None,
-        )
+        done.state, done.delivered_at, done.last_error = DeliveryState.DELIVERED, utcnow(), None
+        done.sent_sop_class_uid = sent_classes[0] if len(set(sent_classes)) == 1 else None
         index.record_event(
             session,
             study_uid,
             Hop.DELIVERED,
             delivery=delivery_id,
             destination=destination_name,
-            sop_uid=done.result.sop_uid,
             attempt=attempt,
+            **sent_detail,
         )
         settle_study(session, study_uid)

@@ -1,8 +1,13 @@
 """Decides when a study is complete, since DICOM has no end-of-study message.
 
-A study is complete when every association that brought instances of it has ended and no new
-instance has arrived for ``quiet_period`` seconds. With a 1 s quiet period a study is routed about
-1 s after the sender releases, where peers wait a fixed 5 to 900 s after the last instance.
+- A study whose associations have all ended is complete ``quiet_period_s`` after its last instance
+  (1 s by default: peers wait a fixed 5 to 900 s after the last instance).
+- A study still carried by an open association is complete after ``open_quiet_period_s`` without
+  an instance: it covers senders that keep associations open, and a receiving process that died.
+
+A late instance starts the same again: the study completes once more (a new revision). Every SCP
+process reports its arrivals to one assembler (:mod:`radrouter.router.listener`), so exactly one
+place declares studies complete.
 """
 
 from __future__ import annotations
@@ -11,19 +16,37 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from radrouter.config.settings import CompletionSettings
+from radrouter.logs import study as study_context
 
 log = logging.getLogger(__name__)
 
 
-class StudyAssembler:
-    """Tracks open associations and arrival times per study; calls ``on_complete`` once per quiet study."""
+class ArrivalSink(Protocol):
+    """What the SCP tells about arrivals: the assembler itself, or a queue to it in another process."""
 
-    def __init__(self, quiet_period_s: float, on_complete: Callable[[str], None]) -> None:
-        self.quiet_period_s = quiet_period_s
+    def instance_received(self, study_uid: str, association: str) -> None: ...
+
+    def association_ended(self, association: str) -> None: ...
+
+
+@dataclass
+class _StudyArrivals:
+    last_seen: float
+    associations: set[str] = field(default_factory=set)
+
+
+class StudyAssembler:
+    """Tracks open associations and arrival times; calls ``on_complete`` once per quiet study."""
+
+    def __init__(self, completion: CompletionSettings, on_complete: Callable[[str], None]) -> None:
+        self.completion = completion
         self._on_complete = on_complete
         self._lock = threading.Condition()
-        self._last_seen: dict[str, float] = {}
-        self._open: dict[str, set[int]] = {}
+        self._studies: dict[str, _StudyArrivals] = {}
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name="study-assembler", daemon=True)
 
@@ -36,38 +59,46 @@ class StudyAssembler:
             self._lock.notify()
         self._thread.join(timeout=5)
 
-    def instance_received(self, study_uid: str, association_id: int) -> None:
+    def instance_received(self, study_uid: str, association: str) -> None:
+        now = time.monotonic()
         with self._lock:
-            self._last_seen[study_uid] = time.monotonic()
-            self._open.setdefault(study_uid, set()).add(association_id)
+            study = self._studies.setdefault(study_uid, _StudyArrivals(now))
+            study.last_seen = now
+            study.associations.add(association)
+            self._lock.notify()
 
-    def association_ended(self, association_id: int) -> None:
+    def resume(self, study_uid: str) -> None:
+        """A study a previous run left receiving: no association carries it any more."""
         with self._lock:
-            for associations in self._open.values():
-                associations.discard(association_id)
+            self._studies[study_uid] = _StudyArrivals(time.monotonic())
+            self._lock.notify()
+
+    def association_ended(self, association: str) -> None:
+        with self._lock:
+            for study in self._studies.values():
+                study.associations.discard(association)
             self._lock.notify()
 
     def pending(self) -> list[str]:
         """Studies still waiting for completion."""
         with self._lock:
-            return list(self._last_seen)
+            return list(self._studies)
 
     def _due(self, now: float) -> tuple[list[str], float | None]:
-        """Studies that are complete now, and how long until the next one could be."""
+        """Studies complete now, and how long until the next one could be."""
         due: list[str] = []
-        wait: float | None = None
-        for study_uid, last_seen in self._last_seen.items():
-            if self._open.get(study_uid):
-                continue
-            remaining = last_seen + self.quiet_period_s - now
-            if remaining <= 0:
+        deadlines: list[float] = []
+        for study_uid, study in self._studies.items():
+            quiet_s = (
+                self.completion.open_quiet_period_s if study.associations else self.completion.quiet_period_s
+            )
+            if now >= study.last_seen + quiet_s:
                 due.append(study_uid)
             else:
-                wait = remaining if wait is None else min(wait, remaining)
+                deadlines.append(study.last_seen + quiet_s)
         for study_uid in due:
-            del self._last_seen[study_uid]
-            self._open.pop(study_uid, None)
-        return due, wait
+            del self._studies[study_uid]
+        return due, (min(deadlines) - now if deadlines else None)
 
     def _run(self) -> None:
         while True:
@@ -82,4 +113,4 @@ class StudyAssembler:
                 try:
                     self._on_complete(study_uid)
                 except Exception:
-                    log.exception("completing study %s failed", study_uid)
+                    log.exception("completing study %s failed", study_uid, extra=study_context(study_uid))

@@ -8,17 +8,26 @@ from typing import Any
 from celery import Celery
 from sqlalchemy import select
 
-from radrouter.router.dispatch import DELIVER_TASK, DELIVERY_QUEUE
-from radrouter.storage.index import Delivery, DeliveryState, Hop, Index, Study, StudyState, utcnow
+from radrouter.router.dispatch import DELIVER_TASK, DELIVERY_QUEUE, FORWARD_TASK
+from radrouter.storage.index import (
+    Delivery,
+    DeliveryKind,
+    DeliveryState,
+    Hop,
+    Index,
+    Study,
+    StudyState,
+    utcnow,
+)
 
 
 def describe(delivery: Delivery) -> dict[str, Any]:
     """A delivery as the API and the CLI show it: UIDs, destination, state and attempts only."""
     return {
         "id": delivery.id,
-        "study_uid": delivery.result.job.study_uid,
-        "result_sop_uid": delivery.result.sop_uid,
-        "kind": delivery.result.kind,
+        "study_uid": delivery.owning_study_uid,
+        "result_sop_uid": delivery.result.sop_uid if delivery.result is not None else None,
+        "kind": delivery.result.kind if delivery.result is not None else "original series",
         "destination": delivery.destination,
         "state": delivery.state.value,
         "attempts": delivery.attempts,
@@ -47,14 +56,15 @@ def retry_deliveries(index: Index, celery: Celery, delivery_ids: Sequence[int] |
         rows = session.scalars(query.order_by(Delivery.id)).all()
         for delivery in rows:
             delivery.state, delivery.attempts, delivery.pending_since = DeliveryState.PENDING, 0, utcnow()
-            study_uid = delivery.result.job.study_uid
+            study_uid = delivery.owning_study_uid
             study = session.get(Study, study_uid)
             if study is not None and study.state == StudyState.FAILED:
                 study.state, study.reason = StudyState.PROCESSING, None
             index.record_event(
                 session, study_uid, Hop.DELIVERY_RETRY, delivery=delivery.id, destination=delivery.destination
             )
-        retried = [delivery.id for delivery in rows]
-    for delivery_id in retried:
-        celery.send_task(DELIVER_TASK, args=[delivery_id], queue=DELIVERY_QUEUE)
-    return retried
+        retried = [(delivery.id, delivery.kind) for delivery in rows]
+    for delivery_id, kind in retried:
+        task = FORWARD_TASK if kind == DeliveryKind.ORIGINAL else DELIVER_TASK
+        celery.send_task(task, args=[delivery_id], queue=DELIVERY_QUEUE)
+    return [delivery_id for delivery_id, _ in retried]

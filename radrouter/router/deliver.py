@@ -54,6 +54,8 @@ def send(
     destination: Destination, objects: Sequence[OutgoingObject], calling_ae: str, timeout_s: float
 ) -> list[str]:
     """Store ``objects`` at ``destination`` over one association; return the SOP class sent for each."""
+    if not objects:
+        return []  # e.g. a forwarded series whose instances all moved to another series since routing
     choices = [(_describe(o.path), _describe(o.fallback_path) if o.fallback_path else None) for o in objects]
     pairs = {(c.sop_class_uid, c.transfer_syntax_uid) for primary, fb in choices for c in (primary, fb) if c}
     if len(pairs) > MAX_CONTEXTS:

@@ -7,19 +7,39 @@ with a Celery priority (0 is served first on Redis). Tasks carry job IDs, never 
 from __future__ import annotations
 
 import logging
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
-import pydicom
 from celery import Celery
+from sqlalchemy.orm import Session
 
-from radrouter.config.settings import Settings
-from radrouter.router.rules import SeriesHeader, decide
-from radrouter.storage.index import Hop, Index, Job, JobState, Study, StudyState, utcnow
+from radrouter.config.pipelines import pool_queue
+from radrouter.config.settings import CONFIG_ENV, Settings
+from radrouter.router.header import read_stored_headers, stored_series
+from radrouter.router.rulebook import RuleBook
+from radrouter.router.rules import RouteDecision, decide
+from radrouter.router.urgency import study_urgency
+from radrouter.storage.index import (
+    Delivery,
+    DeliveryKind,
+    Hop,
+    Index,
+    Job,
+    JobState,
+    Study,
+    StudyState,
+    utcnow,
+)
+from radrouter.storage.worklist import URGENCY, open_item
 
 log = logging.getLogger(__name__)
 
 INFER_TASK = "radrouter.infer"
 DELIVER_TASK = "radrouter.deliver"
+TRIAGE_TASK = "radrouter.triage"
+HL7_TASK = "radrouter.hl7"
+FORWARD_TASK = "radrouter.forward"
 DELIVERY_QUEUE = "delivery"
 
 
@@ -49,38 +69,57 @@ def celery_app(settings: Settings) -> Celery:
     return app
 
 
-def queue_for(pipeline: str) -> str:
-    """Each pipeline has its own queue, so a worker pool can serve exactly the models it holds."""
+def config_file_from_environment() -> Path | None:
+    """The config file every process of the node reads (``--config`` sets this variable for them)."""
+    path = os.environ.get(CONFIG_ENV)
+    return Path(path) if path else None
+
+
+def queue_for(settings: Settings, pipeline: str) -> str:
+    """A pooled pipeline goes to its pool's queue; any other has its own, served by its own worker."""
+    for pool_name, pool in settings.pools.items():
+        if pipeline in pool.pipelines:
+            return pool_queue(pool_name)
     return pipeline
 
 
-def read_header(path: str | Path) -> pydicom.Dataset:
-    return pydicom.dcmread(path, stop_before_pixels=True)
+@dataclass(frozen=True)
+class QueuedTask:
+    """A Celery task the router sends once the routing transaction has committed."""
+
+    name: str
+    record_id: int
+    queue: str
+    priority: int
 
 
-def send_jobs(celery: Celery, index: Index, queued: list[tuple[int, str, int]]) -> None:
-    """Hand jobs to the broker and note each as dispatched; the reconciler re-sends any left unnoted."""
-    for job_id, pipeline, priority in queued:
-        celery.send_task(INFER_TASK, args=[job_id], queue=queue_for(pipeline), priority=priority)
-        with index.session() as session:
-            job = session.get(Job, job_id)
-            if job is not None:
-                job.dispatched_at = utcnow()
+def send_tasks(celery: Celery, index: Index, tasks: list[QueuedTask]) -> None:
+    """Hand tasks to the broker and note each job as dispatched; the reconciler re-sends any left unnoted."""
+    for task in tasks:
+        celery.send_task(task.name, args=[task.record_id], queue=task.queue, priority=task.priority)
+        if task.name == INFER_TASK:
+            with index.session() as session:
+                job = session.get(Job, task.record_id)
+                if job is not None:
+                    job.dispatched_at = utcnow()
 
 
 class StudyRouter:
     """Called by the assembler when a study is complete: apply the rules, record jobs, queue them."""
 
-    def __init__(self, settings: Settings, index: Index, celery: Celery) -> None:
+    def __init__(
+        self, settings: Settings, index: Index, celery: Celery, rulebook: RuleBook | None = None
+    ) -> None:
         self.settings = settings
         self.index = index
         self.celery = celery
+        self.rulebook = rulebook or RuleBook(settings, config_file_from_environment())
 
     def __call__(self, study_uid: str) -> None:
-        send_jobs(self.celery, self.index, self.route(study_uid))
+        send_tasks(self.celery, self.index, self.route(study_uid))
 
-    def route(self, study_uid: str) -> list[tuple[int, str, int]]:
-        """Mark the study complete, decide its runs and record them; return (job, pipeline, priority).
+    def route(self, study_uid: str) -> list[QueuedTask]:
+        """Mark the study complete, decide its work and record it; return the tasks to send.
 
         Headers are read from disk between two short transactions, so the SCP can keep indexing other
         studies meanwhile. An instance that arrives in between makes this call give way: the assembler
@@ -91,17 +130,18 @@ class StudyRouter:
             if study is None or study.state != StudyState.RECEIVING:
                 return []
             seen_last = study.last_received_at
-            calling_ae = study.calling_ae or ""
-            first_paths = {
-                series.uid: series.instances[0].path for series in study.series if series.instances
-            }
-        headers = [
-            SeriesHeader(series_uid, read_header(path), calling_ae, self.settings.node.ae_title)
-            for series_uid, path in first_paths.items()
-        ]
-        decision = decide(self.settings.rules, headers)
+            sent_as_high_priority = study.sent_as_high_priority
+            sources = stored_series(study, self.settings.node.ae_title)
+        routing = self.rulebook.current()
+        headers = read_stored_headers(sources)
+        decision = decide(routing.rules, headers, routing.tolerance_deg)
+        fired = {name for names in decision.matched.values() for name in names}
+        urgency = study_urgency(
+            [header.dataset for header in headers],
+            sent_as_high_priority,
+            [rule for rule in routing.rules if rule.name in fired],
+        )
 
-        queued: list[tuple[int, str, int]] = []
         with self.index.session() as session:
             study = session.get(Study, study_uid)
             if study is None or study.state != StudyState.RECEIVING or study.last_received_at != seen_last:
@@ -116,31 +156,78 @@ class StudyRouter:
                 instances=sum(len(series.instances) for series in study.series),
                 quiet_s=round((now - study.last_received_at).total_seconds(), 3),
             )
+            open_item(
+                self.index,
+                session,
+                study_uid,
+                urgency.priority,
+                source=urgency.source,
+                reason=urgency.reason,
+                at=now,
+            )
             for run in decision.runs:
-                job = Job(
-                    study_uid=study_uid,
-                    series_uid=run.series_uid,
-                    pipeline=run.pipeline,
-                    revision=study.revision,
-                    priority=run.priority.value,
-                    rule=",".join(run.rules),
-                    destinations={"results_to": run.results_to},
-                    state=JobState.QUEUED,
-                )
-                session.add(job)
-                session.flush()
-                queued.append((job.id, run.pipeline, run.priority.celery_priority))
-                self.index.record_event(
-                    session,
-                    study_uid,
-                    Hop.QUEUED,
-                    job=job.id,
-                    pipeline=run.pipeline,
-                    priority=run.priority.value,
-                )
+                # An urgent order's inference jumps the queue too, not only its reading.
+                run.priority = min(run.priority, urgency.priority, key=URGENCY.index)
+            queued = self._record_jobs(session, study, decision) + self._record_forwards(
+                session, study, decision
+            )
             study.state = StudyState.ROUTED if queued else StudyState.DONE
-            study.reason = None if queued else "no rule asked for a pipeline"
+            study.reason = None if queued else "no rule asked for a pipeline or a forward"
             self.index.record_event(
-                session, study_uid, Hop.ROUTED, matched=decision.matched, jobs=len(queued)
+                session,
+                study_uid,
+                Hop.ROUTED,
+                matched=decision.matched,
+                discarded=decision.discarded,
+                jobs=len(decision.runs),
+                forwards=len(decision.forwards),
+                rules_generation=routing.generation,
+            )
+        return queued
+
+    def _record_jobs(self, session: Session, study: Study, decision: RouteDecision) -> list[QueuedTask]:
+        queued: list[QueuedTask] = []
+        for run in decision.runs:
+            job = Job(
+                study_uid=study.uid,
+                series_uid=run.series_uid,
+                pipeline=run.pipeline,
+                revision=study.revision,
+                priority=run.priority.value,
+                rule=",".join(run.rules)[:100],
+                destinations={"results_to": run.results_to},
+                state=JobState.QUEUED,
+            )
+            session.add(job)
+            session.flush()
+            priority = run.priority.celery_priority
+            queued.append(QueuedTask(INFER_TASK, job.id, queue_for(self.settings, run.pipeline), priority))
+            self.index.record_event(
+                session, study.uid, Hop.QUEUED, job=job.id, pipeline=run.pipeline, priority=run.priority.value
+            )
+        return queued
+
+    def _record_forwards(self, session: Session, study: Study, decision: RouteDecision) -> list[QueuedTask]:
+        queued: list[QueuedTask] = []
+        for forward in decision.forwards:
+            delivery = Delivery(
+                kind=DeliveryKind.ORIGINAL,
+                study_uid=study.uid,
+                series_uid=forward.series_uid,
+                revision=study.revision,
+                rule=",".join(forward.rules)[:100],
+                destination=forward.destination,
+            )
+            session.add(delivery)
+            session.flush()
+            priority = self.settings.default_priority.celery_priority
+            queued.append(QueuedTask(FORWARD_TASK, delivery.id, DELIVERY_QUEUE, priority))
+            self.index.record_event(
+                session,
+                study.uid,
+                Hop.QUEUED,
+                forward=delivery.id,
+                series_uid=forward.series_uid,
+                destination=forward.destination,
             )
         return queued

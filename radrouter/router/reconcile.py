@@ -22,7 +22,14 @@ from sqlalchemy import select
 from radrouter.config.rules import Priority
 from radrouter.config.settings import Settings
 from radrouter.router.assembler import StudyAssembler
-from radrouter.router.dispatch import StudyRouter, celery_app, send_jobs
+from radrouter.router.dispatch import (
+    INFER_TASK,
+    QueuedTask,
+    StudyRouter,
+    celery_app,
+    queue_for,
+    send_tasks,
+)
 from radrouter.storage.index import Hop, Index, Job, JobState, Study, StudyState, utcnow
 
 log = logging.getLogger(__name__)
@@ -81,7 +88,8 @@ class StudyReconciler:
             ).all()
         for job_id, study_uid, pipeline, priority in jobs:
             log.warning("job %d was never received by the broker; queueing it again", job_id)
-            send_jobs(self.celery, self.index, [(job_id, pipeline, Priority(priority).celery_priority)])
+            queue, celery_priority = queue_for(self.settings, pipeline), Priority(priority).celery_priority
+            send_tasks(self.celery, self.index, [QueuedTask(INFER_TASK, job_id, queue, celery_priority)])
             with self.index.session() as session:
                 self.index.record_event(session, study_uid, Hop.RECOVERED, redispatched_job=job_id)
         return [job_id for job_id, *_ in jobs]

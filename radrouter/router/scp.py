@@ -6,25 +6,33 @@ durably, indexes them, tells the assembler, and only then answers Success.
 
 from __future__ import annotations
 
+import copy
 import errno
 import logging
+import os
+import socket
+import threading
 from io import BytesIO
-from typing import Any
+from typing import Any, cast
 
 import pydicom
+from prometheus_client import Counter
 from pynetdicom import (
     AE,
     ALL_TRANSFER_SYNTAXES,
-    StoragePresentationContexts,
+    AllStoragePresentationContexts,
     VerificationPresentationContexts,
     evt,
 )
 from pynetdicom.events import EventHandlerType
+from pynetdicom.presentation import PresentationContext
+from pynetdicom.transport import ThreadedAssociationServer
 from sqlalchemy.exc import SQLAlchemyError
 
 from radrouter.config.settings import Settings
-from radrouter.router.assembler import StudyAssembler
-from radrouter.router.network import NODELAY_HANDLER
+from radrouter.logs import study
+from radrouter.router.assembler import ArrivalSink
+from radrouter.router.network import NODELAY_HANDLER, tls_server_context
 from radrouter.storage.ingest import ReceivedInstance, record_instance
 from radrouter.storage.store import InstanceStore, InvalidUID, validate_uid
 
@@ -47,6 +55,12 @@ _HEADER_TAGS = [
 ]
 
 
+# Exported by the SCP process itself (node.metrics_port): only it sees associations and raw bytes.
+ASSOCIATIONS = Counter("radrouter_associations", "Associations requested, by outcome", ["outcome"])
+INSTANCES = Counter("radrouter_instances_received", "C-STORE requests, by answered status", ["status"])
+RECEIVED_BYTES = Counter("radrouter_received_bytes", "Bytes of instances stored")
+
+
 def _int_or_none(value: Any) -> int | None:
     try:
         return int(value)
@@ -54,44 +68,171 @@ def _int_or_none(value: Any) -> int | None:
         return None
 
 
+class ConnectionCounts:
+    """Open connections per SCP process in shared memory; each process writes only its own slot."""
+
+    def __init__(self, slots: Any, slot: int) -> None:
+        self.slots = slots
+        self.slot = slot
+        self._lock = threading.Lock()
+
+    def change(self, delta: int) -> None:
+        with self._lock:
+            self.slots[self.slot] += delta
+
+    def elsewhere(self) -> int:
+        """Connections the node's other SCP processes hold."""
+        return int(sum(self.slots)) - int(self.slots[self.slot])
+
+
+class NodeAE(AE):
+    """An AE whose association limit counts the associations of every SCP process of the node.
+
+    pynetdicom rejects an association when its own acceptors outnumber ``maximum_associations``; this
+    AE lowers that figure by what the other processes hold.
+    """
+
+    def __init__(self, ae_title: str, counts: ConnectionCounts) -> None:
+        super().__init__(ae_title=ae_title)
+        self.counts = counts
+        self._node_limit = 10
+
+    @property
+    def maximum_associations(self) -> int:
+        return self._node_limit - self.counts.elsewhere()
+
+    @maximum_associations.setter
+    def maximum_associations(self, value: int) -> None:
+        self._node_limit = value
+
+
+class AcceptorContexts(list[PresentationContext]):
+    """The contexts we accept, which pynetdicom deep-copies for every association.
+
+    With every storage SOP class in every transfer syntax that deep copy takes 0.2 s of CPU per
+    association; as UIDs are immutable strings, copying each context and its list of transfer
+    syntaxes gives the same independent copies a hundred times faster.
+    """
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> list[PresentationContext]:
+        copies = []
+        for context in self:
+            duplicate = copy.copy(context)
+            duplicate._transfer_syntax = list(context._transfer_syntax)
+            copies.append(duplicate)
+        return copies
+
+
+class SharedSocketServer(ThreadedAssociationServer):
+    """An association server on a listening socket that several SCP processes accept from.
+
+    The socket is bound once, before the processes fork, and is non-blocking: the process that loses
+    the race for a connection gets ``BlockingIOError`` and goes back to waiting.
+    """
+
+    def __init__(self, *args: Any, listening_socket: socket.socket | None = None, **kwargs: Any) -> None:
+        self._listening_socket = listening_socket
+        super().__init__(*args, **kwargs)
+
+    def server_bind(self) -> None:
+        if self._listening_socket is None:
+            super().server_bind()
+            return
+        cast(socket.socket, self.socket).close()
+        self.socket = self._listening_socket
+        self.server_address = self.socket.getsockname()
+
+    def server_activate(self) -> None:
+        if self._listening_socket is None:
+            super().server_activate()
+
+    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+        """Accept, then finish the TLS handshake within the network timeout (a silent client holds up
+        this process's accept loop no longer than that; the other processes go on accepting)."""
+        client, address = cast(socket.socket, self.socket).accept()
+        if self.ssl_context is not None:
+            client.settimeout(self.ae.network_timeout)
+            client = self.ssl_context.wrap_socket(client, server_side=True)
+            client.settimeout(None)
+        return client, address
+
+
 class StorageSCP:
     """Receives instances into the store and the index; its handlers are small and return statuses."""
 
     def __init__(
-        self, settings: Settings, store: InstanceStore, index: Any, assembler: StudyAssembler
+        self,
+        settings: Settings,
+        store: InstanceStore,
+        index: Any,
+        arrivals: ArrivalSink,
+        counts: ConnectionCounts | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.index = index
-        self.assembler = assembler
-        self.ae = AE(ae_title=settings.node.ae_title)
+        self.arrivals = arrivals
+        self.counts = counts or ConnectionCounts([0], 0)
+        self.ae = NodeAE(settings.node.ae_title, self.counts)
         self.ae.maximum_pdu_size = settings.node.max_pdu
         self.ae.maximum_associations = settings.node.max_associations
         self.ae.require_called_aet = settings.node.check_called_ae
         self.ae.require_calling_aet = settings.node.allowed_calling_aes
         self.reserve_bytes = settings.storage.free_space_reserve_mb * 1024 * 1024
-        for context in [*StoragePresentationContexts, *VerificationPresentationContexts]:
+        for context in [*AllStoragePresentationContexts, *VerificationPresentationContexts]:
             if context.abstract_syntax is not None:
                 self.ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
         self.handlers: list[EventHandlerType] = [
             NODELAY_HANDLER,
             (evt.EVT_C_ECHO, self.handle_echo),
             (evt.EVT_C_STORE, self.handle_store),
+            (evt.EVT_CONN_OPEN, self.handle_connection_opened),
             (evt.EVT_CONN_CLOSE, self.handle_connection_closed),
+            (evt.EVT_ACCEPTED, lambda _event: ASSOCIATIONS.labels("accepted").inc()),
+            (evt.EVT_REJECTED, lambda _event: ASSOCIATIONS.labels("rejected").inc()),
         ]
 
-    def serve(self, block: bool = True) -> Any:
+    def serve(self, block: bool = True, listening_socket: socket.socket | None = None) -> Any:
+        """Serve on our own port, or on a socket bound before the node's SCP processes forked."""
         address = (self.settings.node.host, self.settings.node.port)
-        log.info("SCP %s listening on %s:%d", self.settings.node.ae_title, *address)
-        return self.ae.start_server(address, block=block, evt_handlers=self.handlers)
+        server = self.ae.make_server(
+            address,
+            contexts=AcceptorContexts(self.ae.supported_contexts),
+            ssl_context=tls_server_context(self.settings.node.tls),
+            evt_handlers=self.handlers,
+            server_class=SharedSocketServer,
+            listening_socket=listening_socket,
+        )
+        self.ae._servers.append(server)
+        log.info(
+            "SCP %s listening on %s:%d%s (process %d)",
+            self.settings.node.ae_title,
+            *server.server_address[:2],
+            " with TLS" if server.ssl_context else "",
+            os.getpid(),
+        )
+        if block:
+            server.serve_forever()
+            return None
+        threading.Thread(target=server.serve_forever, name="scp-acceptor", daemon=True).start()
+        return server
 
     def handle_echo(self, event: Any) -> int:
         return SUCCESS
 
+    def handle_connection_opened(self, event: Any) -> None:
+        self.counts.change(+1)
+
     def handle_connection_closed(self, event: Any) -> None:
-        self.assembler.association_ended(id(event.assoc))
+        self.counts.change(-1)
+        self.arrivals.association_ended(_association_key(event.assoc))
 
     def handle_store(self, event: Any) -> int:
+        status = self._store(event)
+        INSTANCES.labels(f"0x{status:04X}").inc()
+        return status
+
+    def _store(self, event: Any) -> int:
         raw: bytes = bytes(event.encoded_dataset(include_meta=True))
         try:
             header = pydicom.dcmread(BytesIO(raw), stop_before_pixels=True, specific_tags=_HEADER_TAGS)
@@ -108,13 +249,15 @@ class StorageSCP:
 
         path = self.store.instance_path(study_uid, series_uid, sop_uid)
         if self.store.free_bytes() - len(raw) < self.reserve_bytes:
-            log.error("refused %s: free disk space is below the reserve", sop_uid)
+            log.error("refused %s: free disk space is below the reserve", sop_uid, extra=study(study_uid))
             return OUT_OF_RESOURCES
         try:
             self.store.write(path, raw)
         except OSError as error:
-            log.error("cannot store %s: %s", sop_uid, errno.errorcode.get(error.errno or 0, error))
+            reason = errno.errorcode.get(error.errno or 0, error)
+            log.error("cannot store %s: %s", sop_uid, reason, extra=study(study_uid))
             return OUT_OF_RESOURCES
+        RECEIVED_BYTES.inc(len(raw))
 
         received = ReceivedInstance(
             study_uid=study_uid,
@@ -129,11 +272,18 @@ class StorageSCP:
             size=len(raw),
             calling_ae=event.assoc.requestor.ae_title,
             calling_address=event.assoc.requestor.address,
+            dimse_priority=_int_or_none(event.request.Priority) or 0,
+            called_ae=str(getattr(event.assoc.requestor.primitive, "called_ae_title", "") or ""),
         )
         try:
             record_instance(self.index, received)
         except SQLAlchemyError:
-            log.exception("cannot index %s", sop_uid)
+            log.exception("cannot index %s", sop_uid, extra=study(study_uid))
             return PROCESSING_FAILURE
-        self.assembler.instance_received(study_uid, id(event.assoc))
+        self.arrivals.instance_received(study_uid, _association_key(event.assoc))
         return SUCCESS
+
+
+def _association_key(assoc: Any) -> str:
+    """Names an association uniquely among all SCP processes of the node."""
+    return f"{os.getpid()}:{id(assoc)}"

@@ -7,6 +7,7 @@ share it) or PostgreSQL. Only UIDs, codes and timings are kept here: no patient 
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -15,8 +16,11 @@ from typing import Any, ClassVar
 
 from sqlalchemy import JSON, Enum, ForeignKey, Integer, String, UniqueConstraint, create_engine, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+
+from radrouter.storage.migrate import ensure_current, upgrade
+
+log = logging.getLogger(__name__)
 
 
 def utcnow() -> datetime:
@@ -58,6 +62,11 @@ class Hop(enum.StrEnum):
     DELIVERY_ATTEMPT = "delivery_attempt"
     DELIVERED = "delivered"
     DELIVERY_FAILED = "delivery_failed"
+    TRIAGED = "triaged"
+    READ = "read"
+    HL7_ATTEMPT = "hl7_attempt"
+    HL7_ACKED = "hl7_acked"
+    HL7_FAILED = "hl7_failed"
     RECOVERED = "recovered"
     DELIVERY_RETRY = "delivery_retry"
 
@@ -77,9 +86,11 @@ class Study(Base):
     last_received_at: Mapped[datetime] = mapped_column(default=utcnow)
     completed_at: Mapped[datetime | None]
     revision: Mapped[int] = mapped_column(Integer, default=0)
+    sent_as_high_priority: Mapped[bool] = mapped_column(default=False)
 
     series: Mapped[list[Series]] = relationship(back_populates="study", order_by="Series.series_number")
     jobs: Mapped[list[Job]] = relationship(back_populates="study", order_by="Job.id")
+    forwards: Mapped[list[Delivery]] = relationship(order_by="Delivery.id")
     events: Mapped[list[AuditEvent]] = relationship(order_by="AuditEvent.id")
 
 
@@ -91,6 +102,8 @@ class Series(Base):
     modality: Mapped[str | None] = mapped_column(String(16))
     series_number: Mapped[int | None]
     description: Mapped[str | None] = mapped_column(String(64))
+    calling_ae: Mapped[str | None] = mapped_column(String(16))
+    called_ae: Mapped[str | None] = mapped_column(String(16))
 
     study: Mapped[Study] = relationship(back_populates="series")
     instances: Mapped[list[Instance]] = relationship(back_populates="series", order_by="Instance.path")
@@ -156,14 +169,27 @@ class Result(Base):
     deliveries: Mapped[list[Delivery]] = relationship(back_populates="result", order_by="Delivery.id")
 
 
+class DeliveryKind(enum.StrEnum):
+    RESULT = "result"
+    ORIGINAL = "original"
+
+
 class Delivery(Base):
-    """One result going to one destination, with every attempt counted."""
+    """One result, or one series of originals (forwarded as received), going to one destination."""
 
     __tablename__ = "deliveries"
-    __table_args__ = (UniqueConstraint("result_id", "destination"),)
+    __table_args__ = (
+        UniqueConstraint("result_id", "destination"),
+        UniqueConstraint("series_uid", "revision", "destination"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    result_id: Mapped[int] = mapped_column(ForeignKey("results.id"), index=True)
+    kind: Mapped[DeliveryKind] = mapped_column(Enum(DeliveryKind), default=DeliveryKind.RESULT)
+    result_id: Mapped[int | None] = mapped_column(ForeignKey("results.id"), index=True)
+    study_uid: Mapped[str | None] = mapped_column(ForeignKey("studies.uid"), index=True)
+    series_uid: Mapped[str | None] = mapped_column(String(64))
+    revision: Mapped[int | None] = mapped_column(Integer)
+    rule: Mapped[str | None] = mapped_column(String(100))
     destination: Mapped[str] = mapped_column(String(64))
     state: Mapped[DeliveryState] = mapped_column(Enum(DeliveryState), default=DeliveryState.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -174,7 +200,15 @@ class Delivery(Base):
     pending_since: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None]
 
-    result: Mapped[Result] = relationship(back_populates="deliveries")
+    result: Mapped[Result | None] = relationship(back_populates="deliveries")
+
+    @property
+    def owning_study_uid(self) -> str:
+        """Originals name their study; a result's study comes through its job."""
+        if self.study_uid is not None:
+            return self.study_uid
+        assert self.result is not None, "a delivery is of a result or of a series"
+        return self.result.job.study_uid
 
 
 class AuditEvent(Base):
@@ -189,6 +223,110 @@ class AuditEvent(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
+class WorklistItem(Base):
+    """A complete study on the reading list: its priority class, why, and whether it was read."""
+
+    __tablename__ = "worklist_items"
+
+    study_uid: Mapped[str] = mapped_column(ForeignKey("studies.uid"), primary_key=True)
+    priority: Mapped[str] = mapped_column(String(16))
+    base_priority: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(200))
+    finding: Mapped[str | None] = mapped_column(String(200))
+    arrived_at: Mapped[datetime] = mapped_column(default=utcnow)
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    read_at: Mapped[datetime | None] = mapped_column(index=True)
+    verdict: Mapped[str | None] = mapped_column(String(16))
+
+    changes: Mapped[list[PriorityChange]] = relationship(order_by="PriorityChange.id")
+
+
+class PriorityChange(Base):
+    """One change of a study's reading priority, with its reason and the rule or header that caused it."""
+
+    __tablename__ = "priority_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_uid: Mapped[str] = mapped_column(ForeignKey("worklist_items.study_uid"), index=True)
+    old_priority: Mapped[str | None] = mapped_column(String(16))
+    new_priority: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(16))
+    rule: Mapped[str | None] = mapped_column(String(100))
+    reason: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Hl7Message(Base):
+    """One HL7 v2 message to the RIS (results or a priority update), with every attempt counted.
+
+    The message text is built when sent, from the stored files: the index keeps no patient IDs.
+    """
+
+    __tablename__ = "hl7_messages"
+    __table_args__ = (UniqueConstraint("job_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_uid: Mapped[str] = mapped_column(ForeignKey("studies.uid"), index=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    control_id: Mapped[str] = mapped_column(String(20), unique=True)
+    state: Mapped[DeliveryState] = mapped_column(Enum(DeliveryState), default=DeliveryState.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    ack_code: Mapped[str | None] = mapped_column(String(2))
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    acked_at: Mapped[datetime | None]
+
+
+class MonitoredResult(Base):
+    """One pipeline result as a point of its monitoring time series, with the kind of input it had."""
+
+    __tablename__ = "monitored_results"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    result_id: Mapped[int] = mapped_column(ForeignKey("results.id"), unique=True)
+    study_uid: Mapped[str] = mapped_column(String(64))
+    pipeline: Mapped[str] = mapped_column(String(64), index=True)
+    version: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(index=True)
+    manufacturer: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(64))
+    slice_thickness: Mapped[str] = mapped_column(String(16))
+    protocol: Mapped[str] = mapped_column(String(64))
+    summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Feedback(Base):
+    """A radiologist's verdict on a result (optionally a corrected value), with the model version judged."""
+
+    __tablename__ = "feedback"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    result_id: Mapped[int] = mapped_column(ForeignKey("results.id"), index=True)
+    pipeline: Mapped[str] = mapped_column(String(64), index=True)
+    version: Mapped[str] = mapped_column(String(64))
+    verdict: Mapped[str] = mapped_column(String(16))
+    item: Mapped[str | None] = mapped_column(String(100))
+    corrected_value: Mapped[float | None]
+    source: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DriftAlert(Base):
+    """A statistic of a pipeline that stayed outside its baseline's control limits; open until it returns."""
+
+    __tablename__ = "drift_alerts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pipeline: Mapped[str] = mapped_column(String(64), index=True)
+    statistic: Mapped[str] = mapped_column(String(200))
+    since: Mapped[datetime]
+    raised_at: Mapped[datetime]
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    cleared_at: Mapped[datetime | None] = mapped_column(index=True)
+    notified: Mapped[bool] = mapped_column(default=False)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -199,19 +337,19 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 class Index:
-    """Opens the database, creates its tables, and hands out short transactions."""
+    """Opens the database (at the newest schema revision) and hands out short transactions."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, migrate: bool = False) -> None:
+        """``migrate``: bring the schema to the newest revision (the one process that sets up a node)."""
         self.engine: Engine = create_engine(url, pool_pre_ping=True)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
             if self.engine.url.database not in (None, "", ":memory:"):
                 Path(self.engine.url.database).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            Base.metadata.create_all(self.engine)
-        except OperationalError:
-            # Another process of the node created the tables between our check and our CREATE.
-            Base.metadata.create_all(self.engine)
+        if migrate:
+            upgrade(self.engine)
+        else:
+            ensure_current(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
@@ -221,7 +359,9 @@ class Index:
             yield session
 
     def record_event(self, session: Session, study_uid: str, hop: Hop, **detail: Any) -> None:
+        """Record one hop in the audit trail, and log it (UIDs and figures only) with its study UID."""
         session.add(AuditEvent(study_uid=study_uid, hop=hop, detail=detail))
+        log.info("%s %s", hop.value, detail, extra={"study_uid": study_uid})
 
 
 def settle_study(session: Session, study_uid: str) -> None:
@@ -233,6 +373,7 @@ def settle_study(session: Session, study_uid: str) -> None:
     if any(job.state in (JobState.QUEUED, JobState.RUNNING) for job in jobs):
         return
     deliveries = [d for job in jobs for result in job.results for d in result.deliveries]
+    deliveries += [d for d in study.forwards if d.revision == study.revision]
     if any(d.state == DeliveryState.PENDING for d in deliveries):
         return
     failed = [job for job in jobs if job.state == JobState.FAILED]

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy import insert, update
+from sqlalchemy.exc import IntegrityError
+
 from radrouter.storage.index import Hop, Index, Instance, Series, Study, StudyState, utcnow
+
+HIGH_PRIORITY = 1
 
 
 @dataclass(frozen=True)
@@ -22,11 +27,63 @@ class ReceivedInstance:
     path: str
     size: int
     calling_ae: str
+    #: The C-STORE request's Priority (0000,0700): 0 medium, 1 high, 2 low.
+    dimse_priority: int = 0
+    called_ae: str = ""
     calling_address: str = ""
 
 
 def record_instance(index: Index, received: ReceivedInstance) -> bool:
-    """Index ``received``; return True when it replaced an instance with the same SOP Instance UID."""
+    """Index ``received``; return True when it replaced an instance with the same SOP Instance UID.
+
+    Several SCP processes index at once: when another one created the same study, series or instance
+    row first, the transaction fails on its unique key and runs again, now finding that row.
+    """
+    if _record_next_instance(index, received):
+        return False
+    try:
+        return _record(index, received)
+    except IntegrityError:
+        return _record(index, received)
+
+
+def _record_next_instance(index: Index, received: ReceivedInstance) -> bool:
+    """The common case in two statements: a new instance of a known series of a study still receiving.
+
+    Returns False, having changed nothing, when the case is any other (first instance of the study or
+    series, a reopened study, a resent instance); :func:`_record` then handles it with the ORM.
+    """
+    now = utcnow()
+    try:
+        with index.engine.begin() as connection:
+            receiving = connection.execute(
+                update(Study)
+                .where(Study.uid == received.study_uid, Study.state == StudyState.RECEIVING)
+                .values(last_received_at=now)
+            )
+            if receiving.rowcount != 1:
+                raise _NotTheCommonCase
+            connection.execute(
+                insert(Instance).values(
+                    sop_uid=received.sop_uid,
+                    series_uid=received.series_uid,  # a foreign key: an unknown series fails here
+                    sop_class_uid=received.sop_class_uid,
+                    transfer_syntax_uid=received.transfer_syntax_uid,
+                    path=received.path,
+                    size=received.size,
+                    received_at=now,
+                )
+            )
+    except (_NotTheCommonCase, IntegrityError):
+        return False
+    return True
+
+
+class _NotTheCommonCase(Exception):
+    """Rolls back the fast path's transaction."""
+
+
+def _record(index: Index, received: ReceivedInstance) -> bool:
     now = utcnow()
     with index.session() as session:
         study = session.get(Study, received.study_uid)
@@ -46,6 +103,8 @@ def record_instance(index: Index, received: ReceivedInstance) -> bool:
             study.revision += 1
             study.reason = "late instance reopened the study"
         study.last_received_at = now
+        if received.dimse_priority == HIGH_PRIORITY:
+            study.sent_as_high_priority = True
         if session.get(Series, received.series_uid) is None:
             session.add(
                 Series(
@@ -54,6 +113,8 @@ def record_instance(index: Index, received: ReceivedInstance) -> bool:
                     modality=received.modality,
                     series_number=received.series_number,
                     description=received.series_description,
+                    calling_ae=received.calling_ae,
+                    called_ae=received.called_ae or None,
                 )
             )
         existing = session.get(Instance, received.sop_uid)

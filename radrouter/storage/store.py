@@ -76,6 +76,10 @@ class InstanceStore:
             validate_uid(sop_uid, "SOPInstanceUID") + ".dcm",
         )
 
+    def resolve(self, recorded: str) -> Path:
+        """A path from the index: absolute, or relative to this root (a result from a remote worker)."""
+        return self.root / recorded
+
     def free_bytes(self) -> int:
         """Free space on the storage root's file system."""
         return shutil.disk_usage(self.root).free

@@ -13,9 +13,18 @@ from sqlalchemy import func, select, text
 
 import radrouter
 from radrouter.config.settings import Settings
+from radrouter.router.dispatch import celery_app
 from radrouter.storage.index import Index, Job, Result, Study, StudyState
+from radrouter.storage.store import InstanceStore
 from radrouter.web import audit, deliveries
 from radrouter.web.auth import PROTECTED
+from radrouter.web.dashboard import dashboard_router
+from radrouter.web.dicomweb import dicomweb_router
+from radrouter.web.metrics import NodeCollector
+from radrouter.web.monitoring import monitoring_parts
+from radrouter.web.pipelines import pipelines_router
+from radrouter.web.routing import routing_api
+from radrouter.web.worklist import worklist_router
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -71,10 +80,22 @@ def create_app(settings: Settings, index: Index | None = None) -> FastAPI:
     index = index or Index(settings.storage.resolved_index_url())
     registry = CollectorRegistry()
     registry.register(_StudyStateCollector(index))
+    celery = celery_app(settings)
+    registry.register(NodeCollector(settings, index, celery))
     app = FastAPI(title="radrouter", version=radrouter.__version__)
     app.state.settings, app.state.index = settings, index
+    # Every router that returns patient data or changes state needs the API token when one is set.
     app.include_router(audit.router)
     app.include_router(deliveries.router)
+    app.include_router(worklist_router(settings, index), dependencies=PROTECTED)
+    monitoring_api, drift_alerts = monitoring_parts(settings, index)
+    app.include_router(monitoring_api, dependencies=PROTECTED)
+    registry.register(drift_alerts)
+    app.include_router(dashboard_router(settings, index, celery), dependencies=PROTECTED)
+    app.include_router(
+        dicomweb_router(index, InstanceStore(settings.storage.root, settings.storage.fsync)),
+        dependencies=PROTECTED,
+    )
 
     @app.get("/api/health")
     def health() -> dict[str, Any]:
@@ -152,8 +173,25 @@ def create_app(settings: Settings, index: Index | None = None) -> FastAPI:
                     for result in results
                     for d in result.deliveries
                 ],
+                "forwards": [
+                    {
+                        "id": d.id,
+                        "series_uid": d.series_uid,
+                        "revision": d.revision,
+                        "rule": d.rule,
+                        "destination": d.destination,
+                        "state": d.state.value,
+                        "attempts": d.attempts,
+                        "last_error": d.last_error,
+                        "delivered_at": _iso(d.delivered_at),
+                    }
+                    for d in found.forwards
+                ],
                 "events": [{"hop": e.hop.value, "at": _iso(e.at), "detail": e.detail} for e in found.events],
             }
+
+    app.include_router(routing_api(settings, index), dependencies=PROTECTED)
+    app.include_router(pipelines_router(settings), dependencies=PROTECTED)
 
     @app.get("/metrics")
     def metrics() -> Response:

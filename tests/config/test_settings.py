@@ -216,7 +216,7 @@ rules:
 
     settings = load_settings(config)
 
-    assert set(settings.rules[0].match) == {"calling_ae", "called_ae", "Modality"}
+    assert set(settings.rules[0].match.conditions) == {"calling_ae", "called_ae", "Modality"}
 
 
 def test_invalid_regex_is_rejected(tmp_path: Path) -> None:

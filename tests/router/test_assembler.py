@@ -13,10 +13,12 @@ from collections.abc import Iterator
 
 import pytest
 
+from radrouter.config.settings import CompletionSettings
 from radrouter.router.assembler import StudyAssembler
 
 QUIET_S = 0.2
 TIMEOUT_S = 10.0
+COMPLETION = CompletionSettings(quiet_period_s=QUIET_S, open_quiet_period_s=600)
 
 
 class Completions:
@@ -51,14 +53,14 @@ def completions() -> Completions:
 
 @pytest.fixture
 def assembler(completions: Completions) -> Iterator[StudyAssembler]:
-    running = StudyAssembler(quiet_period_s=QUIET_S, on_complete=completions)
+    running = StudyAssembler(COMPLETION, completions)
     running.start()
     yield running
     running.stop()
 
 
 def release_sentinel(
-    assembler: StudyAssembler, completions: Completions, name: str, association: int
+    assembler: StudyAssembler, completions: Completions, name: str, association: str
 ) -> None:
     """Receive and release a sentinel study on its own association, and wait until it completes."""
     assembler.instance_received(name, association)
@@ -67,9 +69,9 @@ def release_sentinel(
 
 
 def test_open_association_keeps_study_incomplete(assembler: StudyAssembler, completions: Completions) -> None:
-    assembler.instance_received("1.1", association_id=1)
+    assembler.instance_received("1.1", "1")
 
-    release_sentinel(assembler, completions, "9.1", association=91)
+    release_sentinel(assembler, completions, "9.1", association="91")
 
     assert "1.1" not in completions.snapshot()
     assert assembler.pending() == ["1.1"]
@@ -79,11 +81,11 @@ def test_study_completes_once_after_association_ended(
     assembler: StudyAssembler, completions: Completions
 ) -> None:
     for _ in range(3):
-        assembler.instance_received("1.1", association_id=1)
-    assembler.association_ended(1)
+        assembler.instance_received("1.1", "1")
+    assembler.association_ended("1")
 
     completions.wait_for("1.1")
-    release_sentinel(assembler, completions, "9.1", association=91)
+    release_sentinel(assembler, completions, "9.1", association="91")
 
     assert completions.snapshot() == ["1.1", "9.1"]
     assert assembler.pending() == []
@@ -92,14 +94,14 @@ def test_study_completes_once_after_association_ended(
 def test_studies_on_different_associations_complete_independently(
     assembler: StudyAssembler, completions: Completions
 ) -> None:
-    assembler.instance_received("1.1", association_id=1)
-    assembler.instance_received("2.2", association_id=2)
+    assembler.instance_received("1.1", "1")
+    assembler.instance_received("2.2", "2")
 
-    assembler.association_ended(2)
+    assembler.association_ended("2")
     completions.wait_for("2.2")
     assert "1.1" not in completions.snapshot()
 
-    assembler.association_ended(1)
+    assembler.association_ended("1")
     completions.wait_for("1.1")
     assert completions.snapshot() == ["2.2", "1.1"]
 
@@ -107,28 +109,28 @@ def test_studies_on_different_associations_complete_independently(
 def test_study_sent_on_two_associations_waits_for_both(
     assembler: StudyAssembler, completions: Completions
 ) -> None:
-    assembler.instance_received("1.1", association_id=1)
-    assembler.instance_received("1.1", association_id=2)
+    assembler.instance_received("1.1", "1")
+    assembler.instance_received("1.1", "2")
 
-    assembler.association_ended(1)
-    release_sentinel(assembler, completions, "9.1", association=91)
+    assembler.association_ended("1")
+    release_sentinel(assembler, completions, "9.1", association="91")
     assert "1.1" not in completions.snapshot()
 
-    assembler.association_ended(2)
+    assembler.association_ended("2")
     completions.wait_for("1.1")
     assert completions.snapshot() == ["9.1", "1.1"]
 
 
 def test_late_instance_completes_the_study_again(assembler: StudyAssembler, completions: Completions) -> None:
-    assembler.instance_received("1.1", association_id=1)
-    assembler.association_ended(1)
+    assembler.instance_received("1.1", "1")
+    assembler.association_ended("1")
     completions.wait_for("1.1")
 
-    assembler.instance_received("1.1", association_id=2)
-    release_sentinel(assembler, completions, "9.1", association=91)
+    assembler.instance_received("1.1", "2")
+    release_sentinel(assembler, completions, "9.1", association="91")
     assert completions.snapshot().count("1.1") == 1, "completed again while the late association was open"
 
-    assembler.association_ended(2)
+    assembler.association_ended("2")
     completions.wait_for("1.1", times=2)
     assert completions.snapshot() == ["1.1", "9.1", "1.1"]
 
@@ -137,20 +139,41 @@ def test_failing_callback_does_not_stop_the_assembler(
     assembler: StudyAssembler, completions: Completions
 ) -> None:
     completions.fail_for.add("1.1")
-    assembler.instance_received("1.1", association_id=1)
-    assembler.association_ended(1)
+    assembler.instance_received("1.1", "1")
+    assembler.association_ended("1")
     completions.wait_for("1.1")
 
-    release_sentinel(assembler, completions, "2.2", association=2)
+    release_sentinel(assembler, completions, "2.2", association="2")
 
     assert completions.snapshot() == ["1.1", "2.2"]
 
 
 def test_stop_ends_the_thread(completions: Completions) -> None:
-    running = StudyAssembler(quiet_period_s=QUIET_S, on_complete=completions)
+    running = StudyAssembler(COMPLETION, completions)
     running.start()
-    running.instance_received("1.1", association_id=1)
+    running.instance_received("1.1", "1")
 
     running.stop()
 
     assert not running._thread.is_alive()
+
+
+def test_a_quiet_study_completes_while_its_association_stays_open(completions: Completions) -> None:
+    """Senders that never release: the open-association quiet period ends the study, not the release."""
+    running = StudyAssembler(CompletionSettings(quiet_period_s=QUIET_S, open_quiet_period_s=0.5), completions)
+    running.start()
+    try:
+        running.instance_received("1.1", "1")
+        completions.wait_for("1.1")
+        assert running.pending() == []
+    finally:
+        running.stop()
+
+
+def test_a_study_left_receiving_by_a_previous_run_completes(
+    assembler: StudyAssembler, completions: Completions
+) -> None:
+    assembler.resume("1.1")
+
+    completions.wait_for("1.1")
+    assert assembler.pending() == []

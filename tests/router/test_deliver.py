@@ -62,3 +62,8 @@ def test_a_refused_class_without_stand_in_is_an_error(
     pacs = Destination(host="127.0.0.1", port=orthanc.dicom_port, ae_title=orthanc.ae_title)
     with pytest.raises(RefusedByDestination, match="refused SOP class"):
         send(pacs, [OutgoingObject(labelmap_seg[0])], "RADROUTER", 30)
+
+
+def test_nothing_to_send_opens_no_association() -> None:
+    nowhere = Destination(host="127.0.0.1", port=9, ae_title="NOBODY")  # discard port: nothing listens
+    assert send(nowhere, [], "RADROUTER", 1) == []

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import pydicom
 import pytest
 
-from radrouter.config.settings import Settings
+from radrouter.config.settings import CONFIG_ENV, Settings, load_settings
 from radrouter.router import dispatch
 from radrouter.router.dispatch import StudyRouter, celery_app
-from radrouter.storage.index import Index, Job, Study, StudyState
+from radrouter.router.header import SeriesHeader
+from radrouter.storage.index import Delivery, DeliveryKind, Index, Job, Study, StudyState
 from radrouter.storage.ingest import ReceivedInstance, record_instance
 from tests.services import MPRAGE
 
@@ -35,6 +37,11 @@ def received(path: Path) -> ReceivedInstance:
     )
 
 
+@pytest.fixture(autouse=True)
+def own_config_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(CONFIG_ENV, "")  # load_settings sets it; keep it from leaking into other tests
+
+
 @pytest.fixture
 def router(tmp_path: Path) -> StudyRouter:
     settings = Settings(storage={"root": tmp_path})
@@ -47,7 +54,9 @@ def test_a_complete_brain_mri_gets_one_brain_extraction_job(router: StudyRouter)
 
     queued = router.route(study_uid)
 
-    assert [(pipeline, priority) for _, pipeline, priority in queued] == [("brain-extraction", 6)]
+    assert [(task.name, task.queue, task.priority) for task in queued] == [
+        (dispatch.INFER_TASK, "brain-extraction", 6)
+    ]
     assert router.route(study_uid) == []  # already routed: nothing twice
     with router.index.session() as session:
         study = session.get(Study, study_uid)
@@ -60,17 +69,60 @@ def test_an_instance_arriving_while_headers_are_read_defers_routing(
 ) -> None:
     study_uid = received(FIRST).study_uid
     record_instance(router.index, received(FIRST))
-    read_header = dispatch.read_header
+    read_headers = dispatch.read_stored_headers
 
-    def late_arrival(path: Any) -> pydicom.Dataset:
+    def late_arrival(series: Any) -> list[SeriesHeader]:
         record_instance(router.index, received(SECOND))
-        return read_header(path)
+        return read_headers(series)
 
-    monkeypatch.setattr(dispatch, "read_header", late_arrival)
+    monkeypatch.setattr(dispatch, "read_stored_headers", late_arrival)
     assert router.route(study_uid) == []
     with router.index.session() as session:
         study = session.get(Study, study_uid)
         assert study is not None and study.state == StudyState.RECEIVING
 
-    monkeypatch.setattr(dispatch, "read_header", read_header)
+    monkeypatch.setattr(dispatch, "read_stored_headers", read_headers)
     assert len(router.route(study_uid)) == 1  # the assembler's next completion routes it
+
+
+def write_config(path: Path, rules: str) -> Path:
+    path.write_text(f"storage: {{root: {path.parent}}}\nrules:\n{rules}")
+    return path
+
+
+def test_forwards_are_recorded_as_deliveries_of_originals_and_queued_for_delivery(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path / "radrouter.yaml", "  - {name: mr-to-pacs, match: {Modality: MR}, forward_to: [pacs]}\n"
+    )
+    settings = load_settings(config)
+    router = StudyRouter(settings, Index(settings.storage.resolved_index_url()), celery_app(settings))
+    record_instance(router.index, received(FIRST))
+
+    queued = router.route(received(FIRST).study_uid)
+
+    assert [(task.name, task.queue) for task in queued] == [(dispatch.FORWARD_TASK, dispatch.DELIVERY_QUEUE)]
+    with router.index.session() as session:
+        delivery = session.get(Delivery, queued[0].record_id)
+        assert delivery is not None
+        assert (delivery.kind, delivery.series_uid, delivery.destination, delivery.rule) == (
+            DeliveryKind.ORIGINAL,
+            received(FIRST).series_uid,
+            "pacs",
+            "mr-to-pacs",
+        )
+        study = session.get(Study, received(FIRST).study_uid)
+        assert study is not None and study.state == StudyState.ROUTED
+
+
+def test_the_router_uses_the_rules_on_disk_at_the_time_of_each_study(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "radrouter.yaml", "  - {name: drop-all, discard: true}\n")
+    settings = load_settings(config)
+    router = StudyRouter(settings, Index(settings.storage.resolved_index_url()), celery_app(settings))
+    record_instance(router.index, received(FIRST))
+    assert router.route(received(FIRST).study_uid) == []
+
+    write_config(config, "  - {name: forward-all, forward_to: [pacs]}\n")
+    os.utime(config, ns=(config.stat().st_atime_ns, config.stat().st_mtime_ns + 1_000_000_000))
+    record_instance(router.index, received(SECOND))  # a late instance: the study is routed again
+
+    assert [task.name for task in router.route(received(FIRST).study_uid)] == [dispatch.FORWARD_TASK]

@@ -8,8 +8,15 @@ import pydicom
 import pytest
 
 from radrouter.config.rules import Priority, Rule, default_rules
-from radrouter.router.rules import PipelineRun, SeriesHeader, decide, rule_matches
-from tests.services import CT_HEAD, MPRAGE
+from radrouter.router.conditions import evaluate_match
+from radrouter.router.header import SeriesHeader
+from radrouter.router.rules import PipelineRun, decide
+from tests.router.synthetic import dose_report, localizer
+from tests.services import CT_HEAD, DATA, MPRAGE
+
+LIDC = DATA / "ct-chest-lidc0001-partial"
+
+TOLERANCE = 20.0
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +38,10 @@ def rule(match: dict[str, Any], name: str = "test", **extra: Any) -> Rule:
     return Rule.model_validate({"name": name, "match": match, "pipelines": ["brain-extraction"], **extra})
 
 
+def rule_matches(tested: Rule, header: SeriesHeader) -> bool:
+    return evaluate_match(tested.match, header, TOLERANCE).held
+
+
 def test_headers_are_what_the_tests_assume(mr: SeriesHeader, ct: SeriesHeader) -> None:
     assert (mr.dataset.Modality, mr.dataset.MRAcquisitionType) == ("MR", "3D")
     assert ct.dataset.Modality == "CT"
@@ -39,7 +50,7 @@ def test_headers_are_what_the_tests_assume(mr: SeriesHeader, ct: SeriesHeader) -
 
 
 def test_default_rules_send_mprage_to_brain_extraction(mr: SeriesHeader) -> None:
-    decision = decide(default_rules(), [mr])
+    decision = decide(default_rules(), [mr], TOLERANCE)
 
     assert decision.runs == [
         PipelineRun(
@@ -54,14 +65,14 @@ def test_default_rules_send_mprage_to_brain_extraction(mr: SeriesHeader) -> None
 
 
 def test_default_rules_do_not_match_head_ct(ct: SeriesHeader) -> None:
-    decision = decide(default_rules(), [ct])
+    decision = decide(default_rules(), [ct], TOLERANCE)
 
     assert decision.runs == []
     assert decision.matched == {}
 
 
 def test_study_with_both_series_runs_only_on_the_mprage(mr: SeriesHeader, ct: SeriesHeader) -> None:
-    decision = decide(default_rules(), [ct, mr])
+    decision = decide(default_rules(), [ct, mr], TOLERANCE)
 
     assert [(run.series_uid, run.pipeline) for run in decision.runs] == [(mr.series_uid, "brain-extraction")]
     assert list(decision.matched) == [mr.series_uid]
@@ -196,7 +207,7 @@ def test_same_pipeline_from_two_rules_is_one_run_with_most_urgent_priority_and_a
     stat = rule({"MRAcquisitionType": "3D"}, name="stat-3d", priority="stat", results_to=["archive", "pacs"])
     rules = [stat, routine] if stat_first else [routine, stat]
 
-    decision = decide(rules, [mr])
+    decision = decide(rules, [mr], TOLERANCE)
 
     assert len(decision.runs) == 1
     run = decision.runs[0]
@@ -218,12 +229,122 @@ def test_pipeline_priority_overrides_rule_priority(mr: SeriesHeader) -> None:
     )
     routine = rule({"Modality": "MR"}, name="plain", priority="routine")
 
-    decision = decide([routine, urgent], [mr])
+    decision = decide([routine, urgent], [mr], TOLERANCE)
 
     assert [run.priority for run in decision.runs] == [Priority.URGENT]
 
 
 def test_different_series_get_separate_runs(mr: SeriesHeader, ct: SeriesHeader) -> None:
-    decision = decide([rule({})], [mr, ct])
+    decision = decide([rule({})], [mr, ct], TOLERANCE)
 
     assert sorted(run.series_uid for run in decision.runs) == sorted([mr.series_uid, ct.series_uid])
+
+
+@pytest.fixture(scope="module")
+def mixed_ct(ct: SeriesHeader) -> list[SeriesHeader]:
+    """A CT study as scanners send it: localizer, two axial recons (5 mm, 2.5 mm), dose report."""
+    study = str(ct.dataset.StudyInstanceUID)
+    thin = pydicom.dcmread(next(LIDC.glob("*.dcm")), stop_before_pixels=True)
+    scout = localizer(CT_HEAD / "I10", study)[0]
+    dose = dose_report(ct.dataset, study)
+    return [
+        SeriesHeader(str(scout.SeriesInstanceUID), scout, "CT1", "RADROUTER", 1),
+        SeriesHeader(ct.series_uid, ct.dataset, "CT1", "RADROUTER", 28),
+        SeriesHeader(str(thin.SeriesInstanceUID), thin, "CT1", "RADROUTER", 16),
+        SeriesHeader(str(dose.SeriesInstanceUID), dose, "CT1", "RADROUTER", 1),
+    ]
+
+
+def ct_rule(**extra: Any) -> Rule:
+    return Rule.model_validate({"name": "ct", "match": {"calling_ae": "CT1"}, **extra})
+
+
+def runs_on(decision: Any) -> list[str]:
+    return [run.series_uid for run in decision.runs]
+
+
+def test_localizers_and_dose_reports_never_feed_a_pipeline_unless_asked(mixed_ct: list[SeriesHeader]) -> None:
+    scout, head, thin, dose = mixed_ct
+    decision = decide([ct_rule(pipelines=["brain-extraction"])], mixed_ct, TOLERANCE)
+
+    assert runs_on(decision) == [head.series_uid, thin.series_uid]
+    notes = {trace.series_uid: trace.notes for trace in decision.series}
+    assert "not fed, a localizer series" in notes[scout.series_uid][0]
+    assert "not fed, a dose_report series" in notes[dose.series_uid][0]
+
+    asked = ct_rule(match={"calling_ae": "CT1", "kind": "localizer"}, pipelines=["brain-extraction"])
+    assert runs_on(decide([asked], mixed_ct, TOLERANCE)) == [scout.series_uid]
+
+
+def test_select_thinnest_with_enough_slices_runs_once(mixed_ct: list[SeriesHeader]) -> None:
+    _, head, thin, _ = mixed_ct
+    thinnest = {"name": "brain-extraction", "select": "thinnest", "series": {"orientation": "axial"}}
+    decision = decide([ct_rule(pipelines=[thinnest])], mixed_ct, TOLERANCE)
+    assert runs_on(decision) == [thin.series_uid]
+    head_notes = next(t.notes for t in decision.series if t.series_uid == head.series_uid)
+    assert head_notes == [
+        f"brain-extraction (rule 'ct'): not fed, select thinnest chose series {thin.describe()!r}"
+    ]
+
+    at_least_20 = {**thinnest, "series": {"orientation": "axial", "slices": {"range": [20, None]}}}
+    decision = decide([ct_rule(pipelines=[at_least_20])], mixed_ct, TOLERANCE)
+    assert runs_on(decision) == [head.series_uid]
+    thin_notes = next(t.notes for t in decision.series if t.series_uid == thin.series_uid)
+    assert thin_notes == ["brain-extraction (rule 'ct'): not fed, slices = '16' is outside [20, inf]"]
+
+
+def test_select_most_slices(mixed_ct: list[SeriesHeader]) -> None:
+    most = {"name": "brain-extraction", "select": "most_slices"}
+    assert runs_on(decide([ct_rule(pipelines=[most])], mixed_ct, TOLERANCE)) == [mixed_ct[1].series_uid]
+
+
+def test_forward_sends_every_matched_series_of_any_kind_once(mixed_ct: list[SeriesHeader]) -> None:
+    rules = [ct_rule(forward_to=["pacs"]), ct_rule(name="ct-again", forward_to=["pacs", "archive"])]
+    decision = decide(rules, mixed_ct, TOLERANCE)
+
+    assert len(decision.forwards) == 2 * len(mixed_ct)
+    pacs = [f for f in decision.forwards if f.destination == "pacs"]
+    assert [f.series_uid for f in pacs] == [h.series_uid for h in mixed_ct]
+    assert all(f.rules == ["ct", "ct-again"] for f in pacs)
+
+
+def test_stop_ends_testing_of_the_series(mr: SeriesHeader) -> None:
+    first = rule({"Modality": "MR"}, name="first", stop=True, forward_to=["pacs"])
+    second = rule({"Modality": "MR"}, name="second")
+    decision = decide([first, second], [mr], TOLERANCE)
+
+    assert decision.matched == {mr.series_uid: ["first"]}
+    assert decision.runs == [PipelineRun(mr.series_uid, "brain-extraction", Priority.ROUTINE, ["first"])]
+    verdict = decision.series[0].rules[1]
+    assert (verdict.rule, verdict.outcome, verdict.reasons) == (
+        "second",
+        "not tested",
+        ["rule 'first' has stop: true"],
+    )
+
+
+def test_a_default_rule_applies_only_where_nothing_else_matched(mr: SeriesHeader, ct: SeriesHeader) -> None:
+    fallback = Rule.model_validate({"name": "fallback", "default": True, "forward_to": ["pacs"]})
+    decision = decide(
+        [fallback, *default_rules()], [mr, ct], TOLERANCE
+    )  # position in the file does not matter
+
+    assert [(f.series_uid, f.rules) for f in decision.forwards] == [(ct.series_uid, ["fallback"])]
+    assert decision.matched == {mr.series_uid: ["brain-t1-3d"], ct.series_uid: ["fallback"]}
+    mr_verdicts = {v.rule: (v.outcome, v.reasons) for v in decision.series[0].rules}
+    assert mr_verdicts["fallback"] == ("not tested", ["default rule; matched: brain-t1-3d"])
+
+
+def test_discard_drops_the_series_from_every_rule_and_from_default(
+    mr: SeriesHeader, ct: SeriesHeader
+) -> None:
+    test_sender = Rule.model_validate(
+        {"name": "test-sender", "match": {"calling_ae": "MODALITY"}, "discard": True}
+    )
+    fallback = Rule.model_validate({"name": "fallback", "default": True, "forward_to": ["pacs"]})
+    decision = decide([*default_rules(), test_sender, fallback], [mr, ct], TOLERANCE)
+
+    assert decision.discarded == [mr.series_uid]
+    assert decision.runs == []
+    assert [f.series_uid for f in decision.forwards] == [ct.series_uid]
+    assert decision.series[0].notes == ["discarded by rule 'test-sender': no pipeline, no forward"]

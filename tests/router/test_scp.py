@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,13 +10,26 @@ from typing import Any
 
 import pydicom
 import pytest
+from highdicom.legacy import LegacyConvertedEnhancedCTImage
+from pydicom.uid import (
+    JPEG2000,
+    DeflatedExplicitVRLittleEndian,
+    JPEGExtended12Bit,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    RLELossless,
+    generate_uid,
+)
+from pynetdicom import AE
+from pynetdicom.association import Association
+from pynetdicom.sop_class import Verification
 
-from radrouter.config.settings import Settings
+from radrouter.config.settings import CompletionSettings, Settings
 from radrouter.router.assembler import StudyAssembler
 from radrouter.router.scp import StorageSCP
-from radrouter.storage.index import Index, Instance
+from radrouter.storage.index import Index, Instance, Series
 from radrouter.storage.store import InstanceStore
-from tests.services import CT_HEAD, free_port, storescu
+from tests.services import CT_HEAD, DATA, ECHOSCU, free_port, storescu, wait_until
 
 ONE_SLICE = [CT_HEAD / "I10"]
 
@@ -27,7 +41,7 @@ class RunningSCP:
         self.index = Index(self.settings.storage.resolved_index_url())
         self.completed: list[str] = []
         self.done = threading.Event()
-        self.assembler = StudyAssembler(0.2, self._complete)
+        self.assembler = StudyAssembler(CompletionSettings(quiet_period_s=0.2), self._complete)
         self.scp = StorageSCP(self.settings, InstanceStore(root, fsync=False), self.index, self.assembler)
 
     def _complete(self, study_uid: str) -> None:
@@ -86,6 +100,8 @@ def test_below_the_free_space_reserve_the_answer_is_out_of_resources(root: Path)
         assert "Received Store Response (Refused: OutOfResources)" in sent.stderr
         assert scp.instances() == 0
         assert not (root / "instances").exists()  # nothing half-written
+        echo = subprocess.run([ECHOSCU, "-aec", "RADROUTER", "127.0.0.1", str(scp.settings.node.port)])
+        assert echo.returncode == 0, "the SCP must keep running when the disk is full"
 
 
 def test_a_dataset_that_cannot_be_indexed_gets_a_failure_status(root: Path, tmp_path: Path) -> None:
@@ -98,3 +114,144 @@ def test_a_dataset_that_cannot_be_indexed_gets_a_failure_status(root: Path, tmp_
         sent = storescu(scp.settings.node.port, [path])
         assert "Received Store Response (Error: CannotUnderstand)" in sent.stderr
         assert scp.instances() == 0
+
+
+def test_each_series_records_who_sent_it_and_which_ae_title_it_called(root: Path) -> None:
+    """Rules can route on the called AE, e.g. one AE title per pipeline on the same node."""
+    with RunningSCP(root, check_called_ae=False) as scp:
+        sent = storescu(scp.settings.node.port, ONE_SLICE, ae_title="TO_AI")
+        assert "Received Store Response (Success)" in sent.stderr
+        with scp.index.session() as session:
+            series = session.query(Series).one()
+            assert (series.calling_ae, series.called_ae) == ("MODALITY", "TO_AI")
+
+
+def stored_files(root: Path) -> list[Path]:
+    return sorted((root / "instances").rglob("*.dcm")) if (root / "instances").exists() else []
+
+
+@pytest.fixture(scope="module")
+def compressed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The real JPEG 2000 chest X-ray, and a real CT slice compressed by dcmtk at test time."""
+    folder = tmp_path_factory.mktemp("compressed")
+    files = {"jpeg2000": DATA / "cxr" / "RG1_J2KI.dcm", "deflate": ONE_SLICE[0]}
+    for name, tool, option in [
+        ("jpeg-lossless", "dcmcjpeg", "+e1"),
+        ("jpeg-extended", "dcmcjpeg", "+ee"),
+        ("jpeg-ls", "dcmcjpls", "+el"),
+        ("rle", "dcmcrle", "+e"),
+    ]:
+        files[name] = folder / f"{name}.dcm"
+        made = subprocess.run(
+            [f"/usr/bin/{tool}", option, str(ONE_SLICE[0]), str(files[name])], capture_output=True
+        )
+        assert made.returncode == 0, made.stderr
+    return files
+
+
+@pytest.mark.parametrize(
+    ("name", "proposal", "transfer_syntax"),
+    [
+        ("jpeg2000", "--propose-j2k-lossy", JPEG2000),
+        ("jpeg-lossless", "--propose-lossless", JPEGLosslessSV1),
+        ("jpeg-extended", "--propose-jpeg12", JPEGExtended12Bit),
+        ("jpeg-ls", "--propose-jls-lossless", JPEGLSLossless),
+        ("rle", "--propose-rle", RLELossless),
+        ("deflate", "--propose-deflated", DeflatedExplicitVRLittleEndian),  # storescu deflates on the way
+    ],
+)
+def test_compressed_transfer_syntaxes_are_stored_as_received(
+    root: Path, compressed: dict[str, Path], name: str, proposal: str, transfer_syntax: str
+) -> None:
+    sent_file = pydicom.dcmread(compressed[name])
+    with RunningSCP(root) as scp:
+        sent = storescu(scp.settings.node.port, [compressed[name]], options=(proposal, "--required"))
+        assert "Received Store Response (Success)" in sent.stderr, sent.stderr
+        assert scp.done.wait(10)
+        with scp.index.session() as session:
+            (instance,) = session.query(Instance).all()
+            assert instance.transfer_syntax_uid == transfer_syntax
+    (stored,) = stored_files(root)
+    received = pydicom.dcmread(stored)
+    assert received.file_meta.TransferSyntaxUID == transfer_syntax
+    assert received.PixelData == sent_file.PixelData  # neither decoded nor transcoded
+
+
+def test_an_enhanced_multi_frame_instance_is_one_instance_of_one_series(root: Path, tmp_path: Path) -> None:
+    """A Legacy Converted Enhanced CT built from the real 30-slice head CT: one file, the whole series."""
+    slices = [pydicom.dcmread(path) for path in sorted(CT_HEAD.glob("I*"))]
+    enhanced = LegacyConvertedEnhancedCTImage(
+        slices,
+        series_instance_uid=generate_uid(),
+        series_number=900,
+        sop_instance_uid=generate_uid(),
+        instance_number=1,
+    )
+    path = tmp_path / "enhanced.dcm"
+    enhanced.save_as(path)
+    with RunningSCP(root) as scp:
+        sent = storescu(scp.settings.node.port, [path], options=("--required",))
+        assert "Received Store Response (Success)" in sent.stderr, sent.stderr
+        assert scp.done.wait(10)
+        assert scp.completed == [enhanced.StudyInstanceUID]
+        with scp.index.session() as session:
+            (instance,) = session.query(Instance).all()
+            assert instance.series_uid == enhanced.SeriesInstanceUID
+            assert instance.sop_class_uid == enhanced.SOPClassUID
+    (stored,) = stored_files(root)
+    assert int(pydicom.dcmread(stored, stop_before_pixels=True).NumberOfFrames) == len(slices)
+
+
+def test_a_uid_that_would_escape_the_storage_root_is_refused(root: Path) -> None:
+    """Synthetic: a Study Instance UID made to climb out of the storage root, sent by pynetdicom."""
+    hostile = pydicom.dcmread(ONE_SLICE[0])
+    hostile.StudyInstanceUID = "../../../../tmp/escaped"
+    with RunningSCP(root) as scp:
+        status = send_with_pynetdicom(scp.settings.node.port, hostile)
+        assert status == 0xC001
+        assert scp.instances() == 0
+    assert stored_files(root) == []
+    assert not list(root.parent.rglob("escaped*"))
+
+
+def send_with_pynetdicom(port: int, dataset: pydicom.Dataset) -> int:
+    """C-STORE ``dataset`` in its own transfer syntax; return the status the SCP answered."""
+    scu = AE(ae_title="MODALITY")
+    scu.add_requested_context(dataset.SOPClassUID, dataset.file_meta.TransferSyntaxUID)
+    assoc = scu.associate("127.0.0.1", port, ae_title="RADROUTER")
+    assert assoc.is_established
+    try:
+        return int(assoc.send_c_store(dataset).Status)
+    finally:
+        assoc.release()
+
+
+def association(port: int) -> Association:
+    """A C-ECHO association from the modality, as the SCP answered it."""
+    scu = AE(ae_title="MODALITY")
+    scu.add_requested_context(Verification)
+    return scu.associate("127.0.0.1", port, ae_title="RADROUTER")
+
+
+def wait_for_a_free_place(port: int) -> None:
+    """A released association frees its place once its thread has ended: wait for that."""
+
+    def a_place_is_free() -> bool:
+        assoc = association(port)
+        if not assoc.is_established:
+            return False
+        assoc.release()
+        return True
+
+    wait_until(a_place_is_free, 10, "a free place after the release")
+
+
+def test_associations_beyond_the_maximum_are_rejected(root: Path) -> None:
+    with RunningSCP(root, max_associations=1) as scp:
+        first = association(scp.settings.node.port)
+        try:
+            assert first.is_established
+            assert association(scp.settings.node.port).is_rejected
+        finally:
+            first.release()
+        wait_for_a_free_place(scp.settings.node.port)

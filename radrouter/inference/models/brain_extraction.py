@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from pydicom.sr.codedict import codes
 
-from radrouter.inference.pipeline import Prediction, SegmentSpec
+from radrouter.inference.pipeline import FindingSpec, InputSpec, MeasurementSpec, Prediction, SegmentSpec
 
 #: nibabel's RAS+ expressed in highdicom's patient orientation letters (H = head = superior).
 MODEL_ORIENTATION = "RAH"
@@ -28,6 +28,7 @@ class BrainExtraction:
     description = "Brain mask and brain volume from 3D T1-weighted MRI (deepbet). Not a diagnostic device."
     procedure = codes.LN.BrainMRI
     series_number = 9100
+    input = InputSpec(modalities=("MR",), min_slices=32)
     segments: tuple[SegmentSpec, ...] = (
         SegmentSpec(
             label=1,
@@ -37,6 +38,9 @@ class BrainExtraction:
             color_rgb=(255, 200, 60),
         ),
     )
+    #: deepbet's networks give the brain only (no intracranial mask), so brain volume is all it reports.
+    measurements: tuple[MeasurementSpec, ...] = ()
+    findings: tuple[FindingSpec, ...] = ()
 
     def __init__(self, threshold: float = 0.5) -> None:
         self.threshold = threshold

@@ -1,7 +1,9 @@
 """Prediction → Comprehensive 3D SR with a TID 1500 Measurement Report (IHE AI Results).
 
 Each segment gets a TID 1411 volumetric group that references its SEG segment and the source series,
-with the segment's volume in mL and TID 4019 algorithm identification on every measurement.
+with its volume in mL and the pipeline's measurements for that segment. Each finding gets a TID 1501
+group: a qualitative evaluation (present / absent), its probability, and its location as finding
+site. Every group carries TID 4019 algorithm identification.
 """
 
 from __future__ import annotations
@@ -9,29 +11,54 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import highdicom as hd
-import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
-from radrouter.inference.pipeline import Prediction, SegmentSpec
 from radrouter.inference.results.content import MANUFACTURER, ResultIdentity
+from radrouter.inference.results.measurements import ReportedFinding, ReportedMeasurement
 
-MILLILITER = Code("mL", "UCUM", "milliliter")
+PROBABILITY = codes.DCM.Probability
+NO_UNITS = Code("1", "UCUM", "no units")
 
 
-def segment_volumes_ml(prediction: Prediction, segments: Sequence[SegmentSpec]) -> dict[int, float]:
-    """Volume of each label in mL (voxel count x voxel volume in mm³ / 1000)."""
-    counts = np.bincount(prediction.labelmap.array.ravel().astype(np.int64), minlength=256)
-    voxel_ml = prediction.labelmap.voxel_volume / 1000.0
-    return {spec.label: float(counts[spec.label] * voxel_ml) for spec in segments}
+def _measurement(item: ReportedMeasurement, algorithm: hd.sr.AlgorithmIdentification) -> hd.sr.Measurement:
+    return hd.sr.Measurement(name=item.code, value=item.value, unit=item.unit, algorithm_id=algorithm)
+
+
+def _finding_group(
+    finding: ReportedFinding, identity: ResultIdentity, algorithm: hd.sr.AlgorithmIdentification
+) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    probability = (
+        [
+            hd.sr.Measurement(
+                name=PROBABILITY, value=finding.probability, unit=NO_UNITS, algorithm_id=algorithm
+            )
+        ]
+        if finding.probability is not None
+        else []
+    )
+    return hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(
+            uid=identity.uid(f"finding-{finding.name}"), identifier=finding.name[:64]
+        ),
+        finding_type=finding.code,
+        algorithm_id=algorithm,
+        finding_sites=[hd.sr.FindingSite(finding.segment.property_type)] if finding.segment else None,
+        measurements=probability,
+        qualitative_evaluations=[
+            hd.sr.QualitativeEvaluation(
+                name=finding.code, value=codes.SCT.Present if finding.present else codes.SCT.Absent
+            )
+        ],
+    )
 
 
 def build_report(
     source_images: Sequence[Dataset],
     segmentation: hd.seg.Segmentation,
-    volumes_ml: dict[int, float],
-    segments: Sequence[SegmentSpec],
+    measurements: Sequence[ReportedMeasurement],
+    findings: Sequence[ReportedFinding],
     procedure: Code,
     identity: ResultIdentity,
     replaces: Sequence[Dataset] = (),
@@ -49,7 +76,10 @@ def build_report(
         ),
     )
     present = {int(item.SegmentNumber) for item in segmentation.SegmentSequence}
-    groups = [
+    segments = {m.segment.label: m.segment for m in measurements if m.segment is not None}
+    groups: list[
+        hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations | hd.sr.MeasurementsAndQualitativeEvaluations
+    ] = [
         hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
             tracking_identifier=hd.sr.TrackingIdentifier(
                 uid=identity.uid(f"tracking-{spec.label}"), identifier=spec.name
@@ -62,18 +92,21 @@ def build_report(
             ),
             finding_type=spec.property_type,
             algorithm_id=algorithm,
-            measurements=[
-                hd.sr.Measurement(
-                    name=codes.SCT.Volume,
-                    value=round(volumes_ml[spec.label], 2),
-                    unit=MILLILITER,
-                    algorithm_id=algorithm,
-                )
-            ],
+            measurements=[_measurement(m, algorithm) for m in measurements if m.segment == spec],
         )
-        for spec in segments
-        if spec.label in present
+        for label, spec in sorted(segments.items())
+        if label in present
     ]
+    whole_series = [m for m in measurements if m.segment is None]
+    if whole_series:
+        groups.append(
+            hd.sr.MeasurementsAndQualitativeEvaluations(
+                tracking_identifier=hd.sr.TrackingIdentifier(uid=identity.uid("series-measurements")),
+                algorithm_id=algorithm,
+                measurements=[_measurement(m, algorithm) for m in whole_series],
+            )
+        )
+    groups += [_finding_group(finding, identity, algorithm) for finding in findings]
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
         procedure_reported=procedure,

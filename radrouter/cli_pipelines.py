@@ -1,0 +1,40 @@
+"""``radrouter pipelines``: what this node can run, without loading any model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from radrouter.config.settings import CONFIG_ENV
+
+pipelines_app = typer.Typer(help="Show the pipelines this node knows.", no_args_is_help=True)
+
+
+@pipelines_app.command("list")
+def pipelines_list(
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help=f"YAML config file (default: ${CONFIG_ENV}).")
+    ] = None,
+) -> None:
+    """Each pipeline with its version, queue and source (built-in, entry point, TorchScript, MONAI bundle)."""
+    from radrouter.cli import _settings_or_exit
+    from radrouter.inference.registry import DuplicatePipeline, catalogue
+    from radrouter.router.dispatch import queue_for
+
+    settings = _settings_or_exit(config)
+    try:
+        entries = catalogue(settings)
+    except DuplicatePipeline as error:
+        Console(stderr=True).print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from error
+    table = Table(title="radrouter pipelines")
+    for column in ("name", "version", "queue", "source", "description"):
+        table.add_column(column, overflow="fold")
+    for name in sorted(entries):
+        entry = entries[name]
+        table.add_row(name, entry.version, queue_for(settings, name), entry.source, entry.description)
+    Console(width=200).print(table)

@@ -1,0 +1,1 @@
+"""Post-market monitoring of the pipelines: time series of results, feedback, drift alerts."""

@@ -1,0 +1,199 @@
+"""Several SCP processes behind one port, all reporting arrivals to the one assembler of the node.
+
+The parent binds the port once and forks ``node.processes`` receivers that accept from that socket,
+so both cores take C-STOREs and a slow association stalls only its own thread. Each receiver sends
+every arrival over its own pipe to the parent, which runs the assembler and the router: exactly one
+place declares studies complete and dispatches them. A receiver that dies is replaced, and the
+associations it held end with it (its pipe reads as end of file).
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import threading
+import time
+from multiprocessing.connection import Connection, wait
+from multiprocessing.context import ForkProcess
+from multiprocessing.sharedctypes import RawArray
+from types import FrameType
+from typing import Any, cast
+
+from radrouter.config.settings import Settings
+from radrouter.router.assembler import StudyAssembler
+from radrouter.router.scp import ConnectionCounts, StorageSCP
+from radrouter.storage.index import Index, Study, StudyState
+from radrouter.storage.store import InstanceStore
+
+log = logging.getLogger(__name__)
+
+_FORK = multiprocessing.get_context("fork")
+
+
+class PipedArrivals:
+    """A receiver's arrival sink: each event is in the pipe to the parent before Success is sent."""
+
+    def __init__(self, pipe: Connection) -> None:
+        self._pipe = pipe
+        self._lock = threading.Lock()  # one association thread writes at a time
+
+    def instance_received(self, study_uid: str, association: str) -> None:
+        with self._lock:
+            self._pipe.send(("instance", study_uid, association))
+
+    def association_ended(self, association: str) -> None:
+        with self._lock:
+            self._pipe.send(("ended", association))
+
+
+def listening_socket(host: str, port: int, backlog: int = 128) -> socket.socket:
+    """The node's DICOM port, non-blocking so that receivers that lose a connection race go on."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(backlog)
+    sock.setblocking(False)
+    return sock
+
+
+def _receive(settings: Settings, sock: socket.socket, pipe: Connection, counts: ConnectionCounts) -> None:
+    """One receiver process: its own index connections and AE, on the shared socket."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us with SIGTERM
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # an INFO line per C-STORE costs 5 %
+    parent = os.getppid()
+    threading.Thread(target=_exit_with_parent, args=(parent,), name="parent-watch", daemon=True).start()
+    index = Index(settings.storage.resolved_index_url())
+    store = InstanceStore(settings.storage.root, fsync=settings.storage.fsync)
+    receiver = StorageSCP(settings, store, index, PipedArrivals(pipe), counts)
+    # pynetdicom runs gc.collect() every 60 connections, holding the GIL for 0.25 s over the imported
+    # modules; frozen, they are left out of every collection.
+    gc.freeze()
+    receiver.serve(listening_socket=sock)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A receiver must not keep the port once the process that completes studies is gone."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
+
+
+class ReceiverPool:
+    """The parent: forks the receivers, feeds their arrivals to the assembler, replaces the dead."""
+
+    def __init__(self, settings: Settings, assembler: StudyAssembler) -> None:
+        self.settings = settings
+        self.assembler = assembler
+        self.slots: Any = RawArray("i", settings.node.processes)
+        self.receivers: list[ForkProcess | None] = [None] * settings.node.processes
+        self._pipes: dict[Connection, set[str]] = {}  # each receiver's pipe → associations it holds
+        self._pipes_lock = threading.Lock()
+        self._stopping = threading.Event()
+
+    def run(self, index: Index) -> None:
+        """Serve until SIGTERM or SIGINT, then stop the receivers and the assembler."""
+        self.socket = listening_socket(self.settings.node.host, self.settings.node.port)
+        for slot in range(len(self.receivers)):
+            self._start_receiver(slot)
+        previous = {sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        drain = threading.Thread(target=self._drain, name="arrivals", daemon=True)
+        drain.start()
+        self.assembler.start()
+        self._resume_receiving(index)
+        try:
+            while not self._stopping.wait(0.5):
+                self._replace_dead_receivers()
+        finally:
+            self._stopping.set()
+            for receiver in self.receivers:
+                if receiver is not None:
+                    receiver.terminate()
+            for receiver in self.receivers:
+                if receiver is not None:
+                    receiver.join(timeout=10)
+            drain.join(timeout=5)
+            self.assembler.stop()
+            self.socket.close()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _start_receiver(self, slot: int) -> None:
+        self.slots[slot] = 0  # the connections of a dead receiver died with it
+        counts = ConnectionCounts(self.slots, slot)
+        reader, writer = _FORK.Pipe(duplex=False)
+        receiver = _FORK.Process(
+            target=_receive, args=(self.settings, self.socket, writer, counts), name=f"scp-{slot}"
+        )
+        receiver.start()
+        writer.close()  # the receiver holds the only writer, so its death reads as end of file
+        with self._pipes_lock:
+            self._pipes[reader] = set()
+        self.receivers[slot] = receiver
+
+    def _replace_dead_receivers(self) -> None:
+        for slot, receiver in enumerate(self.receivers):
+            if receiver is not None and not receiver.is_alive():
+                log.error("SCP process %s ended (exit %s); starting another", receiver.pid, receiver.exitcode)
+                self._start_receiver(slot)
+
+    def _request_stop(self, signum: int, _frame: FrameType | None) -> None:
+        self._stopping.set()
+
+    def _drain(self) -> None:
+        """Feed every receiver's arrivals to the assembler, until the node stops."""
+        while not self._stopping.is_set():
+            with self._pipes_lock:
+                pipes = list(self._pipes)
+            for pipe in wait(pipes, timeout=0.5):
+                self._read(cast(Connection, pipe))
+
+    def _read(self, pipe: Connection) -> None:
+        held = self._pipes[pipe]
+        try:
+            kind, *uids = pipe.recv()
+        except EOFError:  # the receiver died: the associations it held are over
+            with self._pipes_lock:
+                del self._pipes[pipe]
+            pipe.close()
+            for association in held:
+                self.assembler.association_ended(association)
+            return
+        if kind == "instance":
+            study_uid, association = uids
+            held.add(association)
+            self.assembler.instance_received(study_uid, association)
+        else:
+            held.discard(uids[0])
+            self.assembler.association_ended(uids[0])
+
+    def _resume_receiving(self, index: Index) -> None:
+        """Studies left RECEIVING by a previous run complete after a quiet period, like any other."""
+        with index.session() as session:
+            waiting = [uid for (uid,) in session.query(Study.uid).filter(Study.state == StudyState.RECEIVING)]
+        for study_uid in waiting:
+            self.assembler.resume(study_uid)
+
+
+def run_scp(settings: Settings) -> None:
+    """``radrouter scp``: the receivers, and the assembler routing complete studies, until stopped."""
+    from radrouter.router.dispatch import StudyRouter, celery_app
+    from radrouter.router.reconcile import start_reconciler
+    from radrouter.storage.reconcile import reconcile_store
+
+    index = Index(settings.storage.resolved_index_url())
+    # Before any receiver runs, so no temp file found is a write still in progress.
+    reconcile_store(InstanceStore(settings.storage.root, fsync=settings.storage.fsync), index, settle_s=0)
+    router = StudyRouter(settings, index, celery_app(settings))
+    assembler = StudyAssembler(settings.completion, router)
+    reconciling = start_reconciler(settings, index, assembler)
+    try:
+        ReceiverPool(settings, assembler).run(index)
+    finally:
+        reconciling.set()

@@ -1,0 +1,1 @@
+"""Alembic migrations of the index (``radrouter db upgrade``; new ones with ``radrouter db revision``)."""

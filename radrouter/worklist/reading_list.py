@@ -1,0 +1,179 @@
+"""The reading list in the index: results raise priorities, reads take studies off, order on demand.
+
+The order is computed from the unread items whenever it is asked for, so it reflects the latest
+result or read at once and the ageing of every waiting study at that moment. The clock is injected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from hl7.util import generate_message_control_id
+from pydantic import ValidationError
+from sqlalchemy import select
+
+from radrouter.config.rules import Priority
+from radrouter.config.settings import Settings
+from radrouter.storage.index import DeliveryState, Hl7Message, Hop, Index, Job, Study, WorklistItem, utcnow
+from radrouter.storage.worklist import open_item, raise_priority
+from radrouter.worklist.triage import ResultSummary, WaitingStudy, evaluate, most_urgent, reading_order
+
+ORU = "ORU^R01"
+OMI = "OMI^O23"
+
+
+class AlreadyRead(Exception):
+    """The study was marked read before."""
+
+
+@dataclass
+class TriageOutcome:
+    """What the results of one job did to its study: a new class or not, and HL7 messages to send."""
+
+    escalated: bool = False
+    messages: list[int] = field(default_factory=list)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() + "Z" if moment else None
+
+
+class ReadingList:
+    """The worklist over the index, with the settings' triage rules and waiting-time caps."""
+
+    def __init__(self, settings: Settings, index: Index, clock: Callable[[], datetime] = utcnow) -> None:
+        self.settings = settings
+        self.index = index
+        self.clock = clock
+
+    def in_reading_order(self) -> list[dict[str, Any]]:
+        """Unread studies, the next to read first, with class, reason and seconds waited."""
+        now = self.clock()
+        caps = self.settings.worklist.max_wait_s()
+        with self.index.session() as session:
+            items = {
+                item.study_uid: item
+                for item in session.scalars(select(WorklistItem).where(WorklistItem.read_at.is_(None)))
+            }
+            waiting = [WaitingStudy(uid, Priority(i.priority), i.arrived_at) for uid, i in items.items()]
+            entries = []
+            for position, placement in enumerate(reading_order(waiting, now, caps), start=1):
+                item = items[placement.study.study_uid]
+                study = session.get(Study, item.study_uid)
+                entries.append(
+                    {
+                        "position": position,
+                        "study_uid": item.study_uid,
+                        "priority": item.priority,
+                        "base_priority": item.base_priority,
+                        "reason": item.reason,
+                        "finding": item.finding,
+                        "waited_s": round(placement.waited_s, 1),
+                        "max_wait_s": caps[Priority(item.priority)],
+                        "overdue": placement.overdue,
+                        "arrived_at": _iso(item.arrived_at),
+                        "state": study.state.value if study else None,
+                        "modalities": sorted({s.modality for s in study.series if s.modality})
+                        if study
+                        else [],
+                    }
+                )
+            return entries
+
+    def mark_read(self, study_uid: str, verdict: str | None = None) -> dict[str, Any]:
+        """Take a study off the list, with the radiologist's agreement with the AI finding if given."""
+        now = self.clock()
+        with self.index.session() as session:
+            item = session.get(WorklistItem, study_uid)
+            if item is None:
+                raise LookupError(f"no worklist item for study {study_uid}")
+            if item.read_at is not None:
+                raise AlreadyRead(f"study {study_uid} was read at {_iso(item.read_at)}")
+            item.read_at, item.verdict = now, verdict
+            waited = round((now - item.arrived_at).total_seconds(), 1)
+            self.index.record_event(
+                session, study_uid, Hop.READ, priority=item.priority, verdict=verdict, waited_s=waited
+            )
+            return {"study_uid": study_uid, "read_at": _iso(now), "verdict": verdict, "waited_s": waited}
+
+    def apply_results(self, job_id: int) -> TriageOutcome:
+        """Run the triage rules on a job's SR result; raise the study's class; queue HL7 messages."""
+        now = self.clock()
+        outcome = TriageOutcome()
+        with self.index.session() as session:
+            job = session.get(Job, job_id)
+            if job is None:
+                raise LookupError(f"job {job_id} is not in the index")
+            reports = [result for result in job.results if result.kind == "SR"]
+            if not reports:
+                return outcome
+            if job.pipeline in self.settings.monitoring.shadow_pipelines:
+                self.index.record_event(session, job.study_uid, Hop.TRIAGED, job=job_id, shadow=True)
+                return outcome
+            try:
+                summary = ResultSummary.model_validate(reports[-1].summary)
+            except ValidationError as error:
+                self.index.record_event(
+                    session,
+                    job.study_uid,
+                    Hop.TRIAGED,
+                    job=job_id,
+                    error=f"unreadable summary: {error}"[:300],
+                )
+                return outcome
+            matches = evaluate(self.settings.worklist.triage_rules, summary)
+            item = session.get(WorklistItem, job.study_uid) or open_item(
+                self.index,
+                session,
+                job.study_uid,
+                Priority.ROUTINE,
+                source="header",
+                reason="routine",
+                at=now,
+            )
+            decisive = most_urgent(matches)
+            if decisive is not None:
+                outcome.escalated = raise_priority(
+                    self.index,
+                    session,
+                    item,
+                    decisive.priority,
+                    source="triage",
+                    reason=decisive.reason,
+                    rule=decisive.rule,
+                    at=now,
+                )
+                if outcome.escalated or item.finding is None:
+                    item.finding = decisive.reason
+            if not outcome.escalated:
+                self.index.record_event(
+                    session,
+                    job.study_uid,
+                    Hop.TRIAGED,
+                    job=job_id,
+                    matched=[m.rule for m in matches],
+                    changed=False,
+                )
+            if self.settings.worklist.hl7.host:
+                kinds = [OMI, ORU] if outcome.escalated else [ORU]
+                outcome.messages = self._queue_messages(session, job, kinds)
+        return outcome
+
+    def _queue_messages(self, session: Any, job: Job, kinds: list[str]) -> list[int]:
+        """Add the job's messages of ``kinds`` once; return every one still unsent (a rerun resends)."""
+        existing = {m.kind: m for m in session.scalars(select(Hl7Message).where(Hl7Message.job_id == job.id))}
+        for kind in kinds:
+            if kind not in existing:
+                existing[kind] = Hl7Message(
+                    study_uid=job.study_uid,
+                    job_id=job.id,
+                    kind=kind,
+                    control_id=generate_message_control_id(),
+                    state=DeliveryState.PENDING,
+                )
+                session.add(existing[kind])
+        session.flush()
+        return [m.id for m in existing.values() if m.state == DeliveryState.PENDING]

@@ -1,0 +1,147 @@
+"""``radrouter scp`` as run in production: two SCP processes on one port, one assembler.
+
+Several studies arrive interleaved over four associations at once; each is stored, indexed and
+completed exactly once, after the last association that carried it ended.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.uid import generate_uid
+from pynetdicom import AE
+
+from radrouter.storage.index import AuditEvent, Hop, Index, Instance, Series, Study, StudyState
+from tests.router.test_scp import association, wait_for_a_free_place
+from tests.services import CT_HEAD, DATA, free_port, port_open, storescu, wait_until
+
+LIDC = DATA / "ct-chest-lidc0001-partial"  # file names start with '-'
+CXR = DATA / "cxr" / "1.3.6.1.4.1.11129.5.5.110503645592756492463169821050252582267888.dcm"
+
+
+class ScpProcesses:
+    """``radrouter scp`` with two processes, no routing rules, and a limit of four associations.
+
+    A study on an open association never completes by quiet time here (600 s): only a release, or
+    the end of the receiver that held it, completes it.
+    """
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.root = workdir / "data"
+        config = workdir / "radrouter.yaml"
+        config.write_text(
+            f"node: {{port: {self.port}, processes: 2, max_associations: 4}}\n"
+            f"storage: {{root: {self.root}, free_space_reserve_mb: 64, fsync: false}}\n"
+            f"broker: {{url: 'redis://127.0.0.1:{free_port()}/0'}}\n"
+            "completion: {quiet_period_s: 0.5, open_quiet_period_s: 600}\n"
+            "rules: []\n"
+        )
+        self.log = workdir / "scp.log"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "radrouter.cli", "scp", "--config", str(config)],
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        wait_until(lambda: self.log.read_text().count("listening on") == 2, 60, "two SCP processes")
+        self.index = Index(f"sqlite:///{self.root / 'index.sqlite3'}")
+
+    def receivers(self) -> list[int]:
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text()
+        return [int(pid) for pid in children.split()]
+
+    def study(self, study_uid: str) -> Study | None:
+        with self.index.session() as session:
+            return session.get(Study, study_uid)
+
+
+@pytest.fixture(scope="module")
+def scp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScpProcesses]:
+    running = ScpProcesses(tmp_path_factory.mktemp("scp"))
+    yield running
+    running.process.send_signal(signal.SIGTERM)
+    assert running.process.wait(timeout=30) == 0
+    assert not port_open(running.port), "the SCP port stays open after SIGTERM"
+
+
+def test_studies_interleaved_over_four_associations_complete_once_each(scp: ScpProcesses) -> None:
+    files = sorted(CT_HEAD.glob("I*")) + sorted(LIDC.glob("*.dcm")) + [CXR]
+    random.Random(3).shuffle(files)
+    studies: dict[str, int] = {}
+    for path in files:
+        uid = str(pydicom.dcmread(path, stop_before_pixels=True).StudyInstanceUID)
+        studies[uid] = studies.get(uid, 0) + 1
+    assert len(studies) == 3
+
+    with ThreadPoolExecutor(4) as pool:
+        sent = list(pool.map(lambda chunk: storescu(scp.port, files[chunk::4]), range(4)))
+
+    assert [result.returncode for result in sent] == [0, 0, 0, 0]
+    assert sum(r.stderr.count("Received Store Response (Success)") for r in sent) == len(files)
+    for study_uid, count in studies.items():
+        wait_until(lambda uid=study_uid: (s := scp.study(uid)) and s.state == StudyState.DONE, 30, "DONE")
+        with scp.index.session() as session:
+            instances = session.query(Instance).join(Series).filter(Series.study_uid == study_uid).count()
+            completions = (
+                session.query(AuditEvent)
+                .filter(AuditEvent.study_uid == study_uid, AuditEvent.hop == Hop.COMPLETE)
+                .count()
+            )
+            assert (instances, completions) == (count, 1)
+            assert session.get(Study, study_uid).revision == 0  # never completed before all were in
+        assert len(list((scp.root / "instances" / study_uid).rglob("*.dcm"))) == count
+
+
+def test_the_association_limit_counts_both_processes(scp: ScpProcesses) -> None:
+    held = [association(scp.port) for _ in range(4)]
+    try:
+        assert all(assoc.is_established for assoc in held)
+        refused = association(scp.port)
+        assert refused.is_rejected
+    finally:
+        for assoc in held:
+            assoc.release()
+    wait_for_a_free_place(scp.port)
+
+
+def test_a_receiver_that_dies_is_replaced(scp: ScpProcesses) -> None:
+    before = scp.receivers()
+    assert len(before) == 2
+    os.kill(before[0], signal.SIGKILL)
+    wait_until(
+        lambda: len(set(scp.receivers()) - set(before)) == 1 and len(scp.receivers()) == 2, 30, "replacement"
+    )
+    for _ in range(4):  # connections now go to either process, the new one included
+        sent = storescu(scp.port, [CT_HEAD / "I10"])
+        assert "Received Store Response (Success)" in sent.stderr, sent.stderr
+
+
+def test_a_study_held_by_a_receiver_that_dies_completes(scp: ScpProcesses) -> None:
+    """The modality keeps its association open; both receivers are killed; the study still completes."""
+    dataset = pydicom.dcmread(CT_HEAD / "I10")
+    dataset.StudyInstanceUID = generate_uid()
+    scu = AE(ae_title="MODALITY")
+    scu.add_requested_context(dataset.SOPClassUID, dataset.file_meta.TransferSyntaxUID)
+    held = scu.associate("127.0.0.1", scp.port, ae_title="RADROUTER")
+    assert held.is_established
+    try:
+        assert held.send_c_store(dataset).Status == 0x0000
+        assert scp.study(dataset.StudyInstanceUID).state == StudyState.RECEIVING
+        receivers = scp.receivers()
+        for pid in receivers:
+            os.kill(pid, signal.SIGKILL)
+        wait_until(
+            lambda: (s := scp.study(dataset.StudyInstanceUID)) and s.state == StudyState.DONE, 30, "DONE"
+        )
+    finally:
+        held.abort()
+    wait_until(lambda: len(set(scp.receivers()) - set(receivers)) == 2, 30, "two new receivers")

@@ -1,0 +1,133 @@
+"""DICOM TLS over the real network: dcmtk's storescu against the SCP, with a test CA made here."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.router.test_scp import ONE_SLICE, RunningSCP, stored_files
+from tests.services import storescu
+
+
+def _openssl(*args: str) -> None:
+    made = subprocess.run(["openssl", *args], capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+
+
+def _certificate_authority(folder: Path, name: str) -> None:
+    """A self-signed CA certificate and key in ``folder`` (ca.crt, ca.key)."""
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        f"/CN={name}",
+        "-keyout",
+        str(folder / "ca.key"),
+        "-out",
+        str(folder / "ca.crt"),
+    )
+
+
+def _signed_certificate(folder: Path, name: str, extension: str) -> None:
+    """A key and a certificate for ``name``, signed by the test CA in ``folder``."""
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        f"/CN={name}",
+        "-keyout",
+        str(folder / f"{name}.key"),
+        "-out",
+        str(folder / f"{name}.csr"),
+    )
+    (folder / f"{name}.ext").write_text(extension)
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        str(folder / f"{name}.csr"),
+        "-days",
+        "2",
+        "-CA",
+        str(folder / "ca.crt"),
+        "-CAkey",
+        str(folder / "ca.key"),
+        "-CAcreateserial",
+        "-extfile",
+        str(folder / f"{name}.ext"),
+        "-out",
+        str(folder / f"{name}.crt"),
+    )
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A throw-away CA, a server certificate for 127.0.0.1 and a client certificate for the modality."""
+    folder = tmp_path_factory.mktemp("pki")
+    _certificate_authority(folder, "radrouter test CA")
+    _signed_certificate(folder, "server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+    _signed_certificate(folder, "modality", "extendedKeyUsage=clientAuth\n")
+    return folder
+
+
+def tls_settings(pki: Path, mutual: bool) -> dict[str, object]:
+    return {
+        "cert_file": pki / "server.crt",
+        "key_file": pki / "server.key",
+        "ca_file": pki / "ca.crt",
+        "require_client_cert": mutual,
+    }
+
+
+def test_a_modality_with_a_certificate_stores_over_mutual_tls(tmp_path: Path, pki: Path) -> None:
+    with RunningSCP(tmp_path / "data", tls=tls_settings(pki, mutual=True)) as scp:
+        client = ("+tls", str(pki / "modality.key"), str(pki / "modality.crt"), "+cf", str(pki / "ca.crt"))
+        sent = storescu(scp.settings.node.port, ONE_SLICE, options=client)
+        assert "Received Store Response (Success)" in sent.stderr, sent.stderr
+        assert scp.done.wait(10)
+        assert scp.instances() == 1
+    assert len(stored_files(tmp_path / "data")) == 1
+
+
+def test_mutual_tls_refuses_a_client_without_a_certificate(tmp_path: Path, pki: Path) -> None:
+    with RunningSCP(tmp_path / "data", tls=tls_settings(pki, mutual=True)) as scp:
+        anonymous = ("+tla", "+cf", str(pki / "ca.crt"))
+        sent = storescu(scp.settings.node.port, ONE_SLICE, options=anonymous)
+        assert sent.returncode != 0
+        assert "Association Accepted" not in sent.stderr
+        assert scp.instances() == 0
+    assert stored_files(tmp_path / "data") == []
+
+
+def test_a_tls_port_refuses_plain_tcp_and_accepts_a_client_without_certificate(
+    tmp_path: Path, pki: Path
+) -> None:
+    """Without mutual TLS, any client that checks our certificate may send; a plain one may not."""
+    with RunningSCP(tmp_path / "data", tls=tls_settings(pki, mutual=False)) as scp:
+        plain = storescu(scp.settings.node.port, ONE_SLICE)
+        assert plain.returncode != 0
+        assert "Association Accepted" not in plain.stderr
+        assert scp.instances() == 0
+        anonymous = storescu(scp.settings.node.port, ONE_SLICE, options=("+tla", "+cf", str(pki / "ca.crt")))
+        assert "Received Store Response (Success)" in anonymous.stderr, anonymous.stderr
+        assert scp.instances() == 1
+
+
+def test_a_client_refuses_a_server_certificate_from_another_ca(tmp_path: Path, pki: Path) -> None:
+    """The modality checks us: trusting only another CA, it refuses our certificate."""
+    other = tmp_path / "other"
+    other.mkdir()
+    _certificate_authority(other, "other CA")
+    with RunningSCP(tmp_path / "data", tls=tls_settings(pki, mutual=False)) as scp:
+        sent = storescu(scp.settings.node.port, ONE_SLICE, options=("+tla", "+cf", str(other / "ca.crt")))
+        assert sent.returncode != 0
+        assert scp.instances() == 0

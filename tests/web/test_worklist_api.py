@@ -1,0 +1,61 @@
+"""The worklist's HTTP side: reading order with waits, reads with a verdict, clear 4xx answers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from radrouter.config.settings import Settings
+from radrouter.router.dispatch import StudyRouter, celery_app
+from radrouter.storage.index import Index
+from radrouter.web.app import create_app
+from radrouter.web.worklist import worklist_router
+from tests.services import CT_HEAD, MPRAGE
+from tests.worklist.test_reading_list import Clock, received, route
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(storage={"root": tmp_path}, worklist={"max_wait_routine_min": 10})
+
+
+def test_the_api_orders_by_class_and_the_cap_with_a_controlled_clock(settings: Settings) -> None:
+    index = Index(settings.storage.resolved_index_url())
+    router = StudyRouter(settings, index, celery_app(settings))
+    clock = Clock()
+    app = FastAPI()
+    app.include_router(worklist_router(settings, index, clock))
+    client = TestClient(app)
+
+    routine = route(router, received(sorted(MPRAGE.glob("*.dcm"))[0]), clock)
+    clock.advance(5)
+    urgent = route(router, received(CT_HEAD / "I10", dimse_priority=1), clock)
+    clock.advance(1)
+    listed = client.get("/api/worklist").json()
+    assert [(e["study_uid"], e["priority"], e["waited_s"]) for e in listed] == [
+        (urgent, "urgent", 60.0),
+        (routine, "routine", 360.0),
+    ]
+    assert listed[1]["max_wait_s"] == 600 and listed[0]["modalities"] == ["CT"]
+
+    clock.advance(4)
+    assert [e["study_uid"] for e in client.get("/api/worklist").json()] == [routine, urgent]
+
+    read = client.post(f"/api/worklist/{routine}/read", json={"verdict": "agree"})
+    assert read.status_code == 200 and read.json()["verdict"] == "agree"
+    assert [e["study_uid"] for e in client.get("/api/worklist").json()] == [urgent]
+    assert client.post(f"/api/worklist/{routine}/read").status_code == 409
+    assert client.post("/api/worklist/1.2.3/read").status_code == 404
+    assert client.post(f"/api/worklist/{urgent}/read", json={"verdict": "maybe"}).status_code == 422
+    assert client.post(f"/api/worklist/{urgent}/read").status_code == 200
+    assert client.get("/api/worklist").json() == []
+
+
+def test_the_node_app_serves_the_page_and_the_api(settings: Settings) -> None:
+    client = TestClient(create_app(settings))
+    page = client.get("/worklist")
+    assert page.status_code == 200 and "/api/worklist" in page.text
+    assert client.get("/api/worklist").json() == []
