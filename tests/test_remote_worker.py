@@ -20,6 +20,7 @@ import pydicom
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from radrouter.config.settings import Settings
 from radrouter.node import node_commands
 from radrouter.router.dispatch import queue_for
 from tests.remote import NetworkNamespace
@@ -104,19 +105,20 @@ logging: {{format: json}}
         radrouter = [sys.executable, "-m", "radrouter.cli"]
         subprocess.run([*radrouter, "db", "upgrade"], env=env, check=True, capture_output=True, timeout=120)
         logs: dict[str, Path] = {}
-        for name, command in node_commands().items():
+        for name, process in node_commands(Settings()).items():
             if name in ("scp", "web", "worker-delivery"):  # no pipeline worker on the node itself
                 logs[name] = workdir / f"{name}.log"
                 processes.add(
                     subprocess.Popen(
-                        command, env=env, stdout=logs[name].open("wb"), stderr=subprocess.STDOUT,
+                        process.command, env={**env, **process.env}, stdout=logs[name].open("wb"),
+                        stderr=subprocess.STDOUT,
                         start_new_session=True,
                     )
                 )  # fmt: skip
         logs["remote"] = workdir / "remote-worker.log"
         processes.add(
             link.popen(
-                [*radrouter, "worker", "--queues", queue_for(PIPELINE), "--name", REMOTE_WORKER],
+                [*radrouter, "worker", "--queues", queue_for(Settings(), PIPELINE), "--name", REMOTE_WORKER],
                 logs["remote"],
                 {**os.environ, "RADROUTER_CONFIG": str(remote_config)},
             )
@@ -231,7 +233,7 @@ def test_metrics_count_what_the_node_did(scaled_out: dict[str, Any], computed: d
     assert web[("radrouter_inference_seconds_count", (("pipeline", PIPELINE),))] == 1
     assert web[("radrouter_inference_seconds_bucket", (("le", "+Inf"), ("pipeline", PIPELINE)))] == 1
     assert web[("radrouter_queue_depth", (("queue", "delivery"),))] == 0
-    assert web[("radrouter_queue_depth", (("queue", queue_for(PIPELINE)),))] == 0
+    assert web[("radrouter_queue_depth", (("queue", queue_for(Settings(), PIPELINE)),))] == 0
 
 
 def test_logs_are_json_lines_with_the_study_uid_and_no_patient_data(

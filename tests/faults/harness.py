@@ -59,7 +59,7 @@ class NodeProcesses:
         )
         self.config_path = workdir / "radrouter.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
-        self.commands = node_commands()
+        self.commands = node_commands(Settings(**config))
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.starts: dict[str, int] = {}
         self.index = Index(Settings(**config).storage.resolved_index_url())
@@ -81,10 +81,10 @@ class NodeProcesses:
             with self.log(name).open("ab") as log:
                 log.write(f"--- start {self.starts[name]}\n".encode())
                 self.processes[name] = subprocess.Popen(
-                    self.commands[name],
+                    self.commands[name].command,
                     stdout=log,
                     stderr=subprocess.STDOUT,
-                    env={**os.environ, "RADROUTER_CONFIG": str(self.config_path)},
+                    env={**os.environ, **self.commands[name].env, "RADROUTER_CONFIG": str(self.config_path)},
                     start_new_session=True,
                 )
         for name in names or tuple(self.commands):

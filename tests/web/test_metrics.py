@@ -17,7 +17,7 @@ def test_queue_depth_sums_the_priority_lists(tmp_path: Path) -> None:
     try:
         settings = Settings(broker={"url": broker.url})
         celery = celery_app(settings)
-        brain = queue_for("brain-extraction")
+        brain = queue_for(settings, "brain-extraction")
         assert served_queues(settings) == [DELIVERY_QUEUE, brain]
         for priority in (0, 3, 6, 6):
             celery.send_task(INFER_TASK, args=[1], queue=brain, priority=priority)
