@@ -243,6 +243,9 @@ destinations:
 
 #: The session node's triage rule: a real measurement of brain extraction makes the study STAT.
 BRAIN_VOLUME_RULE = "large-brain"
+#: And a finding the test TorchScript model reports (Bone present) makes a study URGENT.
+BONE_FINDING_RULE = "bone-finding"
+BONE_FINDING_REASON = "Bone present (test model finding)"
 
 
 def worklist_config(ris_port: int) -> str:
@@ -254,6 +257,11 @@ worklist:
       measurement: {{name: Brain volume, above: 500}}
       priority: stat
       reason: Brain volume above 500 mL (test rule)
+    - name: {BONE_FINDING_RULE}
+      pipeline: threshold-ts
+      finding: {{code: "SCT:272673000", min_probability: 0.5}}
+      priority: urgent
+      reason: {BONE_FINDING_REASON}
   hl7: {{host: 127.0.0.1, port: {ris_port}, backoff_initial_s: 0.5, timeout_s: 5}}
 """
 

@@ -19,7 +19,17 @@ import pytest
 from pydicom.sr.codedict import codes
 
 from radrouter.inference.volume import load_volume, read_series
-from tests.services import CT_CHEST, CT_HEAD, Node, Orthanc, as_new_study, storescu, wait_until
+from tests.services import (
+    BONE_FINDING_REASON,
+    BONE_FINDING_RULE,
+    CT_CHEST,
+    CT_HEAD,
+    Node,
+    Orthanc,
+    as_new_study,
+    storescu,
+    wait_until,
+)
 from tests.test_e2e import _text_items, dciodvfy_errors
 from tests.user_models import AIR_HU, BONE_HU, BUNDLE_VERSION, PIPELINE_TESTER, TORCHSCRIPT_VERSION
 
@@ -220,6 +230,21 @@ def test_summary_is_what_triage_reads(chest: dict[str, Any]) -> None:
     bone = summaries[("threshold-ts", "SR")]
     assert bone["version"] == TORCHSCRIPT_VERSION
     assert bone["findings"] == [{"name": "Bone present", "code": "SCT:272673000", "probability": 1.0}]
+
+
+def test_a_reported_finding_moves_the_study_up_the_worklist(node: Node, chest: dict[str, Any]) -> None:
+    """The TorchScript model reports "Bone present"; the triage rule on that code makes the study URGENT."""
+    study_uid = chest["study"]["study_uid"]
+
+    def triaged() -> dict[str, Any] | None:
+        listed = httpx.get(f"{node.api}/worklist").json()
+        entry = next((e for e in listed if e["study_uid"] == study_uid), None)
+        return entry if entry and entry["priority"] == "urgent" else None
+
+    entry = wait_until(triaged, 60, "the chest CT triaged URGENT")
+    assert (entry["base_priority"], entry["finding"]) == ("routine", BONE_FINDING_REASON)
+    changes = [e["detail"] for e in node.study(study_uid)["events"] if e["hop"] == "triaged"]
+    assert any(d.get("rule") == BONE_FINDING_RULE and d.get("new") == "urgent" for d in changes)
 
 
 def test_failing_pipelines_fail_their_jobs_with_a_reason(head: dict[str, Any]) -> None:
