@@ -60,6 +60,8 @@ def build_threshold_bundle(folder: Path) -> Path:
     return folder
 
 
+#: The calling AE the series-completion test sends with: only its studies meet the series rule.
+SERIES_TESTER = "SERIES-TEST"
 #: The calling AE the pipeline tests send with: the test node's CT rules match only it, so other tests'
 #: CT studies on the shared node are not processed by the test models.
 PIPELINE_TESTER = "PIPELINE-TEST"
@@ -116,4 +118,8 @@ rules:
     match: {{Modality: CT, BodyPartExamined: BRAIN, calling_ae: {PIPELINE_TESTER}}}
     pipelines: [strict-slices, broken-model, threshold-ts]
     results_to: [{pacs}]
+  - name: series-forward
+    match: {{calling_ae: {SERIES_TESTER}}}
+    completion: series
+    forward_to: [{pacs}]
 """

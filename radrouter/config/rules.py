@@ -175,6 +175,13 @@ class Match(BaseModel):
         return key in self.conditions or any(group.mentions(key) for group in groups)
 
 
+class Completion(enum.StrEnum):
+    """When a rule is applied: once the whole study is complete, or as soon as each series is."""
+
+    STUDY = "study"
+    SERIES = "series"
+
+
 class SeriesChoice(enum.StrEnum):
     """Which of a pipeline's candidate series it runs on."""
 
@@ -235,6 +242,11 @@ class Rule(BaseModel):
     )
     stop: bool = Field(False, description="When this rule matches a series, later rules are not tested.")
     default: bool = Field(False, description="Apply only to series that no other (non-default) rule matched.")
+    completion: Completion = Field(
+        Completion.STUDY,
+        description="study: apply once the study is complete; series: apply to each series as soon as it"
+        " is quiet, while the study's other series still arrive (select then sees one series at a time).",
+    )
 
     @model_validator(mode="after")
     def _actions_make_sense(self) -> Rule:

@@ -15,6 +15,7 @@ from celery import Celery
 from sqlalchemy.orm import Session
 
 from radrouter.config.pipelines import pool_queue
+from radrouter.config.rules import Completion
 from radrouter.config.settings import CONFIG_ENV, Settings
 from radrouter.router.header import read_stored_headers, stored_series
 from radrouter.router.rulebook import RuleBook
@@ -29,6 +30,7 @@ from radrouter.storage.index import (
     JobState,
     Study,
     StudyState,
+    settle_study,
     utcnow,
 )
 from radrouter.storage.worklist import URGENCY, open_item
@@ -171,8 +173,11 @@ class StudyRouter:
             queued = self._record_jobs(session, study, decision) + self._record_forwards(
                 session, study, decision
             )
-            study.state = StudyState.ROUTED if queued else StudyState.DONE
-            study.reason = None if queued else "no rule asked for a pipeline or a forward"
+            routed_early = _has_work(session, study)  # series completion may have queued some already
+            study.state = StudyState.ROUTED if queued or routed_early else StudyState.DONE
+            study.reason = None if queued or routed_early else "no rule asked for a pipeline or a forward"
+            if routed_early and not queued:
+                settle_study(session, study_uid)  # that work may be over already
             self.index.record_event(
                 session,
                 study_uid,
@@ -185,9 +190,58 @@ class StudyRouter:
             )
         return queued
 
+    def series_complete(self, study_uid: str, series_uid: str) -> None:
+        """Called by the assembler when one series of a study still receiving is quiet."""
+        send_tasks(self.celery, self.index, self.route_series(study_uid, series_uid))
+
+    def route_series(self, study_uid: str, series_uid: str) -> list[QueuedTask]:
+        """Apply the ``completion: series`` rules to one quiet series; the study stays RECEIVING.
+
+        All rules are evaluated on the series, so that ``stop``, ``discard`` and ``default`` mean what
+        they mean at study completion; only the work a series rule asked for is recorded now. The
+        study's own completion then skips what is already recorded for this revision.
+        """
+        routing = self.rulebook.current()
+        series_rules = {rule.name for rule in routing.rules if rule.completion == Completion.SERIES}
+        if not series_rules:
+            return []
+        with self.index.session() as session:
+            study = session.get(Study, study_uid)
+            if study is None or study.state != StudyState.RECEIVING:
+                return []
+            revision = study.revision
+            sources = [s for s in stored_series(study, self.settings.node.ae_title) if s.uid == series_uid]
+        decision = decide(routing.rules, read_stored_headers(sources), routing.tolerance_deg)
+        decision.runs = [run for run in decision.runs if series_rules.intersection(run.rules)]
+        decision.forwards = [
+            forward for forward in decision.forwards if series_rules.intersection(forward.rules)
+        ]
+        with self.index.session() as session:
+            study = session.get(Study, study_uid)
+            if study is None or study.state != StudyState.RECEIVING or study.revision != revision:
+                return []
+            log.info(
+                "series %s complete: %d job(s), %d forward(s)",
+                series_uid,
+                len(decision.runs),
+                len(decision.forwards),
+                extra={"study_uid": study_uid},
+            )
+            return self._record_jobs(session, study, decision) + self._record_forwards(
+                session, study, decision
+            )
+
     def _record_jobs(self, session: Session, study: Study, decision: RouteDecision) -> list[QueuedTask]:
         queued: list[QueuedTask] = []
+        recorded = {
+            (series_uid, pipeline)
+            for series_uid, pipeline in session.query(Job.series_uid, Job.pipeline).filter(
+                Job.study_uid == study.uid, Job.revision == study.revision
+            )
+        }
         for run in decision.runs:
+            if (run.series_uid, run.pipeline) in recorded:
+                continue  # queued when its series completed
             job = Job(
                 study_uid=study.uid,
                 series_uid=run.series_uid,
@@ -209,7 +263,17 @@ class StudyRouter:
 
     def _record_forwards(self, session: Session, study: Study, decision: RouteDecision) -> list[QueuedTask]:
         queued: list[QueuedTask] = []
+        recorded = {
+            (series_uid, destination)
+            for series_uid, destination in session.query(Delivery.series_uid, Delivery.destination).filter(
+                Delivery.study_uid == study.uid,
+                Delivery.kind == DeliveryKind.ORIGINAL,
+                Delivery.revision == study.revision,
+            )
+        }
         for forward in decision.forwards:
+            if (forward.series_uid, forward.destination) in recorded:
+                continue  # queued when its series completed
             delivery = Delivery(
                 kind=DeliveryKind.ORIGINAL,
                 study_uid=study.uid,
@@ -231,3 +295,14 @@ class StudyRouter:
                 destination=forward.destination,
             )
         return queued
+
+
+def _has_work(session: Session, study: Study) -> bool:
+    """Whether any job or forward is recorded for the study's current revision."""
+    jobs = session.query(Job.id).filter(Job.study_uid == study.uid, Job.revision == study.revision)
+    forwards = session.query(Delivery.id).filter(
+        Delivery.study_uid == study.uid,
+        Delivery.kind == DeliveryKind.ORIGINAL,
+        Delivery.revision == study.revision,
+    )
+    return jobs.first() is not None or forwards.first() is not None

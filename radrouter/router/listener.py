@@ -41,9 +41,9 @@ class PipedArrivals:
         self._pipe = pipe
         self._lock = threading.Lock()  # one association thread writes at a time
 
-    def instance_received(self, study_uid: str, association: str) -> None:
+    def instance_received(self, study_uid: str, association: str, series_uid: str | None = None) -> None:
         with self._lock:
-            self._pipe.send(("instance", study_uid, association))
+            self._pipe.send(("instance", study_uid, association, series_uid))
 
     def association_ended(self, association: str) -> None:
         with self._lock:
@@ -166,9 +166,9 @@ class ReceiverPool:
                 self.assembler.association_ended(association)
             return
         if kind == "instance":
-            study_uid, association = uids
+            study_uid, association, series_uid = uids
             held.add(association)
-            self.assembler.instance_received(study_uid, association)
+            self.assembler.instance_received(study_uid, association, series_uid)
         else:
             held.discard(uids[0])
             self.assembler.association_ended(uids[0])
@@ -191,7 +191,7 @@ def run_scp(settings: Settings) -> None:
     # Before any receiver runs, so no temp file found is a write still in progress.
     reconcile_store(InstanceStore(settings.storage.root, fsync=settings.storage.fsync), index, settle_s=0)
     router = StudyRouter(settings, index, celery_app(settings))
-    assembler = StudyAssembler(settings.completion, router)
+    assembler = StudyAssembler(settings.completion, router, router.series_complete)
     reconciling = start_reconciler(settings, index, assembler)
     try:
         ReceiverPool(settings, assembler).run(index)

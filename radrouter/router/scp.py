@@ -280,7 +280,7 @@ class StorageSCP:
         except SQLAlchemyError:
             log.exception("cannot index %s", sop_uid, extra=study(study_uid))
             return PROCESSING_FAILURE
-        self.arrivals.instance_received(study_uid, _association_key(event.assoc))
+        self.arrivals.instance_received(study_uid, _association_key(event.assoc), series_uid)
         return SUCCESS
 
 

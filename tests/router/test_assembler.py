@@ -177,3 +177,54 @@ def test_a_study_left_receiving_by_a_previous_run_completes(
 
     completions.wait_for("1.1")
     assert assembler.pending() == []
+
+
+class Clock:
+    """A clock the test moves by hand: series completion is checked without waiting."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_quiet_series_completes_while_the_rest_of_its_study_still_arrives() -> None:
+    clock, studies, series = Clock(), [], []
+    assembler = StudyAssembler(
+        CompletionSettings(quiet_period_s=1, open_quiet_period_s=5),
+        studies.append,
+        lambda study_uid, series_uid: series.append((study_uid, series_uid)),
+        clock=clock,
+    )
+    assembler.instance_received("1.1", "first", "1.1.1")  # series A, then its association is released
+    assembler.association_ended("first")
+    for clock.now in (0.5, 1.0, 1.5, 2.0, 2.5):  # series B keeps arriving over another association
+        assembler.instance_received("1.1", "second", "1.1.2")
+        assembler.complete_due()
+        assert series == ([] if clock.now < 1.0 else [("1.1", "1.1.1")])
+    assert studies == []
+
+    for clock.now in (3.0, 4.0, 5.0, 6.0, 7.0, 7.4):  # then series C over that same open association
+        assembler.instance_received("1.1", "second", "1.1.3")
+        assembler.complete_due()
+    assert series == [("1.1", "1.1.1")]  # B's association is open: it is quiet after the open period
+    clock.now = 7.5
+    assembler.complete_due()
+    assert series == [("1.1", "1.1.1"), ("1.1", "1.1.2")]
+    assert studies == []
+
+
+def test_a_series_still_waiting_when_its_study_completes_is_left_to_the_study() -> None:
+    clock, studies, series = Clock(), [], []
+    assembler = StudyAssembler(
+        CompletionSettings(quiet_period_s=1, open_quiet_period_s=5),
+        studies.append,
+        lambda study_uid, series_uid: series.append((study_uid, series_uid)),
+        clock=clock,
+    )
+    assembler.instance_received("1.1", "only", "1.1.1")
+    assembler.association_ended("only")
+    clock.now = 1.0
+    assembler.complete_due()
+    assert (studies, series) == (["1.1"], [])

@@ -126,3 +126,36 @@ def test_the_router_uses_the_rules_on_disk_at_the_time_of_each_study(tmp_path: P
     record_instance(router.index, received(SECOND))  # a late instance: the study is routed again
 
     assert [task.name for task in router.route(received(FIRST).study_uid)] == [dispatch.FORWARD_TASK]
+
+
+def test_a_series_rule_queues_its_series_before_the_study_completes_and_only_once(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path / "radrouter.yaml",
+        "  - {name: mr-series, match: {Modality: MR}, completion: series, pipelines: [brain-extraction],"
+        " forward_to: [pacs]}\n",
+    )
+    settings = load_settings(config)
+    router = StudyRouter(settings, Index(settings.storage.resolved_index_url()), celery_app(settings))
+    first = received(FIRST)
+    record_instance(router.index, first)
+
+    queued = router.route_series(first.study_uid, first.series_uid)
+
+    assert sorted(task.name for task in queued) == [dispatch.FORWARD_TASK, dispatch.INFER_TASK]
+    assert router.route_series(first.study_uid, first.series_uid) == []  # the same series again
+    with router.index.session() as session:
+        study = session.get(Study, first.study_uid)
+        assert study is not None and study.state == StudyState.RECEIVING
+    assert router.route(first.study_uid) == []  # the study's completion runs nothing twice
+    with router.index.session() as session:
+        study = session.get(Study, first.study_uid)
+        assert study is not None and study.state == StudyState.ROUTED and study.completed_at is not None
+        assert session.query(Job).count() == 1
+        assert session.query(Delivery).count() == 1
+
+
+def test_study_rules_wait_for_the_study(router: StudyRouter) -> None:
+    first = received(FIRST)
+    record_instance(router.index, first)
+    assert router.route_series(first.study_uid, first.series_uid) == []  # the default rule is a study rule
+    assert len(router.route(first.study_uid)) == 1
