@@ -189,14 +189,19 @@ class Clock:
         return self.now
 
 
-def test_a_quiet_series_completes_while_the_rest_of_its_study_still_arrives() -> None:
-    clock, studies, series = Clock(), [], []
-    assembler = StudyAssembler(
+def clocked_assembler(clock: Clock, studies: list[str], series: list[tuple[str, str]]) -> StudyAssembler:
+    """Not started: the test calls complete_due itself, with 1 s and 5 s quiet periods."""
+    return StudyAssembler(
         CompletionSettings(quiet_period_s=1, open_quiet_period_s=5),
         studies.append,
         lambda study_uid, series_uid: series.append((study_uid, series_uid)),
         clock=clock,
     )
+
+
+def test_a_quiet_series_completes_while_the_rest_of_its_study_still_arrives() -> None:
+    clock, studies, series = Clock(), [], []
+    assembler = clocked_assembler(clock, studies, series)
     assembler.instance_received("1.1", "first", "1.1.1")  # series A, then its association is released
     assembler.association_ended("first")
     for clock.now in (0.5, 1.0, 1.5, 2.0, 2.5):  # series B keeps arriving over another association
@@ -217,12 +222,7 @@ def test_a_quiet_series_completes_while_the_rest_of_its_study_still_arrives() ->
 
 def test_a_series_still_waiting_when_its_study_completes_is_left_to_the_study() -> None:
     clock, studies, series = Clock(), [], []
-    assembler = StudyAssembler(
-        CompletionSettings(quiet_period_s=1, open_quiet_period_s=5),
-        studies.append,
-        lambda study_uid, series_uid: series.append((study_uid, series_uid)),
-        clock=clock,
-    )
+    assembler = clocked_assembler(clock, studies, series)
     assembler.instance_received("1.1", "only", "1.1.1")
     assembler.association_ended("only")
     clock.now = 1.0
