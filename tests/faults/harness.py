@@ -47,7 +47,7 @@ class NodeProcesses:
         self.redis = EmbeddedRedis(free_port(), workdir / "redis")
         config = _merge(
             {
-                "node": {"ae_title": "RADROUTER", "port": self.port},
+                "node": {"ae_title": "RADROUTER", "port": self.port, "metrics_port": free_port()},
                 "web": {"port": self.web_port},
                 "storage": {"root": str(workdir / "data"), "free_space_reserve_mb": 64, "fsync": True},
                 "broker": {"url": self.redis.url},
