@@ -67,12 +67,6 @@ class StudyAssembler:
             study.associations.add(association)
             self._lock.notify()
 
-    def resume(self, study_uid: str) -> None:
-        """A study a previous run left receiving: no association carries it any more."""
-        with self._lock:
-            self._studies[study_uid] = _StudyArrivals(time.monotonic())
-            self._lock.notify()
-
     def association_ended(self, association: str) -> None:
         with self._lock:
             for study in self._studies.values():

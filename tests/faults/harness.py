@@ -47,7 +47,7 @@ class NodeProcesses:
         self.redis = EmbeddedRedis(free_port(), workdir / "redis")
         config = _merge(
             {
-                "node": {"ae_title": "RADROUTER", "port": self.port},
+                "node": {"ae_title": "RADROUTER", "port": self.port, "metrics_port": free_port()},
                 "web": {"port": self.web_port},
                 "storage": {"root": str(workdir / "data"), "free_space_reserve_mb": 64, "fsync": True},
                 "broker": {"url": self.redis.url},
@@ -88,7 +88,7 @@ class NodeProcesses:
                     start_new_session=True,
                 )
         for name in names or tuple(self.commands):
-            wait_until(lambda name=name: self._ready(name), 120, f"{name} ready")
+            wait_until(lambda name=name: self._ready(name), 300, f"{name} ready")
 
     def _ready(self, name: str) -> bool:
         process = self.processes[name]
