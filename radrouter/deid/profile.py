@@ -65,6 +65,8 @@ STUDY_KEYWORDS = (
     "ReferringPhysicianName",
 )
 CONTENT_SEQUENCE = (0x0040, 0xA730)
+#: Not retained by the temporal options (PS3.15 E.3.6): the profile always removes it.
+PATIENT_BIRTH_DATE = (0x0010, 0x0030)
 #: PS3.16 CID 7050 De-identification Method codes.
 BASIC_PROFILE, RETAIN_UIDS, RETAIN_FULL_DATES, RETAIN_MODIFIED_DATES = (
     ("113100", "Basic Application Confidentiality Profile"),
@@ -151,7 +153,7 @@ def _rules(options: Deidentification, days: int) -> dict[tuple[int, ...], Action
     for tag, vr in _VRS.items():
         if vr == "UI":
             rules[tag] = keep
-        elif vr in ("DA", "DT", "TM") and date_rule is not None:
+        elif vr in ("DA", "DT", "TM") and date_rule is not None and tag != PATIENT_BIRTH_DATE:
             rules[tag] = keep if vr == "TM" else date_rule
     return rules
 
