@@ -34,7 +34,7 @@ def main() -> int:
     config.write_text(
         yaml.safe_dump(
             {
-                "node": {"port": port, "max_associations": 4000},
+                "node": {"port": port, "max_associations": 4000, "metrics_port": 0},
                 "storage": {"root": str(workdir / "data"), "fsync": False, "free_space_reserve_mb": 64},
                 "broker": {"url": f"redis://127.0.0.1:{free_port()}/0"},
                 "rules": [],

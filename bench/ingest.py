@@ -82,7 +82,7 @@ class Radrouter:
         root = workdir / "radrouter"
         config = workdir / "radrouter.yaml"
         config.write_text(
-            f"node: {{port: {self.port}, metrics_port: {free_port()}}}\nstorage: {{root: {root}}}\n"
+            f"node: {{port: {self.port}, metrics_port: 0}}\nstorage: {{root: {root}}}\n"
             f"broker: {{url: 'redis://127.0.0.1:{free_port()}/0'}}\n"
         )
         self.log = workdir / "radrouter.log"

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from radrouter.config.deidentification import Deidentification
 from radrouter.config.pipelines import (
     CodeSetting,
     FindingSetting,
@@ -56,6 +57,7 @@ def reference_rows() -> list[tuple[str, str, str]]:
         if row[0] not in ("destinations", "rules", "worklist.triage_rules", "pipelines", "pools")
     ]
     rows += _rows(Destination, "destinations.<name>.")
+    rows += _rows(Deidentification, "destinations.<name>.deidentify.")
     rows += _rows(NetworkPipelineSetting, "pipelines.<name>.")
     rows += _rows(LabelSetting, "pipelines.<name>.labels[].")
     rows += _rows(FindingSetting, "pipelines.<name>.findings[].")

@@ -20,6 +20,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from radrouter.config.deidentification import Deidentification
 from radrouter.config.monitoring import MonitoringSettings
 from radrouter.config.pipelines import NetworkPipelineSetting, WorkerPool
 from radrouter.config.rules import Priority, Rule, default_rules
@@ -242,6 +243,19 @@ class Destination(BaseModel):
     host: str = Field(description="Host name or address of the peer.")
     port: int = Field(ge=1, le=65535, description="DICOM port of the peer.")
     ae_title: str = Field(min_length=1, max_length=16, description="AE title of the peer (called AE).")
+    external: bool = Field(
+        False,
+        description="Outside the hospital: all sent there is de-identified as `deidentify` says.",
+    )
+    deidentify: Deidentification | None = Field(
+        None, description="De-identification on the way to this destination; required when it is external."
+    )
+
+    @model_validator(mode="after")
+    def _external_needs_deidentification(self) -> Destination:
+        if self.external and self.deidentify is None:
+            raise ValueError("an external destination needs a `deidentify` block (with its `key`)")
+        return self
 
 
 def _default_destinations() -> dict[str, Destination]:

@@ -32,8 +32,11 @@ def worker_index() -> Index:
 
 @cache
 def worker_rulebook() -> RuleBook:
-    """Destinations as the config file says now: a destination added by a reload is reachable at once."""
-    return RuleBook(worker_settings(), config_file_from_environment())
+    """Destinations as the config file says now: a destination added by a reload is reachable at once.
+
+    Built on first use from the file as it is then (not from the settings read at start-up), so an edit
+    made before a worker's first delivery is not mistaken for the start-up config."""
+    return RuleBook(load_settings(), config_file_from_environment())
 
 
 @cache

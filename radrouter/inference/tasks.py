@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from radrouter.deid.outgoing import deidentified_copies
 from radrouter.inference.app import (
     app,
     worker_index,
@@ -103,7 +106,11 @@ def _ship(task: Any, delivery_id: int) -> None:
     try:
         if destination is None:
             raise DeliveryError(f"destination {destination_name!r} is not configured")
-        sent_classes = send(destination, outgoing, settings.node.ae_title, settings.delivery.timeout_s)
+        with tempfile.TemporaryDirectory(prefix="radrouter-deid-") as scratch:
+            if destination.external and destination.deidentify is not None:
+                outgoing = deidentified_copies(outgoing, destination.deidentify, Path(scratch), index)
+                sent_detail["deidentified"] = True
+            sent_classes = send(destination, outgoing, settings.node.ae_title, settings.delivery.timeout_s)
     except DeliveryError as error:
         give_up = (
             isinstance(error, RefusedByDestination)

@@ -97,12 +97,6 @@ class StudyAssembler:
                 series.associations.add(association)
             self._notify()
 
-    def resume(self, study_uid: str) -> None:
-        """A study a previous run left receiving: no association carries it any more."""
-        with self._lock:
-            self._studies[study_uid] = _Arrivals(self._clock())
-            self._notify()
-
     def association_ended(self, association: str) -> None:
         with self._lock:
             for study in self._studies.values():

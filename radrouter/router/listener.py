@@ -26,7 +26,7 @@ from typing import Any, cast
 from radrouter.config.settings import Settings
 from radrouter.router.assembler import StudyAssembler
 from radrouter.router.scp import ConnectionCounts, StorageSCP
-from radrouter.storage.index import Index, Study, StudyState
+from radrouter.storage.index import Index
 from radrouter.storage.store import InstanceStore
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ class ReceiverPool:
         self._pipes_lock = threading.Lock()
         self._stopping = threading.Event()
 
-    def run(self, index: Index) -> None:
+    def run(self) -> None:
         """Serve until SIGTERM or SIGINT, then stop the receivers and the assembler."""
         self.socket = listening_socket(self.settings.node.host, self.settings.node.port)
         for slot in range(len(self.receivers)):
@@ -106,7 +106,6 @@ class ReceiverPool:
         drain = threading.Thread(target=self._drain, name="arrivals", daemon=True)
         drain.start()
         self.assembler.start()
-        self._resume_receiving(index)
         try:
             while not self._stopping.wait(0.5):
                 self._replace_dead_receivers()
@@ -173,13 +172,6 @@ class ReceiverPool:
             held.discard(uids[0])
             self.assembler.association_ended(uids[0])
 
-    def _resume_receiving(self, index: Index) -> None:
-        """Studies left RECEIVING by a previous run complete after a quiet period, like any other."""
-        with index.session() as session:
-            waiting = [uid for (uid,) in session.query(Study.uid).filter(Study.state == StudyState.RECEIVING)]
-        for study_uid in waiting:
-            self.assembler.resume(study_uid)
-
 
 def run_scp(settings: Settings) -> None:
     """``radrouter scp``: the receivers, and the assembler routing complete studies, until stopped."""
@@ -194,6 +186,6 @@ def run_scp(settings: Settings) -> None:
     assembler = StudyAssembler(settings.completion, router, router.series_complete)
     reconciling = start_reconciler(settings, index, assembler)
     try:
-        ReceiverPool(settings, assembler).run(index)
+        ReceiverPool(settings, assembler).run()
     finally:
         reconciling.set()

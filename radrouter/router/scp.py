@@ -18,6 +18,7 @@ from typing import Any, cast
 
 import pydicom
 from prometheus_client import Counter
+from pydicom import Dataset
 from pynetdicom import (
     AE,
     ALL_TRANSFER_SYNTAXES,
@@ -31,6 +32,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 from sqlalchemy.exc import SQLAlchemyError
 
 from radrouter.config.settings import Settings
+from radrouter.deid import find_pseudonyms, is_pseudonymous, reidentify
 from radrouter.logs import study
 from radrouter.router.assembler import ArrivalSink
 from radrouter.router.network import NODELAY_HANDLER, tls_server_context
@@ -53,6 +55,7 @@ _HEADER_TAGS = [
     "Modality",
     "SeriesNumber",
     "SeriesDescription",
+    "PatientID",
 ]
 
 
@@ -266,11 +269,17 @@ class StorageSCP:
     def _store(self, event: Any) -> int:
         raw: bytes = bytes(event.encoded_dataset(include_meta=True))
         try:
-            header = pydicom.dcmread(BytesIO(raw), stop_before_pixels=True, specific_tags=_HEADER_TAGS)
+            header: Dataset = pydicom.dcmread(
+                BytesIO(raw), stop_before_pixels=True, specific_tags=_HEADER_TAGS
+            )
             list(header)  # decode every element read now, so a malformed one is refused here
+            sop_uid = str(event.request.AffectedSOPInstanceUID)
+            if is_pseudonymous(header.get("PatientID")):
+                raw, header = self._reidentified(raw)
+                sop_uid = str(header.SOPInstanceUID)
             study_uid = validate_uid(str(header.StudyInstanceUID), "StudyInstanceUID")
             series_uid = validate_uid(str(header.SeriesInstanceUID), "SeriesInstanceUID")
-            sop_uid = validate_uid(str(event.request.AffectedSOPInstanceUID), "SOPInstanceUID")
+            sop_uid = validate_uid(sop_uid, "SOPInstanceUID")
         except InvalidUID as error:
             log.warning("refused an instance: %s", error)
             return INVALID_UID
@@ -313,6 +322,16 @@ class StorageSCP:
             return PROCESSING_FAILURE
         self.arrivals.instance_received(study_uid, _association_key(event.assoc), series_uid)
         return SUCCESS
+
+    def _reidentified(self, raw: bytes) -> tuple[bytes, Dataset]:
+        """An instance back from an external destination, with its original identifiers and UIDs."""
+        dataset = pydicom.dcmread(BytesIO(raw))
+        if not reidentify(dataset, lambda values: find_pseudonyms(self.index, values)):
+            return raw, dataset
+        restored = BytesIO()
+        dataset.save_as(restored, enforce_file_format=True)
+        log.info("re-identified an instance returned by an external destination")
+        return restored.getvalue(), dataset
 
 
 def _association_key(assoc: Any) -> str:

@@ -1,7 +1,8 @@
 """The index: what was received, how it was routed, what was computed and where it was delivered.
 
 SQLAlchemy ORM over SQLite (the embedded default, in WAL mode so the SCP, workers and web app can
-share it) or PostgreSQL. Only UIDs, codes and timings are kept here: no patient names or IDs.
+share it) or PostgreSQL. Only UIDs, codes and timings are kept here: no patient names or IDs, except
+in ``pseudonyms``, the mapping that re-identifies what comes back from external destinations.
 """
 
 from __future__ import annotations
@@ -221,6 +222,27 @@ class AuditEvent(Base):
     hop: Mapped[Hop] = mapped_column(Enum(Hop))
     at: Mapped[datetime] = mapped_column(default=utcnow)
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class PseudonymKind(enum.StrEnum):
+    PATIENT = "patient"
+    STUDY = "study"
+    UID = "uid"
+
+
+class Pseudonym(Base):
+    """A pseudonym radrouter issued to an external destination, and what it stands for.
+
+    ``identity`` holds the original patient (or study) attributes that re-identification restores.
+    """
+
+    __tablename__ = "pseudonyms"
+
+    pseudonym: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    original: Mapped[str] = mapped_column(String(64))
+    identity: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    issued_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class WorklistItem(Base):

@@ -88,7 +88,7 @@ class NodeProcesses:
                     start_new_session=True,
                 )
         for name in names or tuple(self.commands):
-            wait_until(lambda name=name: self._ready(name), 120, f"{name} ready")
+            wait_until(lambda name=name: self._ready(name), 300, f"{name} ready")
 
     def _ready(self, name: str) -> bool:
         process = self.processes[name]

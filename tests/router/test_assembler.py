@@ -170,15 +170,6 @@ def test_a_quiet_study_completes_while_its_association_stays_open(completions: C
         running.stop()
 
 
-def test_a_study_left_receiving_by_a_previous_run_completes(
-    assembler: StudyAssembler, completions: Completions
-) -> None:
-    assembler.resume("1.1")
-
-    completions.wait_for("1.1")
-    assert assembler.pending() == []
-
-
 class Clock:
     """A clock the test moves by hand: series completion is checked without waiting."""
 

@@ -40,7 +40,7 @@ class ScpProcesses:
         self.root = workdir / "data"
         config = workdir / "radrouter.yaml"
         config.write_text(
-            f"node: {{port: {self.port}, processes: 2, max_associations: 4}}\n"
+            f"node: {{port: {self.port}, processes: 2, max_associations: 4, metrics_port: 0}}\n"
             f"storage: {{root: {self.root}, free_space_reserve_mb: 64, fsync: false}}\n"
             f"broker: {{url: 'redis://127.0.0.1:{free_port()}/0'}}\n"
             "completion: {quiet_period_s: 0.5, open_quiet_period_s: 600}\n"
