@@ -61,6 +61,8 @@ def node(tmp_path: Path, orthanc: Orthanc) -> Iterator[NodeProcesses]:
     """A fresh node of separate processes, and the PACS without the test study's earlier results."""
     orthanc.delete_study(STUDY)
     running = NodeProcesses(tmp_path, orthanc)
-    running.start()
-    yield running
-    running.stop()
+    try:  # a start that times out must not leave the processes it did start behind
+        running.start()
+        yield running
+    finally:
+        running.stop()
