@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from radrouter.storage.index import Feedback, Index, Result, Study
+from radrouter.storage.index import Feedback, Index, Result, Study, utc_iso
 
 
 class Verdict(StrEnum):
@@ -42,7 +42,7 @@ def feedback_json(row: Feedback) -> dict[str, Any]:
         "item": row.item,
         "corrected_value": row.corrected_value,
         "source": row.source,
-        "at": row.at.isoformat() + "Z",
+        "at": utc_iso(row.at),
     }
 
 

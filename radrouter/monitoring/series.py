@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from radrouter.monitoring.descriptors import DESCRIPTORS
 from radrouter.monitoring.drift import Chart, Sample
-from radrouter.storage.index import Feedback, MonitoredResult
+from radrouter.storage.index import Feedback, MonitoredResult, utc_iso
 
 AGREEMENT = "agreement"
 
@@ -72,7 +72,7 @@ def point_json(row: MonitoredResult) -> dict[str, Any]:
     return {
         "result_id": row.result_id,
         "study_uid": row.study_uid,
-        "at": row.at.isoformat() + "Z",
+        "at": utc_iso(row.at),
         "version": row.version,
         "input": {name: _descriptor(row, name) for name in DESCRIPTORS},
         "measurements": row.summary.get("measurements", []),

@@ -25,7 +25,7 @@ from radrouter.monitoring.series import (
     point_json,
     result_samples,
 )
-from radrouter.storage.index import DriftAlert, Index, Job, MonitoredResult, Series, utcnow
+from radrouter.storage.index import DriftAlert, Index, Job, MonitoredResult, Series, utc_iso, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +36,8 @@ def alert_json(alert: DriftAlert) -> dict[str, Any]:
         "pipeline": alert.pipeline,
         "statistic": alert.statistic,
         "since": alert.since.date().isoformat(),
-        "raised_at": alert.raised_at.isoformat() + "Z",
-        "cleared_at": alert.cleared_at.isoformat() + "Z" if alert.cleared_at else None,
+        "raised_at": utc_iso(alert.raised_at),
+        "cleared_at": utc_iso(alert.cleared_at),
         **alert.detail,
     }
 

@@ -17,6 +17,7 @@ from radrouter.storage.index import (
     Index,
     Study,
     StudyState,
+    utc_iso,
     utcnow,
 )
 
@@ -32,7 +33,7 @@ def describe(delivery: Delivery) -> dict[str, Any]:
         "state": delivery.state.value,
         "attempts": delivery.attempts,
         "last_error": delivery.last_error,
-        "pending_since": delivery.pending_since.isoformat() + "Z",
+        "pending_since": utc_iso(delivery.pending_since),
     }
 
 

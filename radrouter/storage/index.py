@@ -28,6 +28,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+def utc_iso(moment: datetime | None) -> str | None:
+    """How the API and exports write a stored (naive UTC) time: ISO 8601 with a Z."""
+    return moment.isoformat() + "Z" if moment else None
+
+
 class StudyState(enum.StrEnum):
     RECEIVING = "RECEIVING"
     COMPLETE = "COMPLETE"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import redis
@@ -14,7 +13,7 @@ from sqlalchemy import func, select, text
 import radrouter
 from radrouter.config.settings import Settings
 from radrouter.router.dispatch import celery_app
-from radrouter.storage.index import Index, Job, Result, Study, StudyState
+from radrouter.storage.index import Index, Job, Result, Study, StudyState, utc_iso
 from radrouter.storage.store import InstanceStore
 from radrouter.web import audit, deliveries
 from radrouter.web.auth import PROTECTED
@@ -27,10 +26,6 @@ from radrouter.web.routing import routing_api
 from radrouter.web.worklist import worklist_router
 
 
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() + "Z" if moment else None
-
-
 def _job(job: Job) -> dict[str, Any]:
     return {
         "id": job.id,
@@ -41,9 +36,9 @@ def _job(job: Job) -> dict[str, Any]:
         "rule": job.rule,
         "state": job.state.value,
         "error": job.error,
-        "queued_at": _iso(job.queued_at),
-        "started_at": _iso(job.started_at),
-        "finished_at": _iso(job.finished_at),
+        "queued_at": utc_iso(job.queued_at),
+        "started_at": utc_iso(job.started_at),
+        "finished_at": utc_iso(job.finished_at),
         "timings": job.timings,
     }
 
@@ -57,7 +52,7 @@ def _result(result: Result) -> dict[str, Any]:
         "sop_class_uid": result.sop_class_uid,
         "series_uid": result.series_uid,
         "summary": result.summary,
-        "created_at": _iso(result.created_at),
+        "created_at": utc_iso(result.created_at),
     }
 
 
@@ -125,8 +120,8 @@ def create_app(settings: Settings, index: Index | None = None) -> FastAPI:
                     "reason": study.reason,
                     "revision": study.revision,
                     "series": len(study.series),
-                    "last_received_at": _iso(study.last_received_at),
-                    "completed_at": _iso(study.completed_at),
+                    "last_received_at": utc_iso(study.last_received_at),
+                    "completed_at": utc_iso(study.completed_at),
                 }
                 for study in rows
             ]
@@ -144,9 +139,9 @@ def create_app(settings: Settings, index: Index | None = None) -> FastAPI:
                 "reason": found.reason,
                 "revision": found.revision,
                 "calling_ae": found.calling_ae,
-                "first_received_at": _iso(found.first_received_at),
-                "last_received_at": _iso(found.last_received_at),
-                "completed_at": _iso(found.completed_at),
+                "first_received_at": utc_iso(found.first_received_at),
+                "last_received_at": utc_iso(found.last_received_at),
+                "completed_at": utc_iso(found.completed_at),
                 "series": [
                     {
                         "series_uid": s.uid,
@@ -168,7 +163,7 @@ def create_app(settings: Settings, index: Index | None = None) -> FastAPI:
                         "attempts": d.attempts,
                         "last_error": d.last_error,
                         "sent_sop_class_uid": d.sent_sop_class_uid,
-                        "delivered_at": _iso(d.delivered_at),
+                        "delivered_at": utc_iso(d.delivered_at),
                     }
                     for result in results
                     for d in result.deliveries
@@ -183,11 +178,13 @@ def create_app(settings: Settings, index: Index | None = None) -> FastAPI:
                         "state": d.state.value,
                         "attempts": d.attempts,
                         "last_error": d.last_error,
-                        "delivered_at": _iso(d.delivered_at),
+                        "delivered_at": utc_iso(d.delivered_at),
                     }
                     for d in found.forwards
                 ],
-                "events": [{"hop": e.hop.value, "at": _iso(e.at), "detail": e.detail} for e in found.events],
+                "events": [
+                    {"hop": e.hop.value, "at": utc_iso(e.at), "detail": e.detail} for e in found.events
+                ],
             }
 
     app.include_router(routing_api(settings, index), dependencies=PROTECTED)

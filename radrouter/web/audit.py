@@ -12,7 +12,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, HTTPException, Request, Response
 from sqlalchemy import select
 
-from radrouter.storage.index import AuditEvent, Study
+from radrouter.storage.index import AuditEvent, Study, utc_iso
 from radrouter.web.auth import PROTECTED
 
 router = APIRouter(prefix="/api", tags=["audit"], dependencies=PROTECTED)
@@ -25,7 +25,7 @@ def _row(event: AuditEvent) -> dict[str, Any]:
         "id": event.id,
         "study_uid": event.study_uid,
         "hop": event.hop.value,
-        "at": event.at.isoformat() + "Z",
+        "at": utc_iso(event.at),
         "detail": event.detail,
     }
 

@@ -17,7 +17,17 @@ from sqlalchemy import select
 
 from radrouter.config.rules import Priority
 from radrouter.config.settings import Settings
-from radrouter.storage.index import DeliveryState, Hl7Message, Hop, Index, Job, Study, WorklistItem, utcnow
+from radrouter.storage.index import (
+    DeliveryState,
+    Hl7Message,
+    Hop,
+    Index,
+    Job,
+    Study,
+    WorklistItem,
+    utc_iso,
+    utcnow,
+)
 from radrouter.storage.worklist import open_item, raise_priority
 from radrouter.worklist.triage import ResultSummary, WaitingStudy, evaluate, most_urgent, reading_order
 
@@ -35,10 +45,6 @@ class TriageOutcome:
 
     escalated: bool = False
     messages: list[int] = field(default_factory=list)
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() + "Z" if moment else None
 
 
 class ReadingList:
@@ -74,7 +80,7 @@ class ReadingList:
                         "waited_s": round(placement.waited_s, 1),
                         "max_wait_s": caps[Priority(item.priority)],
                         "overdue": placement.overdue,
-                        "arrived_at": _iso(item.arrived_at),
+                        "arrived_at": utc_iso(item.arrived_at),
                         "state": study.state.value if study else None,
                         "modalities": sorted({s.modality for s in study.series if s.modality})
                         if study
@@ -91,13 +97,13 @@ class ReadingList:
             if item is None:
                 raise LookupError(f"no worklist item for study {study_uid}")
             if item.read_at is not None:
-                raise AlreadyRead(f"study {study_uid} was read at {_iso(item.read_at)}")
+                raise AlreadyRead(f"study {study_uid} was read at {utc_iso(item.read_at)}")
             item.read_at, item.verdict = now, verdict
             waited = round((now - item.arrived_at).total_seconds(), 1)
             self.index.record_event(
                 session, study_uid, Hop.READ, priority=item.priority, verdict=verdict, waited_s=waited
             )
-            return {"study_uid": study_uid, "read_at": _iso(now), "verdict": verdict, "waited_s": waited}
+            return {"study_uid": study_uid, "read_at": utc_iso(now), "verdict": verdict, "waited_s": waited}
 
     def apply_results(self, job_id: int) -> TriageOutcome:
         """Run the triage rules on a job's SR result; raise the study's class; queue HL7 messages."""
