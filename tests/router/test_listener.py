@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -102,15 +103,26 @@ def test_studies_interleaved_over_four_associations_complete_once_each(scp: ScpP
 
 
 def test_the_association_limit_counts_both_processes(scp: ScpProcesses) -> None:
-    held = [association(scp.port) for _ in range(4)]
+    with ThreadPoolExecutor(4) as pool:  # a burst, as from a modality's parallel senders
+        held = list(pool.map(lambda _: association(scp.port), range(4)))
     try:
         assert all(assoc.is_established for assoc in held)
+        holders = [int(pid) for pid in re.findall(r"pid=(\d+)", _connections_on(scp.port))]
+        assert len(holders) == 4 and set(holders) == set(scp.receivers()), "one process took them all"
         refused = association(scp.port)
         assert refused.is_rejected
     finally:
         for assoc in held:
             assoc.release()
     wait_for_a_free_place(scp.port)
+
+
+def _connections_on(port: int) -> str:
+    """``ss``'s established connections accepted on ``port``, with the processes that hold them."""
+    listing = subprocess.run(
+        ["ss", "-tnpH", "state", "established", f"( sport = :{port} )"], capture_output=True, text=True
+    )
+    return listing.stdout
 
 
 def test_a_receiver_that_dies_is_replaced(scp: ScpProcesses) -> None:
