@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import insert, update
+from sqlalchemy import bindparam, insert, update
 from sqlalchemy.exc import IntegrityError
 
 from radrouter.storage.index import Hop, Index, Instance, Series, Study, StudyState, utcnow
@@ -47,6 +47,15 @@ def record_instance(index: Index, received: ReceivedInstance) -> bool:
         return _record(index, received)
 
 
+#: The common case's statements, built once: building them per instance was half its CPU.
+_TOUCH_RECEIVING_STUDY = (
+    update(Study)
+    .where(Study.uid == bindparam("study_uid"), Study.state == StudyState.RECEIVING)
+    .values(last_received_at=bindparam("now"))
+)
+_ADD_INSTANCE = insert(Instance)
+
+
 def _record_next_instance(index: Index, received: ReceivedInstance) -> bool:
     """The common case in two statements: a new instance of a known series of a study still receiving.
 
@@ -57,22 +66,21 @@ def _record_next_instance(index: Index, received: ReceivedInstance) -> bool:
     try:
         with index.engine.begin() as connection:
             receiving = connection.execute(
-                update(Study)
-                .where(Study.uid == received.study_uid, Study.state == StudyState.RECEIVING)
-                .values(last_received_at=now)
+                _TOUCH_RECEIVING_STUDY, {"study_uid": received.study_uid, "now": now}
             )
             if receiving.rowcount != 1:
                 raise _NotTheCommonCase
             connection.execute(
-                insert(Instance).values(
-                    sop_uid=received.sop_uid,
-                    series_uid=received.series_uid,  # a foreign key: an unknown series fails here
-                    sop_class_uid=received.sop_class_uid,
-                    transfer_syntax_uid=received.transfer_syntax_uid,
-                    path=received.path,
-                    size=received.size,
-                    received_at=now,
-                )
+                _ADD_INSTANCE,
+                {
+                    "sop_uid": received.sop_uid,
+                    "series_uid": received.series_uid,  # a foreign key: an unknown series fails here
+                    "sop_class_uid": received.sop_class_uid,
+                    "transfer_syntax_uid": received.transfer_syntax_uid,
+                    "path": received.path,
+                    "size": received.size,
+                    "received_at": now,
+                },
             )
     except (_NotTheCommonCase, IntegrityError):
         return False
