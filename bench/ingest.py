@@ -77,12 +77,13 @@ class Radrouter:
 
     ae_title = "RADROUTER"
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, processes: int | None = None) -> None:
         self.port = free_port()
         root = workdir / "radrouter"
         config = workdir / "radrouter.yaml"
+        node = f"port: {self.port}, metrics_port: 0" + (f", processes: {processes}" if processes else "")
         config.write_text(
-            f"node: {{port: {self.port}, metrics_port: 0}}\nstorage: {{root: {root}}}\n"
+            f"node: {{{node}}}\nstorage: {{root: {root}}}\n"
             f"broker: {{url: 'redis://127.0.0.1:{free_port()}/0'}}\n"
         )
         self.log = workdir / "radrouter.log"
@@ -153,13 +154,14 @@ def main() -> None:
     parser.add_argument("--slices", type=int, default=300, help="instances per study")
     parser.add_argument("--reps", type=int, default=3, help="repetitions of each (receiver, associations)")
     parser.add_argument("--large", type=int, default=2000, help="instances of the memory study (0: skip)")
+    parser.add_argument("--processes", type=int, help="radrouter's node.processes (default: its own default)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="radrouter-bench-") as tmp:
-        run(Path(tmp), args.slices, args.reps, args.large)
+        run(Path(tmp), args.slices, args.reps, args.large, args.processes)
 
 
-def run(workdir: Path, slices: int, reps: int, large: int) -> None:
-    radrouter = Radrouter(workdir)
+def run(workdir: Path, slices: int, reps: int, large: int, processes: int | None) -> None:
+    radrouter = Radrouter(workdir, processes)
     orthanc_dir = workdir / "orthanc"
     orthanc_dir.mkdir()
     orthanc = Orthanc(orthanc_dir)
