@@ -184,7 +184,10 @@ class RisListener:
 class Node:
     """``radrouter up`` as a user runs it, with a config file naming free ports and the test PACS."""
 
-    def __init__(self, workdir: Path, pacs: Orthanc, ris: RisListener | None = None) -> None:
+    def __init__(
+        self, workdir: Path, pacs: Orthanc, ris: RisListener | None = None, pipelines: str | None = None
+    ) -> None:
+        """``pipelines``: the YAML of pipelines, pools and rules (None: the test models; "": defaults)."""
         self.workdir = workdir
         self.port = free_port()
         self.web_port = free_port()
@@ -199,7 +202,7 @@ broker: {{embedded_port: {self.redis_port}}}
 destinations:
   pacs: {{host: 127.0.0.1, port: {pacs.dicom_port}, ae_title: {pacs.ae_title}}}
 """
-            + user_pipelines_yaml(workdir / "models")
+            + (user_pipelines_yaml(workdir / "models") if pipelines is None else pipelines)
         )
         if ris is not None:
             with self.config_path.open("a") as config:
