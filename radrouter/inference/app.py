@@ -11,6 +11,7 @@ from celery.signals import worker_ready
 
 from radrouter.config.settings import Settings, load_settings
 from radrouter.inference.registry import WarmPipelines, available
+from radrouter.inference.standard_tables import load_standard_tables
 from radrouter.router.dispatch import celery_app, config_file_from_environment, queue_for
 from radrouter.router.rulebook import RuleBook
 from radrouter.storage.index import Index
@@ -61,6 +62,8 @@ def _load_models_before_the_first_task(sender: Any, **_: Any) -> None:
     settings = worker_settings()
     served = {queue.name for queue in sender.app.amqp.queues.consume_from.values()}
     mine = [name for name in available(settings) if queue_for(settings, name) in served]
+    if mine:
+        load_standard_tables()
     for pipeline in mine[: settings.inference.max_loaded_pipelines]:
         try:
             worker_pipelines().get(pipeline)
