@@ -14,9 +14,13 @@ from pynetdicom import AE
 
 from bench.synthetic import write_ct_series
 from radrouter.config.settings import Destination
+from radrouter.router.associations import AssociationPool
 from radrouter.router.deliver import OutgoingObject, send
 from radrouter.router.network import NODELAY_HANDLER
 from tests.services import Orthanc
+
+#: Kept open no longer than the send that opened it: each timed send negotiates its own association.
+OPEN_ASSOCIATIONS = AssociationPool(keep_open_s=0.5)
 
 
 def plain_pynetdicom(orthanc: Orthanc, files: list[Path]) -> None:
@@ -38,8 +42,9 @@ def plain_pynetdicom(orthanc: Orthanc, files: list[Path]) -> None:
 
 
 def radrouter_delivery(orthanc: Orthanc, files: list[Path]) -> None:
+    """As the delivery worker sends: the association is left open for the next delivery."""
     destination = Destination(host="127.0.0.1", port=orthanc.dicom_port, ae_title=orthanc.ae_title)
-    send(destination, [OutgoingObject(path) for path in files], "RADROUTER", 30.0)
+    send(destination, [OutgoingObject(path) for path in files], "RADROUTER", 30.0, OPEN_ASSOCIATIONS)
 
 
 def delivery_rates(orthanc: Orthanc, folder: Path, instances: int, reps: int) -> float:

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from radrouter.deid.outgoing import deidentified_copies
 from radrouter.inference.app import (
     app,
+    worker_associations,
     worker_index,
     worker_pipelines,
     worker_rulebook,
@@ -110,7 +111,13 @@ def _ship(task: Any, delivery_id: int) -> None:
             if destination.external and destination.deidentify is not None:
                 outgoing = deidentified_copies(outgoing, destination.deidentify, Path(scratch), index)
                 sent_detail["deidentified"] = True
-            sent_classes = send(destination, outgoing, settings.node.ae_title, settings.delivery.timeout_s)
+            sent_classes = send(
+                destination,
+                outgoing,
+                settings.node.ae_title,
+                settings.delivery.timeout_s,
+                worker_associations(),
+            )
     except DeliveryError as error:
         give_up = (
             isinstance(error, RefusedByDestination)
