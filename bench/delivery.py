@@ -19,6 +19,8 @@ from radrouter.router.deliver import OutgoingObject, send
 from radrouter.router.network import NODELAY_HANDLER
 from tests.services import Orthanc
 
+#: What bench.synthetic writes: CT Image Storage in Explicit VR Little Endian.
+CT_EXPLICIT = ("1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.1.2.1")
 #: Kept open no longer than the send that opened it: each timed send negotiates its own association.
 OPEN_ASSOCIATIONS = AssociationPool(keep_open_s=0.5)
 
@@ -26,7 +28,7 @@ OPEN_ASSOCIATIONS = AssociationPool(keep_open_s=0.5)
 def plain_pynetdicom(orthanc: Orthanc, files: list[Path]) -> None:
     """The anchor: pynetdicom's AE with TCP_NODELAY, one presentation context, one C-STORE per file."""
     ae = AE(ae_title="BENCH")
-    ae.add_requested_context("1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.1.2.1")  # CT, explicit VR LE
+    ae.add_requested_context(*CT_EXPLICIT)
     assoc = ae.associate(
         "127.0.0.1", orthanc.dicom_port, ae_title=orthanc.ae_title, evt_handlers=[NODELAY_HANDLER]
     )
@@ -44,7 +46,8 @@ def plain_pynetdicom(orthanc: Orthanc, files: list[Path]) -> None:
 def radrouter_delivery(orthanc: Orthanc, files: list[Path]) -> None:
     """As the delivery worker sends: the association is left open for the next delivery."""
     destination = Destination(host="127.0.0.1", port=orthanc.dicom_port, ae_title=orthanc.ae_title)
-    send(destination, [OutgoingObject(path) for path in files], "RADROUTER", 30.0, OPEN_ASSOCIATIONS)
+    outgoing = [OutgoingObject(path, encoding=CT_EXPLICIT) for path in files]  # as the index holds them
+    send(destination, outgoing, "RADROUTER", 30.0, OPEN_ASSOCIATIONS)
 
 
 def delivery_rates(orthanc: Orthanc, folder: Path, instances: int, reps: int) -> float:

@@ -82,7 +82,13 @@ def _outgoing(
     if delivery.kind == DeliveryKind.ORIGINAL:
         series = session.get(Series, delivery.series_uid)
         instances = series.instances if series is not None else []
-        files = [OutgoingObject(store.resolve(instance.path)) for instance in instances]
+        files = [
+            OutgoingObject(
+                store.resolve(instance.path),
+                encoding=(instance.sop_class_uid, instance.transfer_syntax_uid),
+            )
+            for instance in instances
+        ]
         return str(delivery.study_uid), files, {"series_uid": delivery.series_uid, "instances": len(files)}
     result = delivery.result
     assert result is not None

@@ -53,10 +53,15 @@ class RefusedByDestination(DeliveryError):
 
 @dataclass(frozen=True)
 class OutgoingObject:
-    """A file to send, and optionally a stand-in file of another SOP class."""
+    """A file to send, and optionally a stand-in file of another SOP class.
+
+    ``encoding``: its (SOP Class UID, Transfer Syntax UID) where the index already holds them (the
+    originals of a forwarded series), so their headers are not read again before sending.
+    """
 
     path: Path
     fallback_path: Path | None = None
+    encoding: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -66,7 +71,9 @@ class _Encoded:
     transfer_syntax_uid: str
 
 
-def _describe(path: Path) -> _Encoded:
+def _describe(path: Path, encoding: tuple[str, str] | None = None) -> _Encoded:
+    if encoding is not None:
+        return _Encoded(path, *encoding)
     meta = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"]).file_meta
     return _Encoded(path, str(meta.MediaStorageSOPClassUID), str(meta.TransferSyntaxUID))
 
@@ -85,7 +92,10 @@ def send(
     """
     if not objects:
         return []  # e.g. a forwarded series whose instances all moved to another series since routing
-    choices = [(_describe(o.path), _describe(o.fallback_path) if o.fallback_path else None) for o in objects]
+    choices = [
+        (_describe(o.path, o.encoding), _describe(o.fallback_path) if o.fallback_path else None)
+        for o in objects
+    ]
     pairs = {(c.sop_class_uid, c.transfer_syntax_uid) for primary, fb in choices for c in (primary, fb) if c}
     if len(pairs) > MAX_CONTEXTS:
         raise ValueError(f"{len(pairs)} presentation contexts needed; send in smaller batches")
