@@ -269,6 +269,26 @@ worklist:
 """
 
 
+def storescu_command(
+    port: int,
+    files: list[Path],
+    ae_title: str = "RADROUTER",
+    calling_ae: str = "MODALITY",
+    options: tuple[str, ...] = (),
+) -> list[str]:
+    return [
+        STORESCU,
+        *options,
+        "-aec",
+        ae_title,
+        "-aet",
+        calling_ae,
+        "127.0.0.1",
+        str(port),
+        *map(str, files),
+    ]
+
+
 def storescu(
     port: int,
     files: list[Path],
@@ -278,7 +298,7 @@ def storescu(
 ) -> subprocess.CompletedProcess[str]:
     """dcmtk's storescu (not pynetdicom's, which the venv puts first on PATH), as a modality sends."""
     return subprocess.run(
-        [STORESCU, "-v", *options, "-aec", ae_title, "-aet", calling_ae, "127.0.0.1", str(port), *files],
+        storescu_command(port, files, ae_title, calling_ae, ("-v", *options)),
         capture_output=True,
         text=True,
         env={**os.environ, "TCP_NODELAY": "1"},

@@ -46,13 +46,15 @@ log = logging.getLogger(__name__)
 
 @app.task(name=INFER_TASK, bind=True, acks_late=True)
 def infer(self: Any, job_id: int) -> None:
-    """Run a job, then queue its triage, its monitoring and one delivery task per result and destination."""
+    """Run a job, then queue one delivery task per result and destination, its triage and its monitoring.
+
+    Deliveries go first: the delivery worker's threads share one process, so results start on their
+    way to PACS before triage and monitoring take their share of it.
+    """
     outcome = JobRunner(worker_settings(), worker_index(), worker_store(), worker_pipelines()).run(
         job_id, worker=self.request.hostname or ""
     )
     priority = self.request.delivery_info.get("priority")
-    app.send_task(TRIAGE_TASK, args=[job_id], queue=DELIVERY_QUEUE, priority=priority)
-    app.send_task(MONITOR_TASK, args=[job_id], queue=DELIVERY_QUEUE)
     for delivery_id in outcome.delivery_ids:
         app.send_task(
             DELIVER_TASK,
@@ -60,6 +62,8 @@ def infer(self: Any, job_id: int) -> None:
             queue=DELIVERY_QUEUE,
             priority=priority,
         )
+    app.send_task(TRIAGE_TASK, args=[job_id], queue=DELIVERY_QUEUE, priority=priority)
+    app.send_task(MONITOR_TASK, args=[job_id], queue=DELIVERY_QUEUE)
 
 
 @app.task(name=DELIVER_TASK, bind=True, acks_late=True, max_retries=None)
