@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -31,7 +31,7 @@ from bench.delivery import delivery_rates
 from bench.ingest import NODELAY
 from bench.peer import peer_end_to_end
 from radrouter.config.settings import Settings
-from radrouter.storage.index import AuditEvent, Hop, Index, Study
+from radrouter.storage.index import AuditEvent, Hop, Index, Study, utcnow
 from tests.services import MPRAGE, Node, Orthanc, as_new_study, storescu_command
 
 #: The stages of a study's path, in order, as the table prints them.
@@ -106,7 +106,7 @@ def stages_of(index: Index, study_uid: str, seen_at: datetime) -> dict[str, floa
 def send_and_wait(node: Node, index: Index, watch: ResultWatch, folders: list[Path]) -> list[StudyTiming]:
     """Send each folder as one study (all at once, one storescu each); time each to its results."""
     started = {
-        study_uid(folder): subprocess.Popen(
+        folder.name: subprocess.Popen(
             storescu_command(node.port, sorted(folder.iterdir())),
             env=NODELAY,
             stdout=subprocess.DEVNULL,
@@ -131,21 +131,12 @@ def send_and_wait(node: Node, index: Index, watch: ResultWatch, folders: list[Pa
     return [StudyTiming(seen[uid][0] - sent[uid][0], stages_of(index, uid, seen[uid][1])) for uid in started]
 
 
-def study_uid(folder: Path) -> str:
-    return folder.name
-
-
 def new_study(workdir: Path) -> Path:
     """The MPRAGE under new UIDs, in a folder named by its Study Instance UID."""
     scratch = Path(tempfile.mkdtemp(dir=workdir))
     copies = as_new_study(sorted(MPRAGE.glob("*.dcm")), scratch)
     uid = str(pydicom.dcmread(copies[0], stop_before_pixels=True).StudyInstanceUID)
     return scratch.rename(workdir / uid)
-
-
-def utcnow() -> datetime:
-    """Naive UTC, as the index stores its times."""
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def print_stage_table(timings: list[StudyTiming], warm_up: StudyTiming) -> None:
