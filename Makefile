@@ -7,7 +7,7 @@ VENV := .venv
 APT_PACKAGES := redis-server orthanc dcmtk dicom3tools postgresql iproute2 chromium openssl
 APT_TOOLS := /usr/bin/redis-server /usr/sbin/Orthanc /usr/bin/storescu /usr/bin/echoscu /usr/bin/dciodvfy /usr/lib/postgresql/15/bin/postgres /usr/sbin/ip /usr/bin/chromium /usr/bin/openssl
 
-.PHONY: run test lint system-packages bench-ingest
+.PHONY: run test lint system-packages bench-ingest bench-e2e
 
 run: system-packages $(VENV)/.installed
 	$(VENV)/bin/radrouter up
@@ -18,6 +18,10 @@ test: system-packages $(VENV)/.installed lint
 # Throughput, completion latency and memory against Orthanc and dcmtk storescp (see README, Benchmarks).
 bench-ingest: system-packages $(VENV)/.installed
 	$(VENV)/bin/python -m bench.ingest
+
+# Last C-STORE response -> SEG and SR in Orthanc, per stage; delivery speed; 5 studies at once (README).
+bench-e2e: system-packages $(VENV)/.installed
+	$(VENV)/bin/python -m bench.e2e
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check radrouter tests bench

@@ -184,7 +184,10 @@ class RisListener:
 class Node:
     """``radrouter up`` as a user runs it, with a config file naming free ports and the test PACS."""
 
-    def __init__(self, workdir: Path, pacs: Orthanc, ris: RisListener | None = None) -> None:
+    def __init__(
+        self, workdir: Path, pacs: Orthanc, ris: RisListener | None = None, pipelines: str | None = None
+    ) -> None:
+        """``pipelines``: the YAML of pipelines, pools and rules (None: the test models; "": defaults)."""
         self.workdir = workdir
         self.port = free_port()
         self.web_port = free_port()
@@ -199,7 +202,7 @@ broker: {{embedded_port: {self.redis_port}}}
 destinations:
   pacs: {{host: 127.0.0.1, port: {pacs.dicom_port}, ae_title: {pacs.ae_title}}}
 """
-            + user_pipelines_yaml(workdir / "models")
+            + (user_pipelines_yaml(workdir / "models") if pipelines is None else pipelines)
         )
         if ris is not None:
             with self.config_path.open("a") as config:
@@ -266,6 +269,26 @@ worklist:
 """
 
 
+def storescu_command(
+    port: int,
+    files: list[Path],
+    ae_title: str = "RADROUTER",
+    calling_ae: str = "MODALITY",
+    options: tuple[str, ...] = (),
+) -> list[str]:
+    return [
+        STORESCU,
+        *options,
+        "-aec",
+        ae_title,
+        "-aet",
+        calling_ae,
+        "127.0.0.1",
+        str(port),
+        *map(str, files),
+    ]
+
+
 def storescu(
     port: int,
     files: list[Path],
@@ -275,7 +298,7 @@ def storescu(
 ) -> subprocess.CompletedProcess[str]:
     """dcmtk's storescu (not pynetdicom's, which the venv puts first on PATH), as a modality sends."""
     return subprocess.run(
-        [STORESCU, "-v", *options, "-aec", ae_title, "-aet", calling_ae, "127.0.0.1", str(port), *files],
+        storescu_command(port, files, ae_title, calling_ae, ("-v", *options)),
         capture_output=True,
         text=True,
         env={**os.environ, "TCP_NODELAY": "1"},

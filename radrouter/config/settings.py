@@ -140,6 +140,12 @@ class DeliverySettings(BaseModel):
     backoff_initial_s: float = Field(2.0, gt=0, description="Wait before the first retry.")
     backoff_max_s: float = Field(300.0, gt=0, description="Longest wait between retries.")
     timeout_s: float = Field(30.0, gt=0, description="Network timeout of one association.")
+    keep_open_s: float = Field(
+        10.0,
+        ge=0,
+        description="Seconds an association to a destination stays open after a delivery, for the next "
+        "one to reuse (below the peer's own idle timeout: Orthanc's is 30 s); 0 closes it at once.",
+    )
     dead_letter_after_s: float = Field(
         86400.0,
         gt=0,

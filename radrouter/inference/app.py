@@ -7,10 +7,12 @@ from functools import cache
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_ready
+from celery.signals import worker_ready, worker_shutdown
 
 from radrouter.config.settings import Settings, load_settings
 from radrouter.inference.registry import WarmPipelines, available
+from radrouter.inference.standard_tables import load_standard_tables
+from radrouter.router.associations import AssociationPool
 from radrouter.router.dispatch import celery_app, config_file_from_environment, queue_for
 from radrouter.router.rulebook import RuleBook
 from radrouter.storage.index import Index
@@ -46,6 +48,12 @@ def worker_pipelines() -> WarmPipelines:
 
 
 @cache
+def worker_associations() -> AssociationPool:
+    """Associations to destinations this process keeps open between deliveries."""
+    return AssociationPool(worker_settings().delivery.keep_open_s)
+
+
+@cache
 def worker_store() -> InstanceStore:
     settings = worker_settings()
     return InstanceStore(settings.storage.root, fsync=settings.storage.fsync)
@@ -61,9 +69,17 @@ def _load_models_before_the_first_task(sender: Any, **_: Any) -> None:
     settings = worker_settings()
     served = {queue.name for queue in sender.app.amqp.queues.consume_from.values()}
     mine = [name for name in available(settings) if queue_for(settings, name) in served]
+    if mine:
+        load_standard_tables()
     for pipeline in mine[: settings.inference.max_loaded_pipelines]:
         try:
             worker_pipelines().get(pipeline)
         except Exception:
             # The worker stays up: its jobs for this pipeline fail with the reason, the others run.
             log.exception("pipeline %s could not be loaded", pipeline)
+
+
+@worker_shutdown.connect
+def _release_open_associations(**_: Any) -> None:
+    if worker_associations.cache_info().currsize:
+        worker_associations().close()

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from radrouter.deid.outgoing import deidentified_copies
 from radrouter.inference.app import (
     app,
+    worker_associations,
     worker_index,
     worker_pipelines,
     worker_rulebook,
@@ -45,13 +46,15 @@ log = logging.getLogger(__name__)
 
 @app.task(name=INFER_TASK, bind=True, acks_late=True)
 def infer(self: Any, job_id: int) -> None:
-    """Run a job, then queue its triage, its monitoring and one delivery task per result and destination."""
+    """Run a job, then queue one delivery task per result and destination, its triage and its monitoring.
+
+    Deliveries go first: the delivery worker's threads share one process, so results start on their
+    way to PACS before triage and monitoring take their share of it.
+    """
     outcome = JobRunner(worker_settings(), worker_index(), worker_store(), worker_pipelines()).run(
         job_id, worker=self.request.hostname or ""
     )
     priority = self.request.delivery_info.get("priority")
-    app.send_task(TRIAGE_TASK, args=[job_id], queue=DELIVERY_QUEUE, priority=priority)
-    app.send_task(MONITOR_TASK, args=[job_id], queue=DELIVERY_QUEUE)
     for delivery_id in outcome.delivery_ids:
         app.send_task(
             DELIVER_TASK,
@@ -59,6 +62,8 @@ def infer(self: Any, job_id: int) -> None:
             queue=DELIVERY_QUEUE,
             priority=priority,
         )
+    app.send_task(TRIAGE_TASK, args=[job_id], queue=DELIVERY_QUEUE, priority=priority)
+    app.send_task(MONITOR_TASK, args=[job_id], queue=DELIVERY_QUEUE)
 
 
 @app.task(name=DELIVER_TASK, bind=True, acks_late=True, max_retries=None)
@@ -81,7 +86,13 @@ def _outgoing(
     if delivery.kind == DeliveryKind.ORIGINAL:
         series = session.get(Series, delivery.series_uid)
         instances = series.instances if series is not None else []
-        files = [OutgoingObject(store.resolve(instance.path)) for instance in instances]
+        files = [
+            OutgoingObject(
+                store.resolve(instance.path),
+                encoding=(instance.sop_class_uid, instance.transfer_syntax_uid),
+            )
+            for instance in instances
+        ]
         return str(delivery.study_uid), files, {"series_uid": delivery.series_uid, "instances": len(files)}
     result = delivery.result
     assert result is not None
@@ -110,7 +121,13 @@ def _ship(task: Any, delivery_id: int) -> None:
             if destination.external and destination.deidentify is not None:
                 outgoing = deidentified_copies(outgoing, destination.deidentify, Path(scratch), index)
                 sent_detail["deidentified"] = True
-            sent_classes = send(destination, outgoing, settings.node.ae_title, settings.delivery.timeout_s)
+            sent_classes = send(
+                destination,
+                outgoing,
+                settings.node.ae_title,
+                settings.delivery.timeout_s,
+                worker_associations(),
+            )
     except DeliveryError as error:
         give_up = (
             isinstance(error, RefusedByDestination)

@@ -1,0 +1,214 @@
+"""``python -m bench.e2e``: last C-STORE response -> SEG and SR stored in Orthanc, stage by stage.
+
+Runs ``radrouter up`` (default rules: the Philips 3D T1 goes to brain extraction, results to the PACS)
+and a real Orthanc as that PACS, on free ports. Each run sends the MPRAGE (170 instances) as a new
+study with dcmtk's storescu (TCP_NODELAY=1) and polls Orthanc's REST API every 50 ms until the study's
+SEG and SR are there. It prints, over the runs, the median time from storescu's exit to both results
+in Orthanc minus the model's own forward time (target <= 3 s), and each stage from radrouter's own
+records (audit trail, job timings, deliveries). Then: (a) delivery speed, radrouter's C-STORE SCU
+against a plain pynetdicom SCU, 300 instances over one association to Orthanc, interleaved;
+(b) five studies sent at once, each one's end-to-end time; (c) the PyPI peer ``dicom-ai-router``
+(:mod:`bench.peer`), where it can run here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import pydicom
+import yaml
+from sqlalchemy import select
+
+from bench.delivery import delivery_rates
+from bench.ingest import NODELAY
+from bench.peer import peer_end_to_end
+from radrouter.config.settings import Settings
+from radrouter.storage.index import AuditEvent, Hop, Index, Study, utcnow
+from tests.services import MPRAGE, Node, Orthanc, as_new_study, storescu_command
+
+#: The stages of a study's path, in order, as the table prints them.
+STAGES = (
+    "completion wait",
+    "queue wait",
+    "volume load",
+    "model",
+    "pre/post-processing",
+    "SEG",
+    "SR",
+    "write",
+    "job end -> delivery",
+    "delivery",
+    "delivered -> seen in Orthanc",
+)
+
+
+@dataclass
+class StudyTiming:
+    """One study's end-to-end seconds (storescu's exit -> SEG and SR in Orthanc) and its stages."""
+
+    end_to_end_s: float
+    stages: dict[str, float]
+
+    @property
+    def minus_model_s(self) -> float:
+        return self.end_to_end_s - self.stages["model"]
+
+
+class ResultWatch:
+    """Polls Orthanc for a study's SEG and SR series (each holds one instance, the result)."""
+
+    def __init__(self, orthanc: Orthanc) -> None:
+        self.client = httpx.Client(base_url=orthanc.url, timeout=10)
+
+    def arrived(self, study_uid: str) -> bool:
+        query = {"Level": "Series", "Query": {"StudyInstanceUID": study_uid}, "Expand": True}
+        series = self.client.post("/tools/find", json=query).json()
+        return {"SEG", "SR"} <= {item["MainDicomTags"].get("Modality") for item in series}
+
+
+def stages_of(index: Index, study_uid: str, seen_at: datetime) -> dict[str, float]:
+    """A study's stages in seconds, from the index the node keeps anyway (no bench instrumentation)."""
+    with index.session() as session:
+        study = session.get(Study, study_uid)
+        assert study is not None
+        routed = session.scalars(
+            select(AuditEvent).where(AuditEvent.study_uid == study_uid, AuditEvent.hop == Hop.ROUTED)
+        ).one()
+        job = study.jobs[-1]
+        timings = job.timings
+        deliveries = [delivery for result in job.results for delivery in result.deliveries]
+        assert job.finished_at is not None and all(d.delivered_at for d in deliveries)
+        created = min(d.created_at for d in deliveries)
+        delivered = max(d.delivered_at for d in deliveries if d.delivered_at)
+        return {
+            "completion wait": (routed.at - study.last_received_at).total_seconds(),
+            "queue wait": timings["queue_wait_s"],
+            "volume load": timings["volume_load_s"],
+            "model": timings["model_s"],
+            "pre/post-processing": timings["predict_s"] - timings["model_s"],
+            "SEG": timings["seg_s"],
+            "SR": timings["sr_s"],
+            "write": timings["write_s"],
+            "job end -> delivery": (created - job.finished_at).total_seconds(),
+            "delivery": (delivered - created).total_seconds(),
+            "delivered -> seen in Orthanc": (seen_at - delivered).total_seconds(),
+        }
+
+
+def send_and_wait(node: Node, index: Index, watch: ResultWatch, folders: list[Path]) -> list[StudyTiming]:
+    """Send each folder as one study (all at once, one storescu each); time each to its results."""
+    started = {
+        folder.name: subprocess.Popen(
+            storescu_command(node.port, sorted(folder.iterdir())),
+            env=NODELAY,
+            stdout=subprocess.DEVNULL,
+        )
+        for folder in folders
+    }
+    sent: dict[str, tuple[float, datetime]] = {}
+    seen: dict[str, tuple[float, datetime]] = {}
+    deadline = time.monotonic() + 300
+    while len(seen) < len(started):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"results of {set(started) - set(seen)} not in Orthanc after 300 s")
+        for uid, sender in started.items():
+            if uid not in sent and sender.poll() is not None:
+                if sender.returncode != 0:
+                    raise RuntimeError(f"storescu failed with exit status {sender.returncode}")
+                sent[uid] = (time.monotonic(), utcnow())
+        for uid in sent:
+            if uid not in seen and watch.arrived(uid):
+                seen[uid] = (time.monotonic(), utcnow())
+        time.sleep(0.05)
+    return [StudyTiming(seen[uid][0] - sent[uid][0], stages_of(index, uid, seen[uid][1])) for uid in started]
+
+
+def new_study(workdir: Path) -> Path:
+    """The MPRAGE under new UIDs, in a folder named by its Study Instance UID."""
+    scratch = Path(tempfile.mkdtemp(dir=workdir))
+    copies = as_new_study(sorted(MPRAGE.glob("*.dcm")), scratch)
+    uid = str(pydicom.dcmread(copies[0], stop_before_pixels=True).StudyInstanceUID)
+    return scratch.rename(workdir / uid)
+
+
+def print_stage_table(timings: list[StudyTiming], warm_up: StudyTiming) -> None:
+    """Median, min and max of each stage over the runs; the warm-up (the node's first study) beside."""
+    print(f"\n{'stage':30} {'median s':>9} {'min':>7} {'max':>7} {'warm-up':>8}")
+    rows = [(stage, [t.stages[stage] for t in timings], warm_up.stages[stage]) for stage in STAGES]
+    rows.append(("end to end", [t.end_to_end_s for t in timings], warm_up.end_to_end_s))
+    rows.append(("end to end minus model", [t.minus_model_s for t in timings], warm_up.minus_model_s))
+    for name, values, first in rows:
+        print(
+            f"{name:30} {statistics.median(values):9.3f} {min(values):7.3f} {max(values):7.3f} {first:8.3f}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="single-study runs (after one warm-up)")
+    parser.add_argument("--concurrent", type=int, default=5, help="studies sent at once (0: skip)")
+    parser.add_argument("--delivery", type=int, default=300, help="instances of the delivery test (0: skip)")
+    parser.add_argument("--delivery-reps", type=int, default=3, help="repetitions of the delivery test")
+    parser.add_argument("--no-peer", action="store_true", help="skip the dicom-ai-router peer")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="radrouter-e2e-") as tmp:
+        run(Path(tmp), args)
+
+
+def run(workdir: Path, args: argparse.Namespace) -> None:
+    (workdir / "orthanc").mkdir()
+    orthanc = Orthanc(workdir / "orthanc")
+    orthanc.start()
+    (workdir / "node").mkdir()
+    node = Node(workdir / "node", orthanc, pipelines="")
+    node.start()
+    settings = Settings(**yaml.safe_load(node.config_path.read_text()))
+    index = Index(settings.storage.resolved_index_url())
+    watch = ResultWatch(orthanc)
+    studies = workdir / "studies"
+    studies.mkdir()
+    try:
+        timings: list[StudyTiming] = []
+        for number in range(args.runs + 1):
+            (timing,) = send_and_wait(node, index, watch, [new_study(studies)])
+            label = "warm-up" if number == 0 else f"run {number}"
+            print(
+                f"{label:8} end to end {timing.end_to_end_s:6.2f} s, model {timing.stages['model']:6.2f} s, "
+                f"minus model {timing.minus_model_s:5.2f} s",
+                flush=True,
+            )
+            timings.append(timing)
+        warm_up, runs = timings[0], timings[1:]
+        print_stage_table(runs, warm_up)
+        ours = statistics.median(t.minus_model_s for t in runs)
+        print(f"median end to end minus model: {ours:.2f} s (target <= 3 s)")
+        if args.delivery:
+            delivery_rates(orthanc, workdir / "delivery", args.delivery, args.delivery_reps)
+        if args.concurrent:
+            folders = [new_study(studies) for _ in range(args.concurrent)]
+            together = send_and_wait(node, index, watch, folders)
+            print(f"\n{args.concurrent} studies sent at once (end to end, model, queue wait):")
+            for number, timing in enumerate(sorted(together, key=lambda t: t.end_to_end_s), 1):
+                print(
+                    f"  study {number}: {timing.end_to_end_s:6.2f} s, model {timing.stages['model']:5.2f} s, "
+                    f"queue wait {timing.stages['queue wait']:6.2f} s, "
+                    f"minus own model {timing.minus_model_s:6.2f} s"
+                )
+        if not args.no_peer:
+            peer = peer_end_to_end(workdir / "peer", orthanc, new_study(studies))
+            print(f"\ndicom-ai-router: {peer}")
+    finally:
+        node.stop()
+        orthanc.stop()
+
+
+if __name__ == "__main__":
+    main()
