@@ -153,7 +153,8 @@ def scp(config: ConfigOption = None) -> None:
 def worker(
     queues: Annotated[str, typer.Option(help="Comma-separated Celery queues to serve.")],
     pool: Annotated[
-        str, typer.Option(help="solo keeps one model warm per process; threads for I/O.")
+        str,
+        typer.Option(help="solo: one task at a time; threads: --concurrency tasks sharing the warm models."),
     ] = "solo",
     concurrency: Annotated[int, typer.Option(help="Tasks at once (threads pool).")] = 1,
     name: Annotated[str, typer.Option(help="Worker name in Celery and the audit trail; %h: host.")] = "",

@@ -44,8 +44,9 @@ def node_commands(settings: Settings) -> dict[str, NodeProcess]:
             [*radrouter, "worker", "--queues", DELIVERY_QUEUE, "--pool", "threads", "--concurrency", "4"]
         ),
     }
+    overlap = ["--pool", "threads", "--concurrency", str(settings.inference.jobs_per_worker)]
     for pool_name, pool in settings.pools.items():
-        serve = [*radrouter, "worker", "--queues", pool_queue(pool_name)]
+        serve = [*radrouter, "worker", "--queues", pool_queue(pool_name), *overlap]
         for gpu in pool.gpus:
             commands[f"worker-{pool_name}-gpu{gpu}"] = NodeProcess(serve, {"CUDA_VISIBLE_DEVICES": str(gpu)})
         if not pool.gpus:
@@ -54,7 +55,7 @@ def node_commands(settings: Settings) -> dict[str, NodeProcess]:
     for pipeline in available(settings):
         if pipeline not in pooled:
             commands[f"worker-{pipeline}"] = NodeProcess(
-                [*radrouter, "worker", "--queues", queue_for(settings, pipeline)]
+                [*radrouter, "worker", "--queues", queue_for(settings, pipeline), *overlap]
             )
     return commands
 

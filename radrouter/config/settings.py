@@ -173,6 +173,13 @@ class InferenceSettings(BaseModel):
         ge=0,
         description="Evict least recently used models while free (GPU or RAM) memory is below this.",
     )
+    jobs_per_worker: int = Field(
+        2,
+        ge=1,
+        le=8,
+        description="Jobs an inference worker holds at once: while one runs its model, the next loads its "
+        "series and the last writes its results. Models still run one at a time per worker (device).",
+    )
 
 
 class RoutingSettings(BaseModel):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -131,11 +132,18 @@ def free_memory_mb(device: torch.device) -> float:
 
 
 class WarmPipelines:
-    """The models one worker process holds, most recently used last; loaded once, evicted LRU."""
+    """The models one worker process holds, most recently used last; loaded once, evicted LRU.
+
+    A worker runs several jobs at once in threads (``inference.jobs_per_worker``): loading and evicting
+    happen under one lock, and ``device_lock`` lets one model at a time run on the device, so that the
+    other jobs' reading and writing overlap a model instead of competing with it for memory.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.device = select_device(settings.inference.device)
+        self.device_lock = threading.Lock()
+        self._lock = threading.RLock()
         self._loaded: OrderedDict[str, Pipeline] = OrderedDict()
         self._entries: dict[str, PipelineEntry] | None = None
 
@@ -153,6 +161,10 @@ class WarmPipelines:
 
     def get(self, name: str) -> Pipeline:
         """The named pipeline with its model loaded; a cache hit costs nothing and refreshes its place."""
+        with self._lock:
+            return self._get(name)
+
+    def _get(self, name: str) -> Pipeline:
         if name in self._loaded:
             self._loaded.move_to_end(name)
             return self._loaded[name]
@@ -171,6 +183,10 @@ class WarmPipelines:
 
     def evict_others(self, keep: str) -> bool:
         """Free every model but ``keep`` (after an out-of-memory error); True if anything was freed."""
+        with self._lock:
+            return self._evict_others(keep)
+
+    def _evict_others(self, keep: str) -> bool:
         freed = False
         while len(self._loaded) > 1 or (self._loaded and keep not in self._loaded):
             oldest = next(iter(self._loaded))

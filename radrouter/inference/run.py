@@ -236,14 +236,15 @@ class JobRunner:
         return timings, results
 
     def _predict(self, pipeline: Pipeline, volume: hd.Volume) -> Prediction:
-        """Run the model; out of memory, free the other warm models and try once more."""
-        try:
-            return pipeline.predict(volume)
-        except torch.OutOfMemoryError:
-            if not self.pipelines.evict_others(pipeline.name):
-                raise
-            log.warning("out of memory in %s; evicted the other models and retrying", pipeline.name)
-            return pipeline.predict(volume)
+        """Run the model, alone on the device; out of memory, free the other warm models and try again."""
+        with self.pipelines.device_lock:
+            try:
+                return pipeline.predict(volume)
+            except torch.OutOfMemoryError:
+                if not self.pipelines.evict_others(pipeline.name):
+                    raise
+                log.warning("out of memory in %s; evicted the other models and retrying", pipeline.name)
+                return pipeline.predict(volume)
 
 
 def _earlier_reports(session: Session, job: Job) -> list[str]:

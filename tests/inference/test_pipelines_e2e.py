@@ -7,6 +7,8 @@ bundle; a head CT to the two failing pipelines and then the TorchScript model, o
 
 from __future__ import annotations
 
+import itertools
+from datetime import datetime
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -255,6 +257,16 @@ def test_failing_pipelines_fail_their_jobs_with_a_reason(head: dict[str, Any]) -
     assert jobs["broken-model"]["state"] == "FAILED"
     assert "simulated model failure" in jobs["broken-model"]["error"]
     assert jobs["threshold-ts"]["state"] == "DONE"
+
+
+def test_the_worker_takes_the_next_job_while_a_model_runs(chest: dict[str, Any]) -> None:
+    """The chest CT's three jobs were queued together for one worker (``inference.jobs_per_worker``
+    is 2): a job started before the one ahead of it finished, instead of waiting for its writing."""
+    spans = sorted(
+        (datetime.fromisoformat(job["started_at"]), datetime.fromisoformat(job["finished_at"]))
+        for job in chest["study"]["jobs"]
+    )
+    assert any(later[0] < earlier[1] for earlier, later in itertools.pairwise(spans)), spans
 
 
 def test_the_worker_outlives_failures_and_evicts_least_recently_used(
