@@ -9,6 +9,7 @@ associations it held end with it (its pipe reads as end of file).
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import logging
 import multiprocessing
@@ -16,7 +17,6 @@ import os
 import signal
 import socket
 import threading
-import time
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import ForkProcess
 from multiprocessing.sharedctypes import RawArray
@@ -35,6 +35,7 @@ from radrouter.storage.store import InstanceStore
 log = logging.getLogger(__name__)
 
 _FORK = multiprocessing.get_context("fork")
+_PR_SET_PDEATHSIG = 1
 
 
 class PipedArrivals:
@@ -64,10 +65,13 @@ def listening_socket(host: str, port: int, backlog: int = 128) -> socket.socket:
     return sock
 
 
-def _receive(settings: Settings, sock: socket.socket, pipe: Connection, counts: ConnectionCounts) -> None:
+def _receive(
+    settings: Settings, sock: socket.socket, pipe: Connection, counts: ConnectionCounts, parent: int
+) -> None:
     """One receiver process: its own index connections and AE, on the shared socket."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us with SIGTERM
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _die_with_parent(parent)
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
         logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # an INFO line per C-STORE costs 5 %
         # pynetdicom's handlers that describe every PDU and DIMSE message for its debug log cost 8 %
@@ -77,8 +81,6 @@ def _receive(settings: Settings, sock: socket.socket, pipe: Connection, counts: 
     # of every value it decodes or encodes (command sets, headers) cost 5 % of its CPU.
     pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
     pydicom.config.settings.writing_validation_mode = pydicom.config.IGNORE
-    parent = os.getppid()
-    threading.Thread(target=_exit_with_parent, args=(parent,), name="parent-watch", daemon=True).start()
     index = Index(settings.storage.resolved_index_url())
     store = InstanceStore(settings.storage.root, fsync=settings.storage.fsync)
     receiver = StorageSCP(settings, store, index, PipedArrivals(pipe), counts)
@@ -88,11 +90,15 @@ def _receive(settings: Settings, sock: socket.socket, pipe: Connection, counts: 
     receiver.serve(listening_socket=sock)
 
 
-def _exit_with_parent(parent: int) -> None:
-    """A receiver must not keep the port once the process that completes studies is gone."""
-    while os.getppid() == parent:
-        time.sleep(1.0)
-    os._exit(0)
+def _die_with_parent(parent: int) -> None:
+    """A receiver must not keep the port, nor answer Success, once the process that completes studies
+    is gone: the kernel kills it the moment its parent dies (Linux's PR_SET_PDEATHSIG; receivers are
+    forked by the parent's main thread, whose end is what the kernel watches)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+    if os.getppid() != parent:  # it died before the call
+        os._exit(0)
 
 
 class ReceiverPool:
@@ -138,7 +144,9 @@ class ReceiverPool:
         counts = ConnectionCounts(self.slots, slot)
         reader, writer = _FORK.Pipe(duplex=False)
         receiver = _FORK.Process(
-            target=_receive, args=(self.settings, self.socket, writer, counts), name=f"scp-{slot}"
+            target=_receive,
+            args=(self.settings, self.socket, writer, counts, os.getpid()),
+            name=f"scp-{slot}",
         )
         receiver.start()
         writer.close()  # the receiver holds the only writer, so its death reads as end of file
