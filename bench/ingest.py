@@ -2,8 +2,9 @@
 
 Builds synthetic 300-slice CT studies (0.5 MB slices) and sends each with dcmtk's storescu
 (TCP_NODELAY=1) over 1 and 4 associations to radrouter (``radrouter scp``, fsync on), Orthanc
-(TCP_NODELAY=1) and dcmtk ``storescp --fork``, interleaved, several repetitions. Prints instances/s,
-radrouter's ratios to the peers measured in the same run, its completion latency (last instance
+(TCP_NODELAY=1), dcmtk ``storescp --fork`` and pynetdicom alone (:mod:`bench.raw_scp`, the ceiling of
+any receiver built on it), interleaved, several repetitions. Prints instances/s, radrouter's ratios
+to the peers measured in the same run, its completion latency (last instance
 indexed -> study routed) and the peak RSS of every SCP process; then sends one 2,000-instance study
 to radrouter to show that its processes' memory stays bounded.
 """
@@ -20,9 +21,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.raw_scp import AE_TITLE
 from bench.synthetic import write_ct_series
 from radrouter.storage.index import AuditEvent, Hop, Index, Study, StudyState
-from tests.services import STORESCU, Orthanc, free_port, wait_until
+from tests.services import STORESCU, Orthanc, free_port, port_open, wait_until
 
 NODELAY = {**os.environ, "TCP_NODELAY": "1"}
 
@@ -149,6 +151,25 @@ class StoreSCP:
         self.process.wait(timeout=30)
 
 
+class RawPynetdicom:
+    """:mod:`bench.raw_scp`: pynetdicom alone in one process, writing raw bytes (the library's ceiling)."""
+
+    ae_title = AE_TITLE
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bench.raw_scp", str(self.port), str(workdir / "pynetdicom")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_until(lambda: port_open(self.port), 60, "bench.raw_scp")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=300, help="instances per study")
@@ -167,13 +188,20 @@ def run(workdir: Path, slices: int, reps: int, large: int, processes: int | None
     orthanc = Orthanc(orthanc_dir)
     orthanc.start()
     storescp = StoreSCP(workdir)
-    receivers = {"radrouter": radrouter, "orthanc": orthanc, "storescp": storescp}
-    ports = {"radrouter": radrouter.port, "orthanc": orthanc.dicom_port, "storescp": storescp.port}
-    titles = {"radrouter": radrouter.ae_title, "orthanc": orthanc.ae_title, "storescp": storescp.ae_title}
+    pynetdicom = RawPynetdicom(workdir)
+    receivers = {"radrouter": radrouter, "orthanc": orthanc, "storescp": storescp, "pynetdicom": pynetdicom}
+    ports = {
+        "radrouter": radrouter.port,
+        "orthanc": orthanc.dicom_port,
+        "storescp": storescp.port,
+        "pynetdicom": pynetdicom.port,
+    }
+    titles = {name: receiver.ae_title for name, receiver in receivers.items()}
     pids = {
         "radrouter": radrouter.processes,
         "orthanc": lambda: [orthanc._process.pid] if orthanc._process else [],
         "storescp": lambda: [storescp.process.pid],
+        "pynetdicom": lambda: [pynetdicom.process.pid],
     }
     rates: dict[tuple[str, int], list[float]] = {}
     cpu_ms: dict[tuple[str, int], list[float]] = {}
@@ -184,7 +212,8 @@ def run(workdir: Path, slices: int, reps: int, large: int, processes: int | None
                 folder = workdir / f"ct-{rep}-{associations}"
                 study_uid = write_ct_series(folder, slices)
                 files = sorted(folder.glob("*.dcm"))
-                order = list(receivers)[rep % 3 :] + list(receivers)[: rep % 3]
+                turn = rep % len(receivers)
+                order = list(receivers)[turn:] + list(receivers)[:turn]
                 for name in order:
                     cpu_before = cpu_seconds(pids[name]())
                     seconds = send(ports[name], titles[name], files, associations)
@@ -217,6 +246,7 @@ def run(workdir: Path, slices: int, reps: int, large: int, processes: int | None
         radrouter.stop()
         orthanc.stop()
         storescp.stop()
+        pynetdicom.stop()
 
 
 def report(
@@ -233,10 +263,12 @@ def report(
         )
     for associations in (1, 4):
         ours = median["radrouter", associations]
+        library = median["pynetdicom", associations] / median["orthanc", associations]
         print(
             f"{associations} assoc: radrouter / Orthanc = {ours / median['orthanc', associations]:.2f} "
             f"(target >= 1.2), radrouter / storescp = {ours / median['storescp', associations]:.2f} "
-            "(target >= 0.5)"
+            "(target >= 0.5); "
+            f"pynetdicom alone / Orthanc = {library:.2f}"
         )
     from_last = [first for first, _ in latency]
     from_sender = [second for _, second in latency]
