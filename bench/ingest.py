@@ -24,7 +24,7 @@ from pathlib import Path
 from bench.raw_scp import AE_TITLE
 from bench.synthetic import write_ct_series
 from radrouter.storage.index import AuditEvent, Hop, Index, Study, StudyState
-from tests.services import STORESCU, Orthanc, free_port, port_open, wait_until
+from tests.services import Orthanc, free_port, port_open, storescu_command, wait_until
 
 NODELAY = {**os.environ, "TCP_NODELAY": "1"}
 
@@ -34,16 +34,7 @@ def send(port: int, ae_title: str, files: list[Path], associations: int) -> floa
     started = time.monotonic()
     senders = [
         subprocess.Popen(
-            [
-                STORESCU,
-                "-aec",
-                ae_title,
-                "-aet",
-                "BENCH",
-                "127.0.0.1",
-                str(port),
-                *map(str, files[n::associations]),
-            ],
+            storescu_command(port, files[n::associations], ae_title, calling_ae="BENCH"),
             env=NODELAY,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
