@@ -26,6 +26,7 @@ bench-e2e: system-packages $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check radrouter tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 # redis-server is the embedded broker; Orthanc, dcmtk and dicom3tools are the tests' real PACS,
 # modality and validator; PostgreSQL is the shared index the tests migrate and run a node on, and

@@ -14,9 +14,9 @@ from pynetdicom import AE
 
 from bench.synthetic import write_ct_series
 from radrouter.config.settings import Destination
-from radrouter.router.associations import AssociationPool
-from radrouter.router.deliver import OutgoingObject, send
-from radrouter.router.network import NODELAY_HANDLER
+from radrouter.router.deliver.associations import AssociationPool
+from radrouter.router.deliver.scu import OutgoingObject, send
+from radrouter.router.transport import NODELAY_HANDLER
 from tests.services import Orthanc
 
 #: What bench.synthetic writes: CT Image Storage in Explicit VR Little Endian.

@@ -23,7 +23,7 @@ from hl7.mllp import start_hl7_server
 from pydicom.uid import generate_uid
 
 from radrouter.config.settings import Settings
-from radrouter.node import node_commands
+from radrouter.node.supervisor import node_commands
 from tests.user_models import user_pipelines_yaml
 
 PROJECT = Path(__file__).resolve().parents[1]

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from radrouter.cli import app
 from radrouter.config.settings import CONFIG_ENV, Settings
-from radrouter.node import node_commands
+from radrouter.node.supervisor import node_commands
 
 PROJECT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = PROJECT / "docker-compose.yml"

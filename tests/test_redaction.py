@@ -38,5 +38,5 @@ def test_a_pydicom_warning_keeps_its_origin_but_not_the_value(log_text: io.Strin
 
 
 def test_our_own_messages_pass_unchanged(log_text: io.StringIO) -> None:
-    logging.getLogger("radrouter.router.scp").warning("refused %s", "1.2.3")
+    logging.getLogger("radrouter.router.receive.scp").warning("refused %s", "1.2.3")
     assert "refused 1.2.3" in log_text.getvalue()

@@ -21,8 +21,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from radrouter.config.settings import Settings
-from radrouter.node import node_commands
-from radrouter.router.dispatch import queue_for
+from radrouter.node.supervisor import node_commands
+from radrouter.router.dispatch.contract import queue_for
 from tests.remote import NetworkNamespace
 from tests.services import MPRAGE, Orthanc, PostgreSQL, free_port, storescu, wait_until
 

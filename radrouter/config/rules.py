@@ -1,6 +1,6 @@
 """The schema of routing rules: what a rule may say, validated before the node starts.
 
-Evaluation lives in :mod:`radrouter.router.rules`; this module only describes and checks rules, so
+Evaluation lives in :mod:`radrouter.router.route.rules`; this module only describes and checks rules, so
 that ``radrouter config check`` rejects a bad rule with its name and the reason. Nothing here is ever
 evaluated as code: conditions are data (equals, regex, in, range, exists, missing) combined with
 ``all``, ``any`` and ``not``.
@@ -60,8 +60,20 @@ class Priority(enum.StrEnum):
     ROUTINE = "routine"
 
     @property
+    def rank(self) -> int:
+        """0 is the most urgent; the order of declaration above is the one order every comparison uses."""
+        return _PRIORITY_ORDER.index(self)
+
+    @property
     def celery_priority(self) -> int:
-        return {Priority.STAT: 0, Priority.URGENT: 3, Priority.ROUTINE: 6}[self]
+        """Redis serves 0 first; steps of 3 leave room between classes."""
+        return 3 * self.rank
+
+    def more_urgent_than(self, other: Priority) -> bool:
+        return self.rank < other.rank
+
+
+_PRIORITY_ORDER: list[Priority] = list(Priority)
 
 
 Scalar = str | int | float

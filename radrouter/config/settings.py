@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import os
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,14 @@ from radrouter.config.rules import Priority, Rule, default_rules
 from radrouter.config.worklist import WorklistSettings
 
 CONFIG_ENV = "RADROUTER_CONFIG"
+#: The file ``load_settings`` was given, for the one ``Settings`` it is building (no global state).
+_CONFIG_FILE: ContextVar[Path | None] = ContextVar("config_file", default=None)
+
+
+def config_file_from_environment() -> Path | None:
+    """The config file every process of the node reads (the CLI's ``--config`` names it for them)."""
+    path = os.environ.get(CONFIG_ENV)
+    return Path(path) if path else None
 
 
 class DicomTLSSettings(BaseModel):
@@ -334,18 +343,24 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        path = os.environ.get(CONFIG_ENV)
+        path = _CONFIG_FILE.get() or config_file_from_environment()
         if path:
-            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=Path(path)))
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
         return tuple(sources)
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
-    """Read settings, from ``config_file`` when given (it then wins over ``RADROUTER_CONFIG``)."""
-    if config_file is not None:
-        if not config_file.is_file():
-            raise FileNotFoundError(f"config file not found: {config_file}")
-        os.environ[CONFIG_ENV] = str(config_file.resolve())
-    elif os.environ.get(CONFIG_ENV) and not Path(os.environ[CONFIG_ENV]).is_file():
-        raise FileNotFoundError(f"config file not found: {os.environ[CONFIG_ENV]} (from {CONFIG_ENV})")
-    return Settings(**overrides)
+    """Read settings, from ``config_file`` when given (it then wins over ``RADROUTER_CONFIG``).
+
+    Only reads: the process environment is left as it was (the CLI names the file for child processes).
+    """
+    if config_file is not None and not config_file.is_file():
+        raise FileNotFoundError(f"config file not found: {config_file}")
+    environment_file = config_file_from_environment()
+    if config_file is None and environment_file is not None and not environment_file.is_file():
+        raise FileNotFoundError(f"config file not found: {environment_file} (from {CONFIG_ENV})")
+    token = _CONFIG_FILE.set(config_file.resolve() if config_file is not None else None)
+    try:
+        return Settings(**overrides)
+    finally:
+        _CONFIG_FILE.reset(token)

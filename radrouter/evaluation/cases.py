@@ -26,7 +26,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.sr.coding import Code
 
-from radrouter.evaluation.metrics import Mask
+from radrouter.evaluation.scores import Mask
 from radrouter.monitoring.descriptors import input_descriptors
 
 LABELS_FILE = "labels.csv"

@@ -26,7 +26,7 @@ from radrouter.evaluation.cases import (
     seg_files,
     segment_masks,
 )
-from radrouter.evaluation.metrics import FindingScores, dice, finding_scores, hausdorff95
+from radrouter.evaluation.scores import FindingScores, dice, finding_scores, hausdorff95
 from radrouter.inference.registry import WarmPipelines
 from radrouter.inference.results.measurements import reported_findings
 from radrouter.inference.volume import load_volume, read_series

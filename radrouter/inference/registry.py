@@ -22,7 +22,7 @@ from radrouter.config.pipelines import NetworkPipelineSetting
 from radrouter.config.settings import InferenceSettings, Settings
 from radrouter.inference.models.brain_extraction import BrainExtraction
 from radrouter.inference.models.ct_lung import CTLung
-from radrouter.inference.models.network import WindowedInference
+from radrouter.inference.models.sliding_window import WindowedInference
 from radrouter.inference.pipeline import Pipeline
 
 log = logging.getLogger(__name__)

@@ -10,16 +10,18 @@ question only, so a cache changes nothing but the time.
 from __future__ import annotations
 
 import functools
+import importlib
+import pkgutil
+import sys
 from collections.abc import Sequence
+from types import ModuleType
 
-from highdicom import _standard_utils, base
+import highdicom
+from highdicom import _standard_utils
 from pydicom.uid import MRImageStorage
 
 _LOOKUP = "is_attribute_in_iod"
 _ORIGINAL = _standard_utils.is_attribute_in_iod
-#: The modules holding a reference to the look-up: its own (whose helpers, such as
-#: ``does_iod_have_pixel_data``, call it by its global name) and those that imported it by name.
-_CALLERS = (_standard_utils, base)
 
 
 @functools.cache
@@ -35,12 +37,27 @@ def is_attribute_in_iod(
     return _answer(attribute, sop_class_uid, excluded)
 
 
+def highdicom_callers() -> list[ModuleType]:
+    """Every highdicom module holding the original look-up: its own (whose helpers, such as
+    ``does_iod_have_pixel_data``, call it by its global name) and each that imported it by name
+    (``base``, ``sr.content``, ... whichever this highdicom version has)."""
+    for info in pkgutil.walk_packages(highdicom.__path__, "highdicom."):
+        if not info.name.rsplit(".", 1)[-1].startswith("_") or info.name == _standard_utils.__name__:
+            importlib.import_module(info.name)
+    return [
+        module
+        for name, module in sorted(sys.modules.items())
+        if name.startswith("highdicom") and getattr(module, _LOOKUP, None) is _ORIGINAL
+    ]
+
+
 def cache_standard_lookups() -> None:
-    """Give highdicom the remembered look-up (a module whose look-up is no longer the original, as in
-    another highdicom version, is left alone)."""
-    for module in _CALLERS:
-        if getattr(module, _LOOKUP, None) is _ORIGINAL:
-            setattr(module, _LOOKUP, is_attribute_in_iod)
+    """Give highdicom the remembered look-up; called once when a worker (or an evaluation) starts.
+
+    A module whose look-up is no longer the original, as in another highdicom version, is left alone.
+    """
+    for module in highdicom_callers():
+        setattr(module, _LOOKUP, is_attribute_in_iod)
 
 
 def load_standard_tables() -> None:

@@ -1,50 +1,32 @@
-"""Celery tasks: thin wrappers that take IDs, are idempotent, acknowledge late and retry with backoff."""
+"""The inference task: one job (series, pipeline) on a worker that keeps its models warm.
+
+Takes a job ID, is idempotent and acknowledges late; a worker that dies leaves the task to another.
+"""
 
 from __future__ import annotations
 
 import logging
-import tempfile
-from pathlib import Path
+from functools import cache
 from typing import Any
 
-from sqlalchemy.orm import Session
+from celery import Celery, shared_task
 
-from radrouter.deid.outgoing import deidentified_copies
-from radrouter.inference.app import (
-    app,
-    worker_associations,
-    worker_index,
-    worker_pipelines,
-    worker_rulebook,
-    worker_settings,
-    worker_store,
-)
+from radrouter.inference.registry import WarmPipelines, available
 from radrouter.inference.run import JobRunner
-from radrouter.logs import study
-from radrouter.monitoring.tasks import MONITOR_TASK
-from radrouter.router.deliver import DeliveryError, OutgoingObject, RefusedByDestination, send
-from radrouter.router.dispatch import (
-    DELIVER_TASK,
-    DELIVERY_QUEUE,
-    FORWARD_TASK,
-    INFER_TASK,
-    TRIAGE_TASK,
-)
-from radrouter.storage.index import (
-    Delivery,
-    DeliveryKind,
-    DeliveryState,
-    Hop,
-    Series,
-    settle_study,
-    utcnow,
-)
-from radrouter.storage.store import InstanceStore
+from radrouter.inference.standard_tables import cache_standard_lookups, load_standard_tables
+from radrouter.router.dispatch.contract import DELIVERY_QUEUE, TaskName, queue_for
+from radrouter.router.dispatch.worker import worker_index, worker_settings, worker_store
 
 log = logging.getLogger(__name__)
 
 
-@app.task(name=INFER_TASK, bind=True, acks_late=True)
+@cache
+def worker_pipelines() -> WarmPipelines:
+    """The models this process keeps warm between tasks."""
+    return WarmPipelines(worker_settings())
+
+
+@shared_task(name=TaskName.INFER, bind=True, acks_late=True)
 def infer(self: Any, job_id: int) -> None:
     """Run a job, then queue one delivery task per result and destination, its triage and its monitoring.
 
@@ -56,126 +38,22 @@ def infer(self: Any, job_id: int) -> None:
     )
     priority = self.request.delivery_info.get("priority")
     for delivery_id in outcome.delivery_ids:
-        app.send_task(
-            DELIVER_TASK,
-            args=[delivery_id],
-            queue=DELIVERY_QUEUE,
-            priority=priority,
-        )
-    app.send_task(TRIAGE_TASK, args=[job_id], queue=DELIVERY_QUEUE, priority=priority)
-    app.send_task(MONITOR_TASK, args=[job_id], queue=DELIVERY_QUEUE)
+        self.app.send_task(TaskName.DELIVER, args=[delivery_id], queue=DELIVERY_QUEUE, priority=priority)
+    self.app.send_task(TaskName.TRIAGE, args=[job_id], queue=DELIVERY_QUEUE, priority=priority)
+    self.app.send_task(TaskName.MONITOR, args=[job_id], queue=DELIVERY_QUEUE)
 
 
-@app.task(name=DELIVER_TASK, bind=True, acks_late=True, max_retries=None)
-def deliver(self: Any, delivery_id: int) -> None:
-    """C-STORE one result to one destination; every attempt is recorded, failures retry with backoff."""
-    _ship(self, delivery_id)
-
-
-@app.task(name=FORWARD_TASK, bind=True, acks_late=True, max_retries=None)
-def forward(self: Any, delivery_id: int) -> None:
-    """C-STORE a series' original files, as received (same bytes, same transfer syntax), over one
-    association; recorded and retried like a result delivery."""
-    _ship(self, delivery_id)
-
-
-def _outgoing(
-    session: Session, delivery: Delivery, store: InstanceStore
-) -> tuple[str, list[OutgoingObject], dict[str, Any]]:
-    """What a delivery sends: (study UID, files, what the DELIVERED event records)."""
-    if delivery.kind == DeliveryKind.ORIGINAL:
-        series = session.get(Series, delivery.series_uid)
-        instances = series.instances if series is not None else []
-        files = [
-            OutgoingObject(
-                store.resolve(instance.path),
-                encoding=(instance.sop_class_uid, instance.transfer_syntax_uid),
-            )
-            for instance in instances
-        ]
-        return str(delivery.study_uid), files, {"series_uid": delivery.series_uid, "instances": len(files)}
-    result = delivery.result
-    assert result is not None
-    fallback = store.resolve(result.fallback_path) if result.fallback_path else None
-    files = [OutgoingObject(store.resolve(result.path), fallback)]
-    return result.job.study_uid, files, {"sop_uid": result.sop_uid}
-
-
-def _ship(task: Any, delivery_id: int) -> None:
-    """Send a delivery's files; record the attempt; retry with backoff or give up after max_attempts."""
-    settings, index = worker_settings(), worker_index()
-    with index.session() as session:
-        delivery = session.get(Delivery, delivery_id)
-        if delivery is None or delivery.state != DeliveryState.PENDING:
-            return
-        destination_name = delivery.destination
-        study_uid, outgoing, sent_detail = _outgoing(session, delivery, worker_store())
-        delivery.attempts += 1
-        attempt = delivery.attempts
-        pending_s = (utcnow() - delivery.pending_since).total_seconds()
-    destination = worker_rulebook().current().destinations.get(destination_name)
-    try:
-        if destination is None:
-            raise DeliveryError(f"destination {destination_name!r} is not configured")
-        with tempfile.TemporaryDirectory(prefix="radrouter-deid-") as scratch:
-            if destination.external and destination.deidentify is not None:
-                outgoing = deidentified_copies(outgoing, destination.deidentify, Path(scratch), index)
-                sent_detail["deidentified"] = True
-            sent_classes = send(
-                destination,
-                outgoing,
-                settings.node.ae_title,
-                settings.delivery.timeout_s,
-                worker_associations(),
-            )
-    except DeliveryError as error:
-        give_up = (
-            isinstance(error, RefusedByDestination)
-            or attempt >= settings.delivery.max_attempts
-            or pending_s >= settings.delivery.dead_letter_after_s
-        )
-        with index.session() as session:
-            failed = session.get(Delivery, delivery_id)
-            assert failed is not None
-            failed.last_error = str(error)[:1000]
-            index.record_event(
-                session,
-                study_uid,
-                Hop.DELIVERY_ATTEMPT,
-                delivery=delivery_id,
-                destination=destination_name,
-                attempt=attempt,
-                error=str(error)[:200],
-            )
-            if give_up:
-                failed.state = DeliveryState.FAILED
-                index.record_event(
-                    session, study_uid, Hop.DELIVERY_FAILED, delivery=delivery_id, attempts=attempt
-                )
-                settle_study(session, study_uid)
-        if give_up:
-            log.error(
-                "delivery %d to %s failed after %d attempts",
-                delivery_id,
-                destination_name,
-                attempt,
-                extra=study(study_uid),
-            )
-            return
-        delay = min(settings.delivery.backoff_max_s, settings.delivery.backoff_initial_s * 2 ** (attempt - 1))
-        raise task.retry(countdown=delay, exc=error) from error
-    with index.session() as session:
-        done = session.get(Delivery, delivery_id)
-        assert done is not None
-        done.state, done.delivered_at, done.last_error = DeliveryState.DELIVERED, utcnow(), None
-        done.sent_sop_class_uid = sent_classes[0] if len(set(sent_classes)) == 1 else None
-        index.record_event(
-            session,
-            study_uid,
-            Hop.DELIVERED,
-            delivery=delivery_id,
-            destination=destination_name,
-            attempt=attempt,
-            **sent_detail,
-        )
-        settle_study(session, study_uid)
+def load_served_pipelines(app: Celery) -> None:
+    """At a worker's start: load the models of the queues it serves, not inside the first study's time."""
+    settings = worker_settings()
+    served = {queue.name for queue in app.amqp.queues.consume_from.values()}
+    mine = [name for name in available(settings) if queue_for(settings, name) in served]
+    if mine:
+        cache_standard_lookups()
+        load_standard_tables()
+    for pipeline in mine[: settings.inference.max_loaded_pipelines]:
+        try:
+            worker_pipelines().get(pipeline)
+        except Exception:
+            # The worker stays up: its jobs for this pipeline fail with the reason, the others run.
+            log.exception("pipeline %s could not be loaded", pipeline)

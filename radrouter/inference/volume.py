@@ -15,13 +15,9 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 
-from radrouter.inference.standard_tables import cache_standard_lookups
-
 #: Tolerances: direction cosines (unitless) and positions (mm, as a fraction of the slice spacing).
 _ORIENTATION_TOLERANCE = 1e-3
 _GAP_FACTOR = 1.5
-
-cache_standard_lookups()  # volumes and SEGs look the same SOP class up once, not once per slice
 
 
 class InconsistentSeries(ValueError):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from radrouter.inference.app import app, worker_index, worker_settings
+from celery import shared_task
+
 from radrouter.monitoring.service import Monitor
+from radrouter.router.dispatch.contract import TaskName
+from radrouter.router.dispatch.worker import worker_index, worker_settings
 
-MONITOR_TASK = "radrouter.monitor"
 
-
-@app.task(name=MONITOR_TASK, acks_late=True)
+@shared_task(name=TaskName.MONITOR, acks_late=True)
 def monitor(job_id: int) -> None:
     """Record the job's result with its input descriptors, then bring the drift alerts up to date."""
     watcher = Monitor(worker_settings(), worker_index())

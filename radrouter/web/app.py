@@ -12,16 +12,16 @@ from sqlalchemy import func, select, text
 
 import radrouter
 from radrouter.config.settings import Settings
-from radrouter.router.dispatch import celery_app
+from radrouter.router.dispatch.contract import celery_app
 from radrouter.storage.index import Index, Job, Result, Study, StudyState, utc_iso
 from radrouter.storage.store import InstanceStore
 from radrouter.web import audit, deliveries
 from radrouter.web.auth import PROTECTED
 from radrouter.web.dashboard import dashboard_router
 from radrouter.web.dicomweb import dicomweb_router
-from radrouter.web.metrics import NodeCollector
 from radrouter.web.monitoring import monitoring_parts
 from radrouter.web.pipelines import pipelines_router
+from radrouter.web.prometheus import NodeCollector
 from radrouter.web.routing import routing_api
 from radrouter.web.worklist import worklist_router
 

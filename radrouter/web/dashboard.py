@@ -20,9 +20,10 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from radrouter.config.settings import Settings
-from radrouter.router.retry import NotRetryable, retry_delivery, retry_job
+from radrouter.router.deliver.dead_letter import retry_delivery
+from radrouter.router.dispatch.retry import NotRetryable, retry_job
 from radrouter.storage.index import Delivery, DeliveryState, Hop, Index, Job, JobState, Study
-from radrouter.web.metrics import queue_depths, served_queues
+from radrouter.web.prometheus import queue_depths, served_queues
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).with_name("templates"))
 HOPS_SHOWN = (Hop.COMPLETE, Hop.ROUTED, Hop.INFERENCE_STARTED, Hop.INFERRED, Hop.DELIVERED)

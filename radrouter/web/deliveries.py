@@ -7,8 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
-from radrouter.router.dead_letter import dead_letters, retry_deliveries
-from radrouter.router.dispatch import celery_app
+from radrouter.router.deliver.dead_letter import dead_letters, retry_deliveries
+from radrouter.router.dispatch.contract import celery_app
 from radrouter.web.auth import PROTECTED
 
 router = APIRouter(prefix="/api/deliveries", tags=["deliveries"], dependencies=PROTECTED)

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from radrouter.config.settings import Settings
-from radrouter.router.dispatch import queue_for
+from radrouter.router.dispatch.contract import queue_for
 
 
 def pipelines_router(settings: Settings) -> APIRouter:

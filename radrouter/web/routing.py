@@ -6,11 +6,10 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException
 
-from radrouter.config.settings import Settings
-from radrouter.router.dispatch import config_file_from_environment
-from radrouter.router.header import stored_study_headers
-from radrouter.router.rulebook import RuleBook
-from radrouter.router.rules import decide
+from radrouter.config.settings import Settings, config_file_from_environment
+from radrouter.router.route.header import stored_study_headers
+from radrouter.router.route.rulebook import RuleBook
+from radrouter.router.route.rules import decide
 from radrouter.storage.index import Index
 
 

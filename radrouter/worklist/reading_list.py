@@ -28,7 +28,7 @@ from radrouter.storage.index import (
     utc_iso,
     utcnow,
 )
-from radrouter.storage.worklist import open_item, raise_priority
+from radrouter.worklist.items import open_item, raise_priority
 from radrouter.worklist.triage import ResultSummary, WaitingStudy, evaluate, most_urgent, reading_order
 
 ORU = "ORU^R01"

@@ -10,12 +10,13 @@ import logging
 from typing import Any
 
 import pydicom
+from celery import shared_task
 from sqlalchemy.orm import Session
 
 from radrouter.config.rules import Priority
 from radrouter.config.settings import Settings
-from radrouter.inference.app import app, worker_index, worker_settings
-from radrouter.router.dispatch import DELIVERY_QUEUE, HL7_TASK, TRIAGE_TASK
+from radrouter.router.dispatch.contract import DELIVERY_QUEUE, TaskName
+from radrouter.router.dispatch.worker import worker_index, worker_settings
 from radrouter.storage.index import DeliveryState, Hl7Message, Hop, Job, WorklistItem, utcnow
 from radrouter.worklist import hl7
 from radrouter.worklist.reading_list import OMI, ReadingList
@@ -24,13 +25,13 @@ from radrouter.worklist.triage import ResultSummary, evaluate
 log = logging.getLogger(__name__)
 
 
-@app.task(name=TRIAGE_TASK, bind=True, acks_late=True)
+@shared_task(name=TaskName.TRIAGE, bind=True, acks_late=True)
 def triage(self: Any, job_id: int) -> None:
     """Apply the triage rules to a finished job's results, then queue its HL7 messages."""
     outcome = ReadingList(worker_settings(), worker_index()).apply_results(job_id)
     for message_id in outcome.messages:
-        app.send_task(
-            HL7_TASK, args=[message_id], queue=DELIVERY_QUEUE, priority=0 if outcome.escalated else None
+        self.app.send_task(
+            TaskName.HL7, args=[message_id], queue=DELIVERY_QUEUE, priority=0 if outcome.escalated else None
         )
 
 
@@ -57,7 +58,7 @@ def compose(settings: Settings, session: Session, message: Hl7Message) -> str:
     return hl7.results_message(settings.worklist.hl7, message.control_id, order, summary, matches, utcnow())
 
 
-@app.task(name=HL7_TASK, bind=True, acks_late=True, max_retries=None)
+@shared_task(name=TaskName.HL7, bind=True, acks_late=True, max_retries=None)
 def send_hl7(self: Any, message_id: int) -> None:
     """Send one message and await its ACK; every attempt is recorded, failures retry with backoff."""
     settings, index = worker_settings(), worker_index()

@@ -19,7 +19,6 @@ from pydantic import BaseModel, Field
 
 from radrouter.config.rules import Priority
 from radrouter.config.worklist import TriageRule
-from radrouter.storage.worklist import URGENCY
 
 
 class MeasurementItem(BaseModel):
@@ -93,7 +92,7 @@ def evaluate(rules: Iterable[TriageRule], summary: ResultSummary) -> list[Triage
 
 def most_urgent(matches: Sequence[TriageMatch]) -> TriageMatch | None:
     """The match that decides the class (the first of the most urgent ones), or None."""
-    return min(matches, key=lambda match: URGENCY.index(match.priority), default=None)
+    return min(matches, key=lambda match: match.priority.rank, default=None)
 
 
 def abnormal_flag(observation: str, matches: Sequence[TriageMatch]) -> str:
@@ -136,6 +135,6 @@ def reading_order(
         study = placement.study
         if placement.overdue:
             return (0, max_wait_s[study.priority] - placement.waited_s, 0, study.arrived_at)
-        return (1, 0.0, URGENCY.index(study.priority), study.arrived_at)
+        return (1, 0.0, study.priority.rank, study.arrived_at)
 
     return sorted(placements, key=key)

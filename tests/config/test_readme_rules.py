@@ -9,8 +9,8 @@ import pytest
 
 from radrouter.config.settings import CONFIG_ENV, Settings, load_settings
 from radrouter.inference.registry import available
-from radrouter.router.header import headers_from_folder
-from radrouter.router.rules import RouteDecision, decide
+from radrouter.router.route.header import headers_from_folder
+from radrouter.router.route.rules import RouteDecision, decide
 from tests.services import CT_HEAD, DATA, MPRAGE
 
 README = Path(__file__).resolve().parents[2] / "README.md"

@@ -28,8 +28,7 @@ from radrouter.config.settings import (
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No RADROUTER_* variable from the caller's shell, and whatever a test sets is undone afterwards.
 
-    ``RADROUTER_CONFIG`` is set (empty means no file) rather than deleted so that monkeypatch restores
-    it even after ``load_settings(path)`` writes it into ``os.environ``.
+    ``RADROUTER_CONFIG`` is set empty (no file), so a developer's own variable does not leak in.
     """
     for key in list(os.environ):
         if key.startswith("RADROUTER_"):
@@ -104,7 +103,7 @@ def test_load_settings_with_path_reads_that_file_and_wins_over_env(
 
     assert settings.node.port == 11113
     assert settings.node.ae_title == "GIVEN"
-    assert os.environ[CONFIG_ENV] == str(given.resolve())
+    assert os.environ[CONFIG_ENV] == str(from_env), "reading settings must not rewrite the environment"
 
 
 def test_load_settings_with_missing_path_raises(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from radrouter.evaluation.metrics import dice, finding_scores, hausdorff95
+from radrouter.evaluation.scores import dice, finding_scores, hausdorff95
 
 
 def test_dice_counts_overlap_against_both_sizes() -> None:

@@ -13,9 +13,9 @@ import pydicom
 import yaml
 from sqlalchemy import func, select
 
-from radrouter.broker import EmbeddedRedis
 from radrouter.config.settings import Settings
-from radrouter.node import node_commands
+from radrouter.node.broker import EmbeddedRedis
+from radrouter.node.supervisor import node_commands
 from radrouter.storage.index import Index, Instance, Job, Series
 from tests.services import Orthanc, free_port, port_open, wait_until
 

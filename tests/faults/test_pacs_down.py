@@ -44,7 +44,15 @@ def test_pacs_down_then_back_and_past_the_dead_letter_age(tmp_path: Path, tally:
 
         pacs.start()
         retried = subprocess.run(
-            [sys.executable, "-m", "radrouter.cli", "deliveries", "retry", "--config", str(node.config_path)],
+            [
+                sys.executable,
+                "-m",
+                "radrouter.cli",
+                "deliveries",
+                "retry",
+                "--config",
+                str(node.config_path),
+            ],
             capture_output=True,
             text=True,
         )

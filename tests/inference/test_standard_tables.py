@@ -2,19 +2,56 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from types import ModuleType
+
+import highdicom.sr.content
 from highdicom import _standard_utils, base
 from pydicom.uid import Comprehensive3DSRStorage, CTImageStorage, EnhancedMRImageStorage, MRImageStorage
 
-import radrouter.inference.volume  # noqa: F401 (importing it installs the remembered look-up)
-from radrouter.inference.standard_tables import is_attribute_in_iod
+from radrouter.inference.standard_tables import (
+    cache_standard_lookups,
+    highdicom_callers,
+    is_attribute_in_iod,
+)
 
 
-def test_highdicom_asks_the_remembered_look_up() -> None:
-    assert _standard_utils.is_attribute_in_iod is is_attribute_in_iod
+def _lookups() -> dict[str, object]:
+    return {
+        name: module.is_attribute_in_iod
+        for name, module in sys.modules.items()
+        if name.startswith("highdicom")
+        and isinstance(module, ModuleType)
+        and hasattr(module, "is_attribute_in_iod")
+    }
+
+
+def test_importing_radrouter_changes_nothing_in_highdicom() -> None:
+    """The cache is applied when a worker starts, not as a side effect of an import."""
+    probe = (
+        "import radrouter.inference.volume, radrouter.inference.run, radrouter.inference.tasks\n"
+        "from highdicom import _standard_utils, base\n"
+        "import highdicom.sr.content as content\n"
+        "from radrouter.inference.standard_tables import is_attribute_in_iod as cached\n"
+        "assert cached not in (_standard_utils.is_attribute_in_iod, base.is_attribute_in_iod, "
+        "content.is_attribute_in_iod)\n"
+    )
+    subprocess.run([sys.executable, "-c", probe], check=True)
+
+
+def test_every_highdicom_module_asks_the_remembered_look_up() -> None:
+    cache_standard_lookups()
+    # The SR path imports the look-up by name too: it must be covered, not only volume and SEG.
+    assert highdicom.sr.content.is_attribute_in_iod is is_attribute_in_iod
     assert base.is_attribute_in_iod is is_attribute_in_iod
+    assert _standard_utils.is_attribute_in_iod is is_attribute_in_iod
+    assert not highdicom_callers(), "a module still holds highdicom's own look-up"
+    assert all(lookup is is_attribute_in_iod for lookup in _lookups().values())
 
 
 def test_its_answers_are_the_standards() -> None:
+    cache_standard_lookups()
     assert _standard_utils.does_iod_have_pixel_data(MRImageStorage)
     assert _standard_utils.does_iod_have_pixel_data(CTImageStorage)
     assert not _standard_utils.does_iod_have_pixel_data(Comprehensive3DSRStorage)

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from radrouter.config.settings import CompletionSettings
-from radrouter.router.assembler import StudyAssembler
+from radrouter.router.assemble import StudyAssembler
 
 QUIET_S = 0.2
 TIMEOUT_S = 10.0

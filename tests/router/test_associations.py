@@ -13,8 +13,8 @@ from pynetdicom import AE, StoragePresentationContexts, evt
 from pynetdicom.association import Association
 
 from radrouter.config.settings import Destination
-from radrouter.router.associations import AssociationPool
-from radrouter.router.deliver import OutgoingObject, send
+from radrouter.router.deliver.associations import AssociationPool
+from radrouter.router.deliver.scu import OutgoingObject, send
 from tests.services import CT_HEAD, as_new_study, free_port, wait_until
 
 

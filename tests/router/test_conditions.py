@@ -12,8 +12,8 @@ from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 
 from radrouter.config.rules import Condition, Match
-from radrouter.router.conditions import evaluate_condition, evaluate_match
-from radrouter.router.header import SeriesHeader
+from radrouter.router.route.conditions import evaluate_condition, evaluate_match
+from radrouter.router.route.header import SeriesHeader
 from tests.services import CT_HEAD, DATA, MPRAGE
 
 LIDC = sorted((DATA / "ct-chest-lidc0001-partial").glob("*.dcm"))[0]

@@ -15,7 +15,7 @@ from radrouter.inference.pipeline import Prediction, SegmentSpec
 from radrouter.inference.results.content import ResultIdentity
 from radrouter.inference.results.seg import build_segmentation
 from radrouter.inference.volume import load_volume, read_series
-from radrouter.router.deliver import OutgoingObject, RefusedByDestination, send
+from radrouter.router.deliver.scu import OutgoingObject, RefusedByDestination, send
 from tests.services import CT_HEAD, Orthanc
 
 BINARY_SEG = "1.2.840.10008.5.1.4.1.1.66.4"

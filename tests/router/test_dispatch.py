@@ -10,11 +10,14 @@ import pydicom
 import pytest
 
 from radrouter.config.settings import CONFIG_ENV, Settings, load_settings
-from radrouter.router import dispatch
-from radrouter.router.dispatch import StudyRouter, celery_app
-from radrouter.router.header import SeriesHeader
+from radrouter.router.dispatch.contract import DELIVERY_QUEUE, TaskName, celery_app
+from radrouter.router.route import study_router
+from radrouter.router.route.header import SeriesHeader
+from radrouter.router.route.rulebook import RuleBook
+from radrouter.router.route.study_router import StudyRouter
 from radrouter.storage.index import Delivery, DeliveryKind, Index, Job, Study, StudyState
 from radrouter.storage.ingest import ReceivedInstance, record_instance
+from radrouter.worklist.items import open_for_study
 from tests.services import MPRAGE
 
 FIRST, SECOND = sorted(MPRAGE.glob("*.dcm"))[:2]
@@ -45,7 +48,9 @@ def own_config_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def router(tmp_path: Path) -> StudyRouter:
     settings = Settings(storage={"root": tmp_path})
-    return StudyRouter(settings, Index(settings.storage.resolved_index_url()), celery_app(settings))
+    return StudyRouter(
+        settings, Index(settings.storage.resolved_index_url()), celery_app(settings), open_for_study
+    )
 
 
 def test_a_complete_brain_mri_gets_one_brain_extraction_job(router: StudyRouter) -> None:
@@ -55,7 +60,7 @@ def test_a_complete_brain_mri_gets_one_brain_extraction_job(router: StudyRouter)
     queued = router.route(study_uid)
 
     assert [(task.name, task.queue, task.priority) for task in queued] == [
-        (dispatch.INFER_TASK, "brain-extraction", 6)
+        (TaskName.INFER, "brain-extraction", 6)
     ]
     assert router.route(study_uid) == []  # already routed: nothing twice
     with router.index.session() as session:
@@ -69,19 +74,19 @@ def test_an_instance_arriving_while_headers_are_read_defers_routing(
 ) -> None:
     study_uid = received(FIRST).study_uid
     record_instance(router.index, received(FIRST))
-    read_headers = dispatch.read_stored_headers
+    read_headers = study_router.read_stored_headers
 
     def late_arrival(series: Any) -> list[SeriesHeader]:
         record_instance(router.index, received(SECOND))
         return read_headers(series)
 
-    monkeypatch.setattr(dispatch, "read_stored_headers", late_arrival)
+    monkeypatch.setattr(study_router, "read_stored_headers", late_arrival)
     assert router.route(study_uid) == []
     with router.index.session() as session:
         study = session.get(Study, study_uid)
         assert study is not None and study.state == StudyState.RECEIVING
 
-    monkeypatch.setattr(dispatch, "read_stored_headers", read_headers)
+    monkeypatch.setattr(study_router, "read_stored_headers", read_headers)
     assert len(router.route(study_uid)) == 1  # the assembler's next completion routes it
 
 
@@ -95,12 +100,14 @@ def test_forwards_are_recorded_as_deliveries_of_originals_and_queued_for_deliver
         tmp_path / "radrouter.yaml", "  - {name: mr-to-pacs, match: {Modality: MR}, forward_to: [pacs]}\n"
     )
     settings = load_settings(config)
-    router = StudyRouter(settings, Index(settings.storage.resolved_index_url()), celery_app(settings))
+    router = StudyRouter(
+        settings, Index(settings.storage.resolved_index_url()), celery_app(settings), open_for_study
+    )
     record_instance(router.index, received(FIRST))
 
     queued = router.route(received(FIRST).study_uid)
 
-    assert [(task.name, task.queue) for task in queued] == [(dispatch.FORWARD_TASK, dispatch.DELIVERY_QUEUE)]
+    assert [(task.name, task.queue) for task in queued] == [(TaskName.FORWARD, DELIVERY_QUEUE)]
     with router.index.session() as session:
         delivery = session.get(Delivery, queued[0].record_id)
         assert delivery is not None
@@ -117,7 +124,8 @@ def test_forwards_are_recorded_as_deliveries_of_originals_and_queued_for_deliver
 def test_the_router_uses_the_rules_on_disk_at_the_time_of_each_study(tmp_path: Path) -> None:
     config = write_config(tmp_path / "radrouter.yaml", "  - {name: drop-all, discard: true}\n")
     settings = load_settings(config)
-    router = StudyRouter(settings, Index(settings.storage.resolved_index_url()), celery_app(settings))
+    index = Index(settings.storage.resolved_index_url())
+    router = StudyRouter(settings, index, celery_app(settings), open_for_study, RuleBook(settings, config))
     record_instance(router.index, received(FIRST))
     assert router.route(received(FIRST).study_uid) == []
 
@@ -125,7 +133,7 @@ def test_the_router_uses_the_rules_on_disk_at_the_time_of_each_study(tmp_path: P
     os.utime(config, ns=(config.stat().st_atime_ns, config.stat().st_mtime_ns + 1_000_000_000))
     record_instance(router.index, received(SECOND))  # a late instance: the study is routed again
 
-    assert [task.name for task in router.route(received(FIRST).study_uid)] == [dispatch.FORWARD_TASK]
+    assert [task.name for task in router.route(received(FIRST).study_uid)] == [TaskName.FORWARD]
 
 
 def test_a_series_rule_queues_its_series_before_the_study_completes_and_only_once(tmp_path: Path) -> None:
@@ -135,13 +143,15 @@ def test_a_series_rule_queues_its_series_before_the_study_completes_and_only_onc
         " forward_to: [pacs]}\n",
     )
     settings = load_settings(config)
-    router = StudyRouter(settings, Index(settings.storage.resolved_index_url()), celery_app(settings))
+    router = StudyRouter(
+        settings, Index(settings.storage.resolved_index_url()), celery_app(settings), open_for_study
+    )
     first = received(FIRST)
     record_instance(router.index, first)
 
     queued = router.route_series(first.study_uid, first.series_uid)
 
-    assert sorted(task.name for task in queued) == [dispatch.FORWARD_TASK, dispatch.INFER_TASK]
+    assert sorted(task.name for task in queued) == [TaskName.FORWARD, TaskName.INFER]
     assert router.route_series(first.study_uid, first.series_uid) == []  # the same series again
     with router.index.session() as session:
         study = session.get(Study, first.study_uid)

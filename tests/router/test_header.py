@@ -12,7 +12,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from radrouter.config.rules import Orientation, SeriesKind
-from radrouter.router.header import SeriesHeader, headers_from_folder, orientation, series_kind
+from radrouter.router.route.header import SeriesHeader, headers_from_folder, orientation, series_kind
 from tests.router.synthetic import SECONDARY_CAPTURE, dose_report, localizer
 from tests.services import CT_HEAD, DATA, MPRAGE
 

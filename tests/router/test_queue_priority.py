@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from radrouter.broker import EmbeddedRedis
 from radrouter.config.rules import Priority
 from radrouter.config.settings import Settings
-from radrouter.router.dispatch import INFER_TASK, celery_app
+from radrouter.node.broker import EmbeddedRedis
+from radrouter.router.dispatch.contract import TaskName, celery_app
 from tests.services import free_port
 
 
@@ -26,10 +26,10 @@ def test_a_stat_job_is_taken_before_routine_jobs_queued_earlier(redis_url: str) 
     app = celery_app(Settings(broker={"url": redis_url}))
     for job_id in (1, 2, 3):
         app.send_task(
-            INFER_TASK, args=[job_id], queue="ct-pipeline", priority=Priority.ROUTINE.celery_priority
+            TaskName.INFER, args=[job_id], queue="ct-pipeline", priority=Priority.ROUTINE.celery_priority
         )
-    app.send_task(INFER_TASK, args=[4], queue="ct-pipeline", priority=Priority.URGENT.celery_priority)
-    app.send_task(INFER_TASK, args=[5], queue="ct-pipeline", priority=Priority.STAT.celery_priority)
+    app.send_task(TaskName.INFER, args=[4], queue="ct-pipeline", priority=Priority.URGENT.celery_priority)
+    app.send_task(TaskName.INFER, args=[5], queue="ct-pipeline", priority=Priority.STAT.celery_priority)
 
     served = []
     with app.connection_for_read() as connection:

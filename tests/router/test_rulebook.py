@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from radrouter.config.settings import CONFIG_ENV, load_settings
-from radrouter.router.rulebook import RuleBook
+from radrouter.router.route.rulebook import RuleBook
 
 RULE = """
 rules:

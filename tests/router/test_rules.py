@@ -8,9 +8,9 @@ import pydicom
 import pytest
 
 from radrouter.config.rules import Priority, Rule, default_rules
-from radrouter.router.conditions import evaluate_match
-from radrouter.router.header import SeriesHeader
-from radrouter.router.rules import PipelineRun, decide
+from radrouter.router.route.conditions import evaluate_match
+from radrouter.router.route.header import SeriesHeader
+from radrouter.router.route.rules import PipelineRun, decide
 from tests.router.synthetic import dose_report, localizer
 from tests.services import CT_HEAD, DATA, MPRAGE
 

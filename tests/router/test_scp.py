@@ -25,8 +25,8 @@ from pynetdicom.association import Association
 from pynetdicom.sop_class import Verification
 
 from radrouter.config.settings import CompletionSettings, Settings
-from radrouter.router.assembler import StudyAssembler
-from radrouter.router.scp import StorageSCP
+from radrouter.router.assemble import StudyAssembler
+from radrouter.router.receive.scp import StorageSCP
 from radrouter.storage.index import Index, Instance, Series
 from radrouter.storage.store import InstanceStore
 from tests.services import CT_HEAD, DATA, ECHOSCU, free_port, storescu, wait_until

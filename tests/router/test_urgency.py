@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydicom.dataset import Dataset
 
 from radrouter.config.rules import Priority, Rule
-from radrouter.router.urgency import study_urgency
+from radrouter.router.route.urgency import study_urgency
 
 
 def header(**attributes: object) -> Dataset:

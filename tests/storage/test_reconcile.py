@@ -10,8 +10,8 @@ from pathlib import Path
 import pydicom
 from sqlalchemy import select
 
+from radrouter.storage.consistency import reconcile_store
 from radrouter.storage.index import AuditEvent, Hop, Index, Instance
-from radrouter.storage.reconcile import reconcile_store
 from radrouter.storage.store import InstanceStore
 from tests.services import CT_HEAD
 

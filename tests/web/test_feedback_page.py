@@ -14,8 +14,8 @@ from playwright.sync_api import Page, expect
 from radrouter.config.rules import Priority
 from radrouter.config.settings import Settings
 from radrouter.storage.index import Index, Result, WorklistItem, utcnow
-from radrouter.storage.worklist import open_item
 from radrouter.web.app import create_app
+from radrouter.worklist.items import open_item
 from tests.monitoring.conftest import add_result
 from tests.services import free_port, port_open, wait_until
 

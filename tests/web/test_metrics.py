@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from radrouter.broker import EmbeddedRedis
 from radrouter.config.settings import Settings
-from radrouter.router.dispatch import DELIVERY_QUEUE, INFER_TASK, celery_app, queue_for
-from radrouter.web.metrics import queue_depths, served_queues
+from radrouter.node.broker import EmbeddedRedis
+from radrouter.router.dispatch.contract import DELIVERY_QUEUE, TaskName, celery_app, queue_for
+from radrouter.web.prometheus import queue_depths, served_queues
 from tests.services import free_port
 
 
@@ -20,7 +20,7 @@ def test_queue_depth_sums_the_priority_lists(tmp_path: Path) -> None:
         brain = queue_for(settings, "brain-extraction")
         assert served_queues(settings) == [DELIVERY_QUEUE, brain]
         for priority in (0, 3, 6, 6):
-            celery.send_task(INFER_TASK, args=[1], queue=brain, priority=priority)
+            celery.send_task(TaskName.INFER, args=[1], queue=brain, priority=priority)
         assert queue_depths(celery, served_queues(settings)) == {DELIVERY_QUEUE: 0, brain: 4}
     finally:
         broker.stop()

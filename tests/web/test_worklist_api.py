@@ -9,10 +9,12 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from radrouter.config.settings import Settings
-from radrouter.router.dispatch import StudyRouter, celery_app
+from radrouter.router.dispatch.contract import celery_app
+from radrouter.router.route.study_router import StudyRouter
 from radrouter.storage.index import Index
 from radrouter.web.app import create_app
 from radrouter.web.worklist import worklist_router
+from radrouter.worklist.items import open_for_study
 from tests.services import CT_HEAD, MPRAGE
 from tests.worklist.test_reading_list import Clock, received, route
 
@@ -24,7 +26,7 @@ def settings(tmp_path: Path) -> Settings:
 
 def test_the_api_orders_by_class_and_the_cap_with_a_controlled_clock(settings: Settings) -> None:
     index = Index(settings.storage.resolved_index_url())
-    router = StudyRouter(settings, index, celery_app(settings))
+    router = StudyRouter(settings, index, celery_app(settings), open_for_study)
     clock = Clock()
     app = FastAPI()
     app.include_router(worklist_router(settings, index, clock))

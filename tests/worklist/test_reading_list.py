@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import select
 
 from radrouter.config.settings import Settings
-from radrouter.router.dispatch import StudyRouter, celery_app
+from radrouter.router.dispatch.contract import celery_app
+from radrouter.router.route.study_router import StudyRouter
 from radrouter.storage.index import (
     AuditEvent,
     Hl7Message,
@@ -23,6 +24,7 @@ from radrouter.storage.index import (
     WorklistItem,
 )
 from radrouter.storage.ingest import ReceivedInstance, record_instance
+from radrouter.worklist.items import open_for_study
 from radrouter.worklist.reading_list import OMI, ORU, AlreadyRead, ReadingList
 from tests.router.test_dispatch import received as dispatch_received
 from tests.services import CT_HEAD, MPRAGE
@@ -68,7 +70,9 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def router(settings: Settings) -> StudyRouter:
-    return StudyRouter(settings, Index(settings.storage.resolved_index_url()), celery_app(settings))
+    return StudyRouter(
+        settings, Index(settings.storage.resolved_index_url()), celery_app(settings), open_for_study
+    )
 
 
 @pytest.fixture

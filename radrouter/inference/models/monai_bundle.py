@@ -15,7 +15,7 @@ import torch
 from monai.bundle.config_parser import ConfigParser
 
 from radrouter.config.pipelines import NetworkPipelineSetting
-from radrouter.inference.models.network import NetworkPipeline, WindowedInference, declared_pipeline
+from radrouter.inference.models.sliding_window import NetworkPipeline, WindowedInference, declared_pipeline
 
 
 def bundle_version(folder: Path) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from radrouter.config.pipelines import NetworkPipelineSetting
-from radrouter.inference.models.network import NetworkPipeline, WindowedInference, declared_pipeline
+from radrouter.inference.models.sliding_window import NetworkPipeline, WindowedInference, declared_pipeline
 
 
 def torchscript_pipeline(

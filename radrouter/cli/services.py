@@ -1,0 +1,97 @@
+"""The node's services, one thin entry each: ``up`` (all of them), ``scp``, ``worker``, ``web``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from radrouter.cli.common import (
+    ConfigOption,
+    exit_on_unknown_pipelines,
+    settings_or_exit,
+    setup_logging,
+)
+from radrouter.config.settings import config_file_from_environment
+
+
+def up(config: ConfigOption = None) -> None:
+    """Run the whole node: SCP, web app, workers, and an embedded redis-server unless broker.url is set."""
+    from radrouter.node.supervisor import run_node
+
+    settings = settings_or_exit(config)
+    setup_logging(settings)
+    exit_on_unknown_pipelines(settings, config or config_file_from_environment() or Path("defaults"))
+    raise typer.Exit(run_node(settings, config))
+
+
+def scp(config: ConfigOption = None) -> None:
+    """Run the DICOM SCP (C-ECHO, C-STORE) in node.processes processes, with completion and routing."""
+    from radrouter.router.receive.exporter import serve_metrics, share_metrics_between_processes
+
+    settings = settings_or_exit(config)
+    setup_logging(settings)
+    if settings.node.metrics_port:
+        # Before the receivers import prometheus_client: they count in files the exporter sums.
+        share_metrics_between_processes(settings.storage.root / "scp-metrics")
+        serve_metrics(settings.node.metrics_port, settings.node.host)
+    from radrouter.router.receive.listener import run_scp
+    from radrouter.worklist.items import open_for_study
+
+    run_scp(settings, open_for_study)
+
+
+def worker(
+    queues: Annotated[str, typer.Option(help="Comma-separated Celery queues to serve.")],
+    pool: Annotated[
+        str,
+        typer.Option(help="solo: one task at a time; threads: --concurrency tasks sharing the warm models."),
+    ] = "solo",
+    concurrency: Annotated[int, typer.Option(help="Tasks at once (threads pool).")] = 1,
+    name: Annotated[str, typer.Option(help="Worker name in Celery and the audit trail; %h: host.")] = "",
+    config: ConfigOption = None,
+) -> None:
+    """Run a Celery worker on the given queues (one per GPU: set CUDA_VISIBLE_DEVICES)."""
+    settings = settings_or_exit(config)
+    setup_logging(settings)
+    import torch
+
+    from radrouter.worker import create_worker_app
+
+    celery = create_worker_app(settings)
+    if settings.inference.torch_threads:
+        torch.set_num_threads(settings.inference.torch_threads)
+    name = name or f"{queues.replace(',', '+')}@%h"
+    # --quiet: no start-up banner on stdout, which would break a stream of JSON lines.
+    quiet = ["--quiet"] if settings.logging.format == "json" else []
+    celery.worker_main(
+        [
+            *quiet,
+            "worker",
+            "-Q",
+            queues,
+            "-P",
+            pool,
+            "-c",
+            str(concurrency),
+            "-n",
+            name,
+            "-l",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
+
+
+def web(config: ConfigOption = None) -> None:
+    """Run the web app (JSON API, metrics)."""
+    import uvicorn
+
+    from radrouter.web.app import create_app
+
+    settings = settings_or_exit(config)
+    setup_logging(settings)
+    # log_config=None: uvicorn's lines go through radrouter's handler (text or JSON) like all others.
+    uvicorn.run(create_app(settings), host=settings.web.host, port=settings.web.port, log_config=None)

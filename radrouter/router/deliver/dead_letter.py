@@ -1,0 +1,78 @@
+"""Deliveries that gave up (the dead-letter state, FAILED): listed for the API and sent again on request."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from celery import Celery
+from sqlalchemy import select
+
+from radrouter.router.dispatch.contract import DELIVERY_QUEUE, TaskName
+from radrouter.router.dispatch.retry import NotRetryable
+from radrouter.storage.index import (
+    Delivery,
+    DeliveryKind,
+    DeliveryState,
+    Hop,
+    Index,
+    Study,
+    StudyState,
+    utc_iso,
+    utcnow,
+)
+
+
+def describe(delivery: Delivery) -> dict[str, Any]:
+    """A delivery as the API and the CLI show it: UIDs, destination, state and attempts only."""
+    return {
+        "id": delivery.id,
+        "study_uid": delivery.owning_study_uid,
+        "result_sop_uid": delivery.result.sop_uid if delivery.result is not None else None,
+        "kind": delivery.result.kind if delivery.result is not None else "original series",
+        "destination": delivery.destination,
+        "state": delivery.state.value,
+        "attempts": delivery.attempts,
+        "last_error": delivery.last_error,
+        "pending_since": utc_iso(delivery.pending_since),
+    }
+
+
+def dead_letters(index: Index, limit: int = 1000) -> list[dict[str, Any]]:
+    with index.session() as session:
+        rows = session.scalars(
+            select(Delivery).where(Delivery.state == DeliveryState.FAILED).order_by(Delivery.id).limit(limit)
+        ).all()
+        return [describe(row) for row in rows]
+
+
+def retry_deliveries(index: Index, celery: Celery, delivery_ids: Sequence[int] | None = None) -> list[int]:
+    """Put dead-lettered deliveries (all, or those named) back to PENDING and queue them; return their IDs.
+
+    Each gets a fresh round of attempts; its study goes back to PROCESSING until they settle.
+    """
+    with index.session() as session:
+        query = select(Delivery).where(Delivery.state == DeliveryState.FAILED)
+        if delivery_ids is not None:
+            query = query.where(Delivery.id.in_(delivery_ids))
+        rows = session.scalars(query.order_by(Delivery.id)).all()
+        for delivery in rows:
+            delivery.state, delivery.attempts, delivery.pending_since = DeliveryState.PENDING, 0, utcnow()
+            study_uid = delivery.owning_study_uid
+            study = session.get(Study, study_uid)
+            if study is not None and study.state == StudyState.FAILED:
+                study.state, study.reason = StudyState.PROCESSING, None
+            index.record_event(
+                session, study_uid, Hop.DELIVERY_RETRY, delivery=delivery.id, destination=delivery.destination
+            )
+        retried = [(delivery.id, delivery.kind) for delivery in rows]
+    for delivery_id, kind in retried:
+        task = TaskName.FORWARD if kind == DeliveryKind.ORIGINAL else TaskName.DELIVER
+        celery.send_task(task, args=[delivery_id], queue=DELIVERY_QUEUE)
+    return [delivery_id for delivery_id, _ in retried]
+
+
+def retry_delivery(index: Index, celery: Celery, delivery_id: int) -> None:
+    """The dashboard's retry of one delivery."""
+    if not retry_deliveries(index, celery, [delivery_id]):
+        raise NotRetryable(f"delivery {delivery_id} is not a dead-lettered delivery")

@@ -1,0 +1,173 @@
+"""The delivery tasks: C-STORE a result, or a series' originals, to one destination.
+
+Thin wrappers that take IDs, are idempotent, acknowledge late and retry with backoff; every attempt is
+recorded, and a delivery that cannot succeed goes to the dead-letter state with its reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from celery import shared_task
+from sqlalchemy.orm import Session
+
+from radrouter.config.settings import config_file_from_environment, load_settings
+from radrouter.logs import study
+from radrouter.router.deliver.associations import AssociationPool
+from radrouter.router.deliver.deidentified import deidentified_copies
+from radrouter.router.deliver.scu import DeliveryError, OutgoingObject, RefusedByDestination, send
+from radrouter.router.dispatch.contract import TaskName
+from radrouter.router.dispatch.worker import worker_index, worker_settings, worker_store
+from radrouter.router.route.rulebook import RuleBook
+from radrouter.storage.index import (
+    Delivery,
+    DeliveryKind,
+    DeliveryState,
+    Hop,
+    Series,
+    settle_study,
+    utcnow,
+)
+from radrouter.storage.store import InstanceStore
+
+log = logging.getLogger(__name__)
+
+
+@cache
+def worker_rulebook() -> RuleBook:
+    """Destinations as the config file says now: a destination added by a reload is reachable at once.
+
+    Built on first use from the file as it is then (not from the settings read at start-up), so an edit
+    made before a worker's first delivery is not mistaken for the start-up config."""
+    return RuleBook(load_settings(), config_file_from_environment())
+
+
+@cache
+def worker_associations() -> AssociationPool:
+    """Associations to destinations this process keeps open between deliveries."""
+    return AssociationPool(worker_settings().delivery.keep_open_s)
+
+
+def release_open_associations() -> None:
+    """At a worker's shutdown: release the associations it still holds."""
+    if worker_associations.cache_info().currsize:
+        worker_associations().close()
+
+
+@shared_task(name=TaskName.DELIVER, bind=True, acks_late=True, max_retries=None)
+def deliver(self: Any, delivery_id: int) -> None:
+    """C-STORE one result to one destination; every attempt is recorded, failures retry with backoff."""
+    _ship(self, delivery_id)
+
+
+@shared_task(name=TaskName.FORWARD, bind=True, acks_late=True, max_retries=None)
+def forward(self: Any, delivery_id: int) -> None:
+    """C-STORE a series' original files, as received (same bytes, same transfer syntax), over one
+    association; recorded and retried like a result delivery."""
+    _ship(self, delivery_id)
+
+
+def _outgoing(
+    session: Session, delivery: Delivery, store: InstanceStore
+) -> tuple[str, list[OutgoingObject], dict[str, Any]]:
+    """What a delivery sends: (study UID, files, what the DELIVERED event records)."""
+    if delivery.kind == DeliveryKind.ORIGINAL:
+        series = session.get(Series, delivery.series_uid)
+        instances = series.instances if series is not None else []
+        files = [
+            OutgoingObject(
+                store.resolve(instance.path),
+                encoding=(instance.sop_class_uid, instance.transfer_syntax_uid),
+            )
+            for instance in instances
+        ]
+        return str(delivery.study_uid), files, {"series_uid": delivery.series_uid, "instances": len(files)}
+    result = delivery.result
+    assert result is not None
+    fallback = store.resolve(result.fallback_path) if result.fallback_path else None
+    files = [OutgoingObject(store.resolve(result.path), fallback)]
+    return result.job.study_uid, files, {"sop_uid": result.sop_uid}
+
+
+def _ship(task: Any, delivery_id: int) -> None:
+    """Send a delivery's files; record the attempt; retry with backoff or give up after max_attempts."""
+    settings, index = worker_settings(), worker_index()
+    with index.session() as session:
+        delivery = session.get(Delivery, delivery_id)
+        if delivery is None or delivery.state != DeliveryState.PENDING:
+            return
+        destination_name = delivery.destination
+        study_uid, outgoing, sent_detail = _outgoing(session, delivery, worker_store())
+        delivery.attempts += 1
+        attempt = delivery.attempts
+        pending_s = (utcnow() - delivery.pending_since).total_seconds()
+    destination = worker_rulebook().current().destinations.get(destination_name)
+    try:
+        if destination is None:
+            raise DeliveryError(f"destination {destination_name!r} is not configured")
+        with tempfile.TemporaryDirectory(prefix="radrouter-deid-") as scratch:
+            if destination.external and destination.deidentify is not None:
+                outgoing = deidentified_copies(outgoing, destination.deidentify, Path(scratch), index)
+                sent_detail["deidentified"] = True
+            sent_classes = send(
+                destination,
+                outgoing,
+                settings.node.ae_title,
+                settings.delivery.timeout_s,
+                worker_associations(),
+            )
+    except DeliveryError as error:
+        give_up = (
+            isinstance(error, RefusedByDestination)
+            or attempt >= settings.delivery.max_attempts
+            or pending_s >= settings.delivery.dead_letter_after_s
+        )
+        with index.session() as session:
+            failed = session.get(Delivery, delivery_id)
+            assert failed is not None
+            failed.last_error = str(error)[:1000]
+            index.record_event(
+                session,
+                study_uid,
+                Hop.DELIVERY_ATTEMPT,
+                delivery=delivery_id,
+                destination=destination_name,
+                attempt=attempt,
+                error=str(error)[:200],
+            )
+            if give_up:
+                failed.state = DeliveryState.FAILED
+                index.record_event(
+                    session, study_uid, Hop.DELIVERY_FAILED, delivery=delivery_id, attempts=attempt
+                )
+                settle_study(session, study_uid)
+        if give_up:
+            log.error(
+                "delivery %d to %s failed after %d attempts",
+                delivery_id,
+                destination_name,
+                attempt,
+                extra=study(study_uid),
+            )
+            return
+        delay = min(settings.delivery.backoff_max_s, settings.delivery.backoff_initial_s * 2 ** (attempt - 1))
+        raise task.retry(countdown=delay, exc=error) from error
+    with index.session() as session:
+        done = session.get(Delivery, delivery_id)
+        assert done is not None
+        done.state, done.delivered_at, done.last_error = DeliveryState.DELIVERED, utcnow(), None
+        done.sent_sop_class_uid = sent_classes[0] if len(set(sent_classes)) == 1 else None
+        index.record_event(
+            session,
+            study_uid,
+            Hop.DELIVERED,
+            delivery=delivery_id,
+            destination=destination_name,
+            attempt=attempt,
+            **sent_detail,
+        )
+        settle_study(session, study_uid)

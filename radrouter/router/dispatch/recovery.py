@@ -1,0 +1,117 @@
+"""Finds studies and jobs a crash or a broker outage left behind, and moves them on.
+
+- A study still RECEIVING long after its last instance, with no association open here, lost its
+  completion (the SCP that tracked it in memory died): it is completed now.
+- A job recorded but never handed to the broker (Redis was down when its study was routed, or the
+  process died between the two) is queued again. Tasks are idempotent, so a rare second copy is harmless.
+
+Runs in the SCP process at start-up and then every ``recovery.interval_s``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from celery import Celery
+from sqlalchemy import select
+
+from radrouter.config.rules import Priority
+from radrouter.config.settings import Settings
+from radrouter.router.dispatch.contract import TaskName, queue_for
+from radrouter.router.dispatch.send import QueuedTask, send_tasks
+from radrouter.storage.index import Hop, Index, Job, JobState, Study, StudyState, utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RouterReconciliation:
+    """What one pass did: studies completed late, jobs sent to the broker again."""
+
+    completed: list[str]
+    redispatched: list[int]
+
+
+class StudyReconciler:
+    """One pass at a time; ``pending`` names the studies the local assembler still tracks."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        index: Index,
+        celery: Celery,
+        complete_study: Callable[[str], None],
+        pending: Callable[[], list[str]],
+    ) -> None:
+        self.settings = settings
+        self.index = index
+        self.celery = celery
+        self.complete_study = complete_study
+        self.pending = pending
+
+    def run_once(self) -> RouterReconciliation:
+        return RouterReconciliation(self._complete_stale_studies(), self._redispatch_jobs())
+
+    def _complete_stale_studies(self) -> list[str]:
+        cutoff = utcnow() - timedelta(seconds=self.settings.recovery.receiving_timeout_s)
+        with self.index.session() as session:
+            stale = session.scalars(
+                select(Study.uid).where(Study.state == StudyState.RECEIVING, Study.last_received_at < cutoff)
+            ).all()
+        tracked = set(self.pending())
+        completed = [uid for uid in stale if uid not in tracked]
+        for study_uid in completed:
+            log.warning("study %s was left RECEIVING; completing it now", study_uid)
+            with self.index.session() as session:
+                self.index.record_event(session, study_uid, Hop.RECOVERED, completed_late=True)
+            self.complete_study(study_uid)
+        return completed
+
+    def _redispatch_jobs(self) -> list[int]:
+        cutoff = utcnow() - timedelta(seconds=self.settings.recovery.undispatched_after_s)
+        with self.index.session() as session:
+            jobs = session.execute(
+                select(Job.id, Job.study_uid, Job.pipeline, Job.priority).where(
+                    Job.state == JobState.QUEUED, Job.dispatched_at.is_(None), Job.queued_at < cutoff
+                )
+            ).all()
+        for job_id, study_uid, pipeline, priority in jobs:
+            log.warning("job %d was never received by the broker; queueing it again", job_id)
+            queue, celery_priority = queue_for(self.settings, pipeline), Priority(priority).celery_priority
+            send_tasks(self.celery, self.index, [QueuedTask(TaskName.INFER, job_id, queue, celery_priority)])
+            with self.index.session() as session:
+                self.index.record_event(session, study_uid, Hop.RECOVERED, redispatched_job=job_id)
+        return [job_id for job_id, *_ in jobs]
+
+
+def start_reconciler(
+    settings: Settings,
+    index: Index,
+    celery: Celery,
+    complete_study: Callable[[str], None],
+    pending: Callable[[], list[str]],
+) -> threading.Event:
+    """Run a pass now and then every ``recovery.interval_s`` on a daemon thread; set the event to stop.
+
+    ``complete_study`` is the study router; ``pending`` names the studies the assembler still tracks."""
+    reconciler = StudyReconciler(settings, index, celery, complete_study, pending)
+    stop = threading.Event()
+    interval_s = settings.recovery.interval_s
+
+    def loop() -> None:
+        while True:
+            try:
+                reconciler.run_once()
+            except Exception as error:
+                log.error(
+                    "reconciler pass failed (%s); next pass in %.0f s", type(error).__name__, interval_s
+                )
+            if stop.wait(interval_s):
+                return
+
+    threading.Thread(target=loop, name="reconciler", daemon=True).start()
+    return stop

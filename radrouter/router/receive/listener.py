@@ -1,0 +1,216 @@
+"""Several SCP processes behind one port, all reporting arrivals to the one assembler of the node.
+
+The parent binds the port once and forks ``node.processes`` receivers that accept from that socket,
+so both cores take C-STOREs and a slow association stalls only its own thread. Each receiver sends
+every arrival over its own pipe to the parent, which runs the assembler and the router: exactly one
+place declares studies complete and dispatches them. A receiver that dies is replaced, and the
+associations it held end with it (its pipe reads as end of file).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import threading
+from multiprocessing.connection import Connection, wait
+from multiprocessing.context import ForkProcess
+from multiprocessing.sharedctypes import RawArray
+from types import FrameType
+from typing import TYPE_CHECKING, Any, cast
+
+import pydicom.config
+import pynetdicom._config
+
+from radrouter.config.settings import Settings
+from radrouter.router.assemble import StudyAssembler
+from radrouter.router.receive.scp import ConnectionCounts, StorageSCP
+from radrouter.storage.index import Index
+from radrouter.storage.store import InstanceStore
+
+if TYPE_CHECKING:
+    from radrouter.router.route.study_router import ReadingListEntry
+
+log = logging.getLogger(__name__)
+
+_FORK = multiprocessing.get_context("fork")
+_PR_SET_PDEATHSIG = 1
+
+
+class PipedArrivals:
+    """A receiver's arrival sink: each event is in the pipe to the parent before Success is sent."""
+
+    def __init__(self, pipe: Connection) -> None:
+        self._pipe = pipe
+        self._lock = threading.Lock()  # one association thread writes at a time
+
+    def instance_received(self, study_uid: str, association: str, series_uid: str | None = None) -> None:
+        with self._lock:
+            self._pipe.send(("instance", study_uid, association, series_uid))
+
+    def association_ended(self, association: str) -> None:
+        with self._lock:
+            self._pipe.send(("ended", association))
+
+
+def listening_socket(host: str, port: int, backlog: int = 128) -> socket.socket:
+    """The node's DICOM port, non-blocking so that receivers that lose a connection race go on."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(backlog)
+    sock.setblocking(False)
+    return sock
+
+
+def _receive(
+    settings: Settings, sock: socket.socket, pipe: Connection, counts: ConnectionCounts, parent: int
+) -> None:
+    """One receiver process: its own index connections and AE, on the shared socket."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us with SIGTERM
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _die_with_parent(parent)
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # an INFO line per C-STORE costs 5 %
+        # pynetdicom's handlers that describe every PDU and DIMSE message for its debug log cost 8 %
+        # of its CPU even when nothing is logged; they are bound to servers made after this.
+        pynetdicom._config.LOG_HANDLER_LEVEL = "none"
+    # The receiver stores bytes as received and checks the UIDs it uses itself; pydicom's regex check
+    # of every value it decodes or encodes (command sets, headers) cost 5 % of its CPU.
+    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+    pydicom.config.settings.writing_validation_mode = pydicom.config.IGNORE
+    index = Index(settings.storage.resolved_index_url())
+    store = InstanceStore(settings.storage.root, fsync=settings.storage.fsync)
+    receiver = StorageSCP(settings, store, index, PipedArrivals(pipe), counts)
+    # pynetdicom runs gc.collect() every 60 connections, holding the GIL for 0.25 s over the imported
+    # modules; frozen, they are left out of every collection.
+    gc.freeze()
+    receiver.serve(listening_socket=sock)
+
+
+def _die_with_parent(parent: int) -> None:
+    """A receiver must not keep the port, nor answer Success, once the process that completes studies
+    is gone: the kernel kills it the moment its parent dies (Linux's PR_SET_PDEATHSIG; receivers are
+    forked by the parent's main thread, whose end is what the kernel watches)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+    if os.getppid() != parent:  # it died before the call
+        os._exit(0)
+
+
+class ReceiverPool:
+    """The parent: forks the receivers, feeds their arrivals to the assembler, replaces the dead."""
+
+    def __init__(self, settings: Settings, assembler: StudyAssembler) -> None:
+        self.settings = settings
+        self.assembler = assembler
+        self.slots: Any = RawArray("i", settings.node.processes)
+        self.receivers: list[ForkProcess | None] = [None] * settings.node.processes
+        self._pipes: dict[Connection, set[str]] = {}  # each receiver's pipe → associations it holds
+        self._pipes_lock = threading.Lock()
+        self._stopping = threading.Event()
+
+    def run(self) -> None:
+        """Serve until SIGTERM or SIGINT, then stop the receivers and the assembler."""
+        self.socket = listening_socket(self.settings.node.host, self.settings.node.port)
+        for slot in range(len(self.receivers)):
+            self._start_receiver(slot)
+        previous = {sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        drain = threading.Thread(target=self._drain, name="arrivals", daemon=True)
+        drain.start()
+        self.assembler.start()
+        try:
+            while not self._stopping.wait(0.5):
+                self._replace_dead_receivers()
+        finally:
+            self._stopping.set()
+            for receiver in self.receivers:
+                if receiver is not None:
+                    receiver.terminate()
+            for receiver in self.receivers:
+                if receiver is not None:
+                    receiver.join(timeout=10)
+            drain.join(timeout=5)
+            self.assembler.stop()
+            self.socket.close()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _start_receiver(self, slot: int) -> None:
+        self.slots[slot] = 0  # the connections of a dead receiver died with it
+        counts = ConnectionCounts(self.slots, slot)
+        reader, writer = _FORK.Pipe(duplex=False)
+        receiver = _FORK.Process(
+            target=_receive,
+            args=(self.settings, self.socket, writer, counts, os.getpid()),
+            name=f"scp-{slot}",
+        )
+        receiver.start()
+        writer.close()  # the receiver holds the only writer, so its death reads as end of file
+        with self._pipes_lock:
+            self._pipes[reader] = set()
+        self.receivers[slot] = receiver
+
+    def _replace_dead_receivers(self) -> None:
+        for slot, receiver in enumerate(self.receivers):
+            if receiver is not None and not receiver.is_alive():
+                log.error("SCP process %s ended (exit %s); starting another", receiver.pid, receiver.exitcode)
+                self._start_receiver(slot)
+
+    def _request_stop(self, signum: int, _frame: FrameType | None) -> None:
+        self._stopping.set()
+
+    def _drain(self) -> None:
+        """Feed every receiver's arrivals to the assembler, until the node stops."""
+        while not self._stopping.is_set():
+            with self._pipes_lock:
+                pipes = list(self._pipes)
+            for pipe in wait(pipes, timeout=0.5):
+                self._read(cast(Connection, pipe))
+
+    def _read(self, pipe: Connection) -> None:
+        held = self._pipes[pipe]
+        try:
+            kind, *uids = pipe.recv()
+        except EOFError:  # the receiver died: the associations it held are over
+            with self._pipes_lock:
+                del self._pipes[pipe]
+            pipe.close()
+            for association in held:
+                self.assembler.association_ended(association)
+            return
+        if kind == "instance":
+            study_uid, association, series_uid = uids
+            held.add(association)
+            self.assembler.instance_received(study_uid, association, series_uid)
+        else:
+            held.discard(uids[0])
+            self.assembler.association_ended(uids[0])
+
+
+def run_scp(settings: Settings, reading_list: ReadingListEntry) -> None:
+    """``radrouter scp``: the receivers, and the assembler routing complete studies, until stopped.
+
+    ``reading_list`` puts each complete study on the radiologists' list (the worklist's own code)."""
+    from radrouter.router.dispatch.contract import celery_app
+    from radrouter.router.dispatch.recovery import start_reconciler
+    from radrouter.router.route.study_router import StudyRouter
+    from radrouter.storage.consistency import reconcile_store
+
+    index = Index(settings.storage.resolved_index_url())
+    # Before any receiver runs, so no temp file found is a write still in progress.
+    reconcile_store(InstanceStore(settings.storage.root, fsync=settings.storage.fsync), index, settle_s=0)
+    celery = celery_app(settings)
+    router = StudyRouter(settings, index, celery, reading_list)
+    assembler = StudyAssembler(settings.completion, router, router.series_complete)
+    reconciling = start_reconciler(settings, index, celery, router, assembler.pending)
+    try:
+        ReceiverPool(settings, assembler).run()
+    finally:
+        reconciling.set()

@@ -1,0 +1,382 @@
+"""The DICOM SCP: C-ECHO, and C-STORE for every storage SOP class and transfer syntax.
+
+The C-STORE handler writes the bytes exactly as received (no pixel decoding, no transcoding),
+durably, indexes them, tells the assembler, and only then answers Success.
+"""
+
+from __future__ import annotations
+
+import copy
+import errno
+import logging
+import os
+import socket
+import threading
+import time
+import zlib
+from io import BytesIO
+from typing import Any, cast
+
+import pydicom
+from prometheus_client import Counter
+from pydicom import Dataset
+from pydicom.filereader import read_dataset
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+from pynetdicom import (
+    AE,
+    ALL_TRANSFER_SYNTAXES,
+    AllStoragePresentationContexts,
+    VerificationPresentationContexts,
+    evt,
+)
+from pynetdicom.events import EventHandlerType
+from pynetdicom.presentation import PresentationContext
+from pynetdicom.transport import ThreadedAssociationServer
+from sqlalchemy.exc import SQLAlchemyError
+
+from radrouter.config.settings import Settings
+from radrouter.deid import find_pseudonyms, is_pseudonymous, reidentify
+from radrouter.logs import study
+from radrouter.router.assemble import ArrivalSink
+from radrouter.router.transport import NODELAY_HANDLER, tls_server_context
+from radrouter.storage.ingest import ReceivedInstance, record_instance
+from radrouter.storage.part10 import part10_file
+from radrouter.storage.store import InstanceStore, InvalidUID, validate_uid
+
+log = logging.getLogger(__name__)
+
+SUCCESS = 0x0000
+PROCESSING_FAILURE = 0x0110
+OUT_OF_RESOURCES = 0xA700
+CANNOT_UNDERSTAND = 0xC000
+INVALID_UID = 0xC001
+
+#: What the index keeps of an instance.
+_HEADER_TAGS = [
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "Modality",
+    "SeriesNumber",
+    "SeriesDescription",
+    "PatientID",
+]
+#: Where reading stops, as pydicom's ``stop_before_pixels`` does: Float, Double Float and Pixel Data.
+_PIXEL_DATA_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
+#: How long a busier SCP process leaves a new connection to the others before taking it itself.
+_YIELD_TO_IDLER_PROCESS_S = 0.005
+
+
+# Exported by the SCP process itself (node.metrics_port): only it sees associations and raw bytes.
+ASSOCIATIONS = Counter("radrouter_associations", "Associations requested, by outcome", ["outcome"])
+INSTANCES = Counter("radrouter_instances_received", "C-STORE requests, by answered status", ["status"])
+RECEIVED_BYTES = Counter("radrouter_received_bytes", "Bytes of instances stored")
+
+
+def _index_header(dataset: bytes, transfer_syntax: UID) -> Dataset:
+    """The header up to the pixel data, with the elements the index needs decoded now.
+
+    Every element's structure is read (a data set that cannot be read back is refused here, not found
+    later by routing or a pipeline), but only the indexed elements are converted, and the data set is
+    read straight from the received bytes rather than through a File Meta group built for the purpose.
+    """
+    if transfer_syntax == DeflatedExplicitVRLittleEndian:
+        dataset = zlib.decompress(dataset, -zlib.MAX_WBITS)
+    header = read_dataset(
+        BytesIO(dataset),
+        transfer_syntax.is_implicit_VR,
+        transfer_syntax.is_little_endian,
+        stop_when=lambda tag, _vr, _length: tag in _PIXEL_DATA_TAGS,
+    )
+    for keyword in _HEADER_TAGS:
+        header.get(keyword)
+    return header
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+class ConnectionCounts:
+    """Open connections per SCP process in shared memory; each process writes only its own slot."""
+
+    def __init__(self, slots: Any, slot: int) -> None:
+        self.slots = slots
+        self.slot = slot
+        self._lock = threading.Lock()
+
+    def change(self, delta: int) -> None:
+        with self._lock:
+            self.slots[self.slot] += delta
+
+    def elsewhere(self) -> int:
+        """Connections the node's other SCP processes hold."""
+        return int(sum(self.slots)) - int(self.slots[self.slot])
+
+    def busier_than_another(self) -> bool:
+        """Whether some other SCP process holds fewer connections than this one."""
+        mine = self.slots[self.slot]
+        return any(held < mine for slot, held in enumerate(self.slots) if slot != self.slot)
+
+
+class NodeAE(AE):
+    """An AE whose association limit counts the associations of every SCP process of the node.
+
+    pynetdicom rejects an association when its own acceptors outnumber ``maximum_associations``; this
+    AE lowers that figure by what the other processes hold.
+    """
+
+    def __init__(self, ae_title: str, counts: ConnectionCounts) -> None:
+        super().__init__(ae_title=ae_title)
+        self.counts = counts
+        self._node_limit = 10
+
+    @property
+    def maximum_associations(self) -> int:
+        return self._node_limit - self.counts.elsewhere()
+
+    @maximum_associations.setter
+    def maximum_associations(self, value: int) -> None:
+        self._node_limit = value
+
+
+class AcceptorContexts(list[PresentationContext]):
+    """The contexts we accept, which pynetdicom deep-copies for every association.
+
+    With every storage SOP class in every transfer syntax that deep copy takes 0.2 s of CPU per
+    association; as UIDs are immutable strings, copying each context and its list of transfer
+    syntaxes gives the same independent copies a hundred times faster.
+    """
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> list[PresentationContext]:
+        copies = []
+        for context in self:
+            duplicate = copy.copy(context)
+            duplicate._transfer_syntax = list(context._transfer_syntax)
+            copies.append(duplicate)
+        return copies
+
+
+class SharedSocketServer(ThreadedAssociationServer):
+    """An association server on a listening socket that several SCP processes accept from.
+
+    The socket is bound once, before the processes fork, and is non-blocking: the process that loses
+    the race for a connection gets ``BlockingIOError`` and goes back to waiting. Every process wakes
+    for a new connection; one that holds more connections than another waits a moment first, so the
+    associations spread over the processes (and cores) instead of piling on whichever woke first.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        listening_socket: socket.socket | None = None,
+        counts: ConnectionCounts | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self._listening_socket = listening_socket
+        self.counts = counts or ConnectionCounts([0], 0)
+        super().__init__(*args, **kwargs)
+
+    def server_bind(self) -> None:
+        if self._listening_socket is None:
+            super().server_bind()
+            return
+        cast(socket.socket, self.socket).close()
+        self.socket = self._listening_socket
+        self.server_address = self.socket.getsockname()
+
+    def server_activate(self) -> None:
+        if self._listening_socket is None:
+            super().server_activate()
+
+    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+        """Accept, then finish the TLS handshake within the network timeout (a silent client holds up
+        this process's accept loop no longer than that; the other processes go on accepting).
+
+        The connection counts from here, not from the association thread's start, so that a burst of
+        connections sees each one taken at once.
+        """
+        if self.counts.busier_than_another():
+            time.sleep(_YIELD_TO_IDLER_PROCESS_S)
+        client, address = cast(socket.socket, self.socket).accept()
+        if self.ssl_context is not None:
+            client.settimeout(self.ae.network_timeout)
+            client = self.ssl_context.wrap_socket(client, server_side=True)
+            client.settimeout(None)
+        self.counts.change(+1)
+        return client, address
+
+
+class FreeSpace:
+    """The free-space reserve check, without a statvfs call for every instance (it showed in profiles).
+
+    The file system is asked again once this process has written its share of the headroom seen last
+    (half of it, split between the node's SCP processes, which all write), or after a second.
+    """
+
+    def __init__(self, store: InstanceStore, reserve_bytes: int, processes: int) -> None:
+        self.store = store
+        self.reserve_bytes = reserve_bytes
+        self.processes = max(1, processes)
+        self._lock = threading.Lock()
+        self._checked_at = -1.0
+        self._budget = 0
+        self._written = 0
+
+    def room_for(self, size: int) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            if self._written + size > self._budget or now - self._checked_at > 1.0:
+                headroom = self.store.free_bytes() - self.reserve_bytes
+                self._checked_at, self._written = now, 0
+                self._budget = max(0, headroom // (2 * self.processes))
+                if headroom < size:
+                    return False
+            self._written += size
+            return True
+
+
+class StorageSCP:
+    """Receives instances into the store and the index; its handlers are small and return statuses."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: InstanceStore,
+        index: Any,
+        arrivals: ArrivalSink,
+        counts: ConnectionCounts | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.index = index
+        self.arrivals = arrivals
+        self.counts = counts or ConnectionCounts([0], 0)
+        self.ae = NodeAE(settings.node.ae_title, self.counts)
+        self.ae.maximum_pdu_size = settings.node.max_pdu
+        self.ae.maximum_associations = settings.node.max_associations
+        self.ae.require_called_aet = settings.node.check_called_ae
+        self.ae.require_calling_aet = settings.node.allowed_calling_aes
+        reserve_bytes = settings.storage.free_space_reserve_mb * 1024 * 1024
+        self.free_space = FreeSpace(store, reserve_bytes, settings.node.processes)
+        for context in [*AllStoragePresentationContexts, *VerificationPresentationContexts]:
+            if context.abstract_syntax is not None:
+                self.ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+        self.handlers: list[EventHandlerType] = [
+            NODELAY_HANDLER,
+            (evt.EVT_C_ECHO, self.handle_echo),
+            (evt.EVT_C_STORE, self.handle_store),
+            (evt.EVT_CONN_CLOSE, self.handle_connection_closed),
+            (evt.EVT_ACCEPTED, lambda _event: ASSOCIATIONS.labels("accepted").inc()),
+            (evt.EVT_REJECTED, lambda _event: ASSOCIATIONS.labels("rejected").inc()),
+        ]
+
+    def serve(self, block: bool = True, listening_socket: socket.socket | None = None) -> Any:
+        """Serve on our own port, or on a socket bound before the node's SCP processes forked."""
+        address = (self.settings.node.host, self.settings.node.port)
+        server = self.ae.make_server(
+            address,
+            contexts=AcceptorContexts(self.ae.supported_contexts),
+            ssl_context=tls_server_context(self.settings.node.tls),
+            evt_handlers=self.handlers,
+            server_class=SharedSocketServer,
+            listening_socket=listening_socket,
+            counts=self.counts,
+        )
+        self.ae._servers.append(server)
+        log.info(
+            "SCP %s listening on %s:%d%s (process %d)",
+            self.settings.node.ae_title,
+            *server.server_address[:2],
+            " with TLS" if server.ssl_context else "",
+            os.getpid(),
+        )
+        if block:
+            server.serve_forever()
+            return None
+        threading.Thread(target=server.serve_forever, name="scp-acceptor", daemon=True).start()
+        return server
+
+    def handle_echo(self, event: Any) -> int:
+        return SUCCESS
+
+    def handle_connection_closed(self, event: Any) -> None:
+        self.counts.change(-1)
+        self.arrivals.association_ended(_association_key(event.assoc))
+
+    def handle_store(self, event: Any) -> int:
+        status = self._store(event)
+        INSTANCES.labels(f"0x{status:04X}").inc()
+        return status
+
+    def _store(self, event: Any) -> int:
+        dataset: bytes = event.request.DataSet.getvalue()
+        transfer_syntax: UID = event.context.transfer_syntax
+        try:
+            header = _index_header(dataset, transfer_syntax)
+            sop_uid = validate_uid(str(event.request.AffectedSOPInstanceUID), "SOPInstanceUID")
+            raw = part10_file(dataset, str(event.request.AffectedSOPClassUID), sop_uid, transfer_syntax)
+            if is_pseudonymous(header.get("PatientID")):
+                raw, header = self._reidentified(raw)
+                sop_uid = validate_uid(str(header.SOPInstanceUID), "SOPInstanceUID")
+            study_uid = validate_uid(str(header.StudyInstanceUID), "StudyInstanceUID")
+            series_uid = validate_uid(str(header.SeriesInstanceUID), "SeriesInstanceUID")
+        except InvalidUID as error:
+            log.warning("refused an instance: %s", error)
+            return INVALID_UID
+        except Exception as error:  # any way the sender's bytes fail to parse: found by tests/fuzz
+            log.warning("refused an instance that cannot be indexed: %s", type(error).__name__)
+            return CANNOT_UNDERSTAND
+
+        path = self.store.instance_path(study_uid, series_uid, sop_uid)
+        if not self.free_space.room_for(len(raw)):
+            log.error("refused %s: free disk space is below the reserve", sop_uid, extra=study(study_uid))
+            return OUT_OF_RESOURCES
+        try:
+            self.store.write(path, raw)
+        except OSError as error:
+            reason = errno.errorcode.get(error.errno or 0, error)
+            log.error("cannot store %s: %s", sop_uid, reason, extra=study(study_uid))
+            return OUT_OF_RESOURCES
+        RECEIVED_BYTES.inc(len(raw))
+
+        received = ReceivedInstance(
+            study_uid=study_uid,
+            series_uid=series_uid,
+            sop_uid=sop_uid,
+            sop_class_uid=str(event.request.AffectedSOPClassUID),
+            transfer_syntax_uid=str(transfer_syntax),
+            modality=header.get("Modality"),
+            series_number=_int_or_none(header.get("SeriesNumber")),
+            series_description=(str(header.get("SeriesDescription", "")) or None),
+            path=str(path),
+            size=len(raw),
+            calling_ae=event.assoc.requestor.ae_title,
+            calling_address=event.assoc.requestor.address,
+            dimse_priority=_int_or_none(event.request.Priority) or 0,
+            called_ae=str(getattr(event.assoc.requestor.primitive, "called_ae_title", "") or ""),
+        )
+        try:
+            record_instance(self.index, received)
+        except SQLAlchemyError:
+            log.exception("cannot index %s", sop_uid, extra=study(study_uid))
+            return PROCESSING_FAILURE
+        self.arrivals.instance_received(study_uid, _association_key(event.assoc), series_uid)
+        return SUCCESS
+
+    def _reidentified(self, raw: bytes) -> tuple[bytes, Dataset]:
+        """An instance back from an external destination, with its original identifiers and UIDs."""
+        dataset = pydicom.dcmread(BytesIO(raw))
+        if not reidentify(dataset, lambda values: find_pseudonyms(self.index, values)):
+            return raw, dataset
+        restored = BytesIO()
+        dataset.save_as(restored, enforce_file_format=True)
+        log.info("re-identified an instance returned by an external destination")
+        return restored.getvalue(), dataset
+
+
+def _association_key(assoc: Any) -> str:
+    """Names an association uniquely among all SCP processes of the node."""
+    return f"{os.getpid()}:{id(assoc)}"

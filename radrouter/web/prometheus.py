@@ -1,0 +1,83 @@
+"""Prometheus metrics of the whole node, read at scrape time from the index and the broker.
+
+Every process writes to the index and Redis, so the web app can report for all of them, on any
+machine, without the processes sharing memory. Counters of the SCP itself (associations, instances and
+bytes received) are exported by the SCP process (`node.metrics_port`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from celery import Celery
+from kombu.exceptions import OperationalError as BrokerUnavailable
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from sqlalchemy import func, select
+
+from radrouter.config.settings import Settings
+from radrouter.router.dispatch.contract import DELIVERY_QUEUE, queue_for
+from radrouter.storage.index import Delivery, DeliveryState, Index, Job, JobState
+
+# Seconds from a job's start to its end; brain extraction on a CPU takes tens of seconds.
+INFERENCE_BUCKETS = (1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0, 640.0)
+
+
+def served_queues(settings: Settings) -> list[str]:
+    """The delivery queue and the queue of every pipeline a rule names."""
+    pipelines = {pipeline.name for rule in settings.rules for pipeline in rule.pipelines}
+    return [DELIVERY_QUEUE, *sorted({queue_for(settings, name) for name in pipelines})]
+
+
+def queue_depths(celery: Celery, queues: list[str]) -> dict[str, int]:
+    """Messages waiting per queue (kombu sums the priority sub-queues; declaring is a no-op on Redis)."""
+    with celery.connection_for_read() as connection:
+        channel: Any = connection.default_channel  # kombu's Redis channel
+        return {queue: int(channel.queue_declare(queue).message_count) for queue in queues}
+
+
+class NodeCollector:
+    """Queue depth per queue, inference seconds per pipeline, deliveries by outcome."""
+
+    def __init__(self, settings: Settings, index: Index, celery: Celery) -> None:
+        self.settings, self.index, self.celery = settings, index, celery
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._queues()
+        with self.index.session() as session:
+            deliveries = dict(
+                session.execute(select(Delivery.state, func.count()).group_by(Delivery.state)).all()
+            )
+            durations = session.execute(
+                select(Job.pipeline, Job.started_at, Job.finished_at).where(
+                    Job.state == JobState.DONE, Job.started_at.is_not(None), Job.finished_at.is_not(None)
+                )
+            ).all()
+        outcome = GaugeMetricFamily("radrouter_deliveries", "Deliveries by outcome", labels=["state"])
+        for state in DeliveryState:
+            outcome.add_metric([state.value], deliveries.get(state, 0))
+        yield outcome
+        yield self._inference_histogram(durations)
+
+    def _queues(self) -> Iterator[Metric]:
+        depth = GaugeMetricFamily("radrouter_queue_depth", "Tasks waiting per Celery queue", labels=["queue"])
+        try:
+            depths = queue_depths(self.celery, served_queues(self.settings))
+        except (BrokerUnavailable, OSError):
+            return  # no broker: the queue gauge is missing rather than wrong; /api/health says why
+        for queue, count in depths.items():
+            depth.add_metric([queue], count)
+        yield depth
+
+    def _inference_histogram(self, durations: Sequence[Any]) -> HistogramMetricFamily:
+        seconds: dict[str, list[float]] = {}
+        for pipeline, started, finished in durations:
+            seconds.setdefault(pipeline, []).append((finished - started).total_seconds())
+        histogram = HistogramMetricFamily(
+            "radrouter_inference_seconds", "Seconds per finished job, by pipeline", labels=["pipeline"]
+        )
+        for pipeline, values in sorted(seconds.items()):
+            buckets = [(str(bound), sum(v <= bound for v in values)) for bound in INFERENCE_BUCKETS]
+            buckets.append(("+Inf", len(values)))
+            histogram.add_metric([pipeline], buckets, sum_value=sum(values))
+        return histogram

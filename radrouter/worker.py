@@ -1,0 +1,57 @@
+"""The worker app: the one module that imports every tasks module and wires a worker's start and stop.
+
+Tasks are declared with ``shared_task``, so no tasks module builds or imports an app; this module
+builds it from the settings when asked (``radrouter worker``, or ``celery -A radrouter.worker``), never
+at import.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_ready, worker_shutdown
+
+from radrouter.config.settings import Settings
+from radrouter.inference import tasks as inference_tasks
+from radrouter.inference.standard_tables import cache_standard_lookups
+from radrouter.monitoring import tasks as monitoring_tasks
+from radrouter.router.deliver import tasks as delivery_tasks
+from radrouter.router.dispatch.contract import celery_app
+from radrouter.router.dispatch.worker import worker_settings
+from radrouter.worklist import tasks as worklist_tasks
+
+#: Every module whose tasks a worker runs; each task's name is in ``router.dispatch.contract``.
+TASK_MODULES = (inference_tasks, delivery_tasks, worklist_tasks, monitoring_tasks)
+
+
+def _worker_started(sender: Any, **_: Any) -> None:
+    inference_tasks.load_served_pipelines(sender.app)
+
+
+def _worker_stopping(**_: Any) -> None:
+    delivery_tasks.release_open_associations()
+
+
+def create_worker_app(settings: Settings) -> Celery:
+    """The Celery app of a worker process, with every task registered and start/stop wired."""
+    app = celery_app(settings)
+    app.conf.imports = [module.__name__ for module in TASK_MODULES]
+    app.set_current()
+    cache_standard_lookups()  # volumes, SEGs and SRs look each SOP class up once, not once per slice
+    worker_ready.connect(_worker_started, weak=False)
+    worker_shutdown.connect(_worker_stopping, weak=False)
+    return app
+
+
+@cache
+def _app() -> Celery:
+    return create_worker_app(worker_settings())
+
+
+def __getattr__(name: str) -> Celery:
+    """``celery -A radrouter.worker`` (the compose healthchecks) finds ``app`` here, built on first use."""
+    if name == "app":
+        return _app()
+    raise AttributeError(name)
