@@ -36,6 +36,7 @@ from radrouter.storage.index import (
     Job,
     JobState,
     Result,
+    ResultKind,
     Series,
     StudyState,
     settle_study,
@@ -205,7 +206,10 @@ class JobRunner:
         summary = result_summary(pipeline, measurements, findings)
         results: list[Result] = []
         written: list[Path] = []
-        for kind, dataset, stand_in in (("SEG", segmentation, fallback), ("SR", report, None)):
+        for kind, dataset, stand_in in (
+            (ResultKind.SEG, segmentation, fallback),
+            (ResultKind.SR, report, None),
+        ):
             drop_empty_inherited_sequences(dataset)
             path = self.store.result_path(study_uid, dataset.SOPInstanceUID)
             fallback_path = None
@@ -256,7 +260,7 @@ def _earlier_reports(session: Session, job: Job) -> list[str]:
             Job.series_uid == job.series_uid,
             Job.pipeline == job.pipeline,
             Job.revision < job.revision,
-            Result.kind == "SR",
+            Result.kind == ResultKind.SR,
         )
         .order_by(Job.revision.desc())
     ).all()

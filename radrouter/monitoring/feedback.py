@@ -7,17 +7,11 @@ the report (SR) of every pipeline run on the study's current revision.
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import select
 
-from radrouter.storage.index import Feedback, Index, Result, Study, utc_iso
-
-
-class Verdict(StrEnum):
-    AGREE = "agree"
-    DISAGREE = "disagree"
+from radrouter.storage.index import Feedback, Index, Result, ResultKind, Study, Verdict, utc_iso
 
 
 def _feedback(result: Result, verdict: Verdict, source: str, at: datetime, **extra: Any) -> Feedback:
@@ -25,7 +19,7 @@ def _feedback(result: Result, verdict: Verdict, source: str, at: datetime, **ext
         result_id=result.id,
         pipeline=result.job.pipeline,
         version=str(result.summary.get("version", "unknown"))[:64],
-        verdict=verdict.value,
+        verdict=verdict,
         source=source,
         at=at,
         **extra,
@@ -85,7 +79,7 @@ def record_study_verdict(index: Index, study_uid: str, verdict: Verdict, at: dat
             for job in study.jobs
             if job.revision == study.revision
             for result in job.results
-            if result.kind == "SR"
+            if result.kind == ResultKind.SR
         ]
         session.add_all(_feedback(result, verdict, "worklist", at) for result in reports)
         return len(reports)

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from radrouter.monitoring.descriptors import DESCRIPTORS
 from radrouter.monitoring.drift import Chart, Sample
-from radrouter.storage.index import Feedback, MonitoredResult, utc_iso
+from radrouter.storage.index import Feedback, MonitoredResult, Verdict, utc_iso
 
 AGREEMENT = "agreement"
 
@@ -49,7 +49,7 @@ def _descriptor(row: MonitoredResult, name: str) -> str:
 
 def feedback_samples(verdicts: list[Feedback]) -> Iterator[Sample]:
     for verdict in verdicts:
-        yield Sample(AGREEMENT, Chart.RATE, verdict.at.date(), float(verdict.verdict == "agree"))
+        yield Sample(AGREEMENT, Chart.RATE, verdict.at.date(), float(verdict.verdict == Verdict.AGREE))
 
 
 def pipeline_rows(

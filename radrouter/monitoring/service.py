@@ -25,7 +25,16 @@ from radrouter.monitoring.series import (
     point_json,
     result_samples,
 )
-from radrouter.storage.index import DriftAlert, Index, Job, MonitoredResult, Series, utc_iso, utcnow
+from radrouter.storage.index import (
+    DriftAlert,
+    Index,
+    Job,
+    MonitoredResult,
+    ResultKind,
+    Series,
+    utc_iso,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +65,7 @@ class Monitor:
             job = session.get(Job, job_id)
             if job is None:
                 raise LookupError(f"job {job_id} is not in the index")
-            report = next((r for r in reversed(job.results) if r.kind == "SR"), None)
+            report = next((r for r in reversed(job.results) if r.kind == ResultKind.SR), None)
             if report is None:
                 return None
             existing = session.scalar(select(MonitoredResult).where(MonitoredResult.result_id == report.id))

@@ -19,6 +19,7 @@ from sqlalchemy import JSON, Enum, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
+from radrouter.config.rules import Priority
 from radrouter.storage.migrate import ensure_current, upgrade
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,39 @@ class Hop(enum.StrEnum):
     HL7_FAILED = "hl7_failed"
     RECOVERED = "recovered"
     DELIVERY_RETRY = "delivery_retry"
+
+
+class ResultKind(enum.StrEnum):
+    """What a job wrote: a DICOM-SEG, or the TID 1500 SR that reports on it."""
+
+    SEG = "SEG"
+    SR = "SR"
+
+
+class Verdict(enum.StrEnum):
+    """A radiologist's word on an AI result."""
+
+    AGREE = "agree"
+    DISAGREE = "disagree"
+
+
+class MessageKind(enum.StrEnum):
+    """The HL7 v2 messages sent to the RIS: results, and a raised reading priority."""
+
+    ORU = "ORU^R01"
+    OMI = "OMI^O23"
+
+
+class PseudonymKind(enum.StrEnum):
+    PATIENT = "patient"
+    STUDY = "study"
+    UID = "uid"
+
+
+def coded(values: type[enum.StrEnum]) -> Enum:
+    """A column of coded values, stored as the values themselves (the text these columns held before
+    they were enums, so existing rows and reports read the same)."""
+    return Enum(values, values_callable=lambda kinds: [kind.value for kind in kinds])
 
 
 class Base(DeclarativeBase):
@@ -140,7 +174,7 @@ class Job(Base):
     series_uid: Mapped[str] = mapped_column(ForeignKey("series.uid"))
     pipeline: Mapped[str] = mapped_column(String(64))
     revision: Mapped[int] = mapped_column(Integer, default=0)
-    priority: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[Priority] = mapped_column(coded(Priority))
     rule: Mapped[str] = mapped_column(String(100))
     destinations: Mapped[dict[str, Any]] = mapped_column(default=dict)
     state: Mapped[JobState] = mapped_column(Enum(JobState), default=JobState.QUEUED)
@@ -162,7 +196,7 @@ class Result(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
-    kind: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[ResultKind] = mapped_column(coded(ResultKind))
     sop_uid: Mapped[str] = mapped_column(String(64), unique=True)
     sop_class_uid: Mapped[str] = mapped_column(String(64))
     series_uid: Mapped[str] = mapped_column(String(64))
@@ -229,12 +263,6 @@ class AuditEvent(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
-class PseudonymKind(enum.StrEnum):
-    PATIENT = "patient"
-    STUDY = "study"
-    UID = "uid"
-
-
 class Pseudonym(Base):
     """A pseudonym radrouter issued to an external destination, and what it stands for.
 
@@ -244,7 +272,7 @@ class Pseudonym(Base):
     __tablename__ = "pseudonyms"
 
     pseudonym: Mapped[str] = mapped_column(String(64), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[PseudonymKind] = mapped_column(coded(PseudonymKind))
     original: Mapped[str] = mapped_column(String(64))
     identity: Mapped[dict[str, Any]] = mapped_column(default=dict)
     issued_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -256,14 +284,14 @@ class WorklistItem(Base):
     __tablename__ = "worklist_items"
 
     study_uid: Mapped[str] = mapped_column(ForeignKey("studies.uid"), primary_key=True)
-    priority: Mapped[str] = mapped_column(String(16))
-    base_priority: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[Priority] = mapped_column(coded(Priority))
+    base_priority: Mapped[Priority] = mapped_column(coded(Priority))
     reason: Mapped[str | None] = mapped_column(String(200))
     finding: Mapped[str | None] = mapped_column(String(200))
     arrived_at: Mapped[datetime] = mapped_column(default=utcnow)
     changed_at: Mapped[datetime] = mapped_column(default=utcnow)
     read_at: Mapped[datetime | None] = mapped_column(index=True)
-    verdict: Mapped[str | None] = mapped_column(String(16))
+    verdict: Mapped[Verdict | None] = mapped_column(coded(Verdict))
 
     changes: Mapped[list[PriorityChange]] = relationship(order_by="PriorityChange.id")
 
@@ -275,8 +303,8 @@ class PriorityChange(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     study_uid: Mapped[str] = mapped_column(ForeignKey("worklist_items.study_uid"), index=True)
-    old_priority: Mapped[str | None] = mapped_column(String(16))
-    new_priority: Mapped[str] = mapped_column(String(16))
+    old_priority: Mapped[Priority | None] = mapped_column(coded(Priority))
+    new_priority: Mapped[Priority] = mapped_column(coded(Priority))
     source: Mapped[str] = mapped_column(String(16))
     rule: Mapped[str | None] = mapped_column(String(100))
     reason: Mapped[str] = mapped_column(String(200))
@@ -295,7 +323,7 @@ class Hl7Message(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     study_uid: Mapped[str] = mapped_column(ForeignKey("studies.uid"), index=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"))
-    kind: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[MessageKind] = mapped_column(coded(MessageKind))
     control_id: Mapped[str] = mapped_column(String(20), unique=True)
     state: Mapped[DeliveryState] = mapped_column(Enum(DeliveryState), default=DeliveryState.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -332,7 +360,7 @@ class Feedback(Base):
     result_id: Mapped[int] = mapped_column(ForeignKey("results.id"), index=True)
     pipeline: Mapped[str] = mapped_column(String(64), index=True)
     version: Mapped[str] = mapped_column(String(64))
-    verdict: Mapped[str] = mapped_column(String(16))
+    verdict: Mapped[Verdict] = mapped_column(coded(Verdict))
     item: Mapped[str | None] = mapped_column(String(100))
     corrected_value: Mapped[float | None]
     source: Mapped[str] = mapped_column(String(16))

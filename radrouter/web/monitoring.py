@@ -13,10 +13,10 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from pydantic import BaseModel, Field
 
 from radrouter.config.settings import Settings
-from radrouter.monitoring.feedback import Verdict, feedback_for, record_feedback
+from radrouter.monitoring.feedback import feedback_for, record_feedback
 from radrouter.monitoring.series import monitored_pipelines
 from radrouter.monitoring.service import Monitor
-from radrouter.storage.index import Index, utcnow
+from radrouter.storage.index import Index, Verdict, utcnow
 from radrouter.web.monitoring_page import index_page, pipeline_page
 
 

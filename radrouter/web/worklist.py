@@ -5,22 +5,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from radrouter.config.settings import Settings
-from radrouter.monitoring.feedback import Verdict, record_study_verdict
-from radrouter.storage.index import Index, utcnow
+from radrouter.monitoring.feedback import record_study_verdict
+from radrouter.storage.index import Index, Verdict, utcnow
 from radrouter.worklist.reading_list import AlreadyRead, ReadingList
 
 
 class ReadRequest(BaseModel):
     """What a radiologist says on reading: optionally, whether they agree with the AI finding."""
 
-    verdict: Literal["agree", "disagree"] | None = Field(None, description="agree or disagree with the AI.")
+    verdict: Verdict | None = Field(None, description="agree or disagree with the AI.")
 
 
 def worklist_router(settings: Settings, index: Index, clock: Callable[[], datetime] = utcnow) -> APIRouter:
@@ -38,7 +38,7 @@ def worklist_router(settings: Settings, index: Index, clock: Callable[[], dateti
         try:
             read = reading_list.mark_read(study_uid, request.verdict if request else None)
             if request and request.verdict:
-                read["feedback"] = record_study_verdict(index, study_uid, Verdict(request.verdict), clock())
+                read["feedback"] = record_study_verdict(index, study_uid, request.verdict, clock())
             return read
         except LookupError as error:
             raise HTTPException(status_code=404, detail=str(error)) from error

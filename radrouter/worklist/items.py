@@ -28,32 +28,40 @@ def raise_priority(
     rule: str | None = None,
 ) -> bool:
     """Move ``item`` up to ``priority`` if that is more urgent; record the change. True if it moved."""
-    current = Priority(item.priority) if item.priority else None
-    if current is not None and not priority.more_urgent_than(current):
+    if not priority.more_urgent_than(item.priority):
         return False
-    item.priority, item.reason, item.changed_at = priority.value, reason, at
-    session.add(
-        PriorityChange(
-            study_uid=item.study_uid,
-            old_priority=current.value if current else None,
-            new_priority=priority.value,
-            source=source,
-            rule=rule,
-            reason=reason,
-            at=at,
-        )
+    _record_change(
+        index, session, item, item.priority, priority, source=source, reason=reason, at=at, rule=rule
     )
-    index.record_event(
-        session,
-        item.study_uid,
-        Hop.TRIAGED,
-        old=current.value if current else None,
-        new=priority.value,
+    return True
+
+
+def _record_change(
+    index: Index,
+    session: Session,
+    item: WorklistItem,
+    old: Priority | None,
+    new: Priority,
+    *,
+    source: str,
+    reason: str,
+    at: datetime,
+    rule: str | None = None,
+) -> None:
+    item.priority, item.reason, item.changed_at = new, reason, at
+    change = PriorityChange(
+        study_uid=item.study_uid,
+        old_priority=old,
+        new_priority=new,
         source=source,
         rule=rule,
         reason=reason,
+        at=at,
     )
-    return True
+    session.add(change)
+    index.record_event(
+        session, item.study_uid, Hop.TRIAGED, old=old, new=new, source=source, rule=rule, reason=reason
+    )
 
 
 def open_item(
@@ -70,10 +78,12 @@ def open_item(
     item = session.get(WorklistItem, study_uid)
     if item is None:
         item = WorklistItem(
-            study_uid=study_uid, priority="", base_priority=priority.value, arrived_at=at, changed_at=at
+            study_uid=study_uid, priority=priority, base_priority=priority, arrived_at=at, changed_at=at
         )
         session.add(item)
-    elif item.read_at is not None:
+        _record_change(index, session, item, None, priority, source=source, reason=reason, at=at)
+        return item
+    if item.read_at is not None:
         # Images that arrive after the read need reading too: back on the list, waiting from now.
         item.read_at, item.verdict, item.arrived_at = None, None, at
         index.record_event(session, study_uid, Hop.TRIAGED, reopened=True, priority=item.priority)

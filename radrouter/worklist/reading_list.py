@@ -23,16 +23,16 @@ from radrouter.storage.index import (
     Hop,
     Index,
     Job,
+    MessageKind,
+    ResultKind,
     Study,
+    Verdict,
     WorklistItem,
     utc_iso,
     utcnow,
 )
 from radrouter.worklist.items import open_item, raise_priority
 from radrouter.worklist.triage import ResultSummary, WaitingStudy, evaluate, most_urgent, reading_order
-
-ORU = "ORU^R01"
-OMI = "OMI^O23"
 
 
 class AlreadyRead(Exception):
@@ -64,7 +64,7 @@ class ReadingList:
                 item.study_uid: item
                 for item in session.scalars(select(WorklistItem).where(WorklistItem.read_at.is_(None)))
             }
-            waiting = [WaitingStudy(uid, Priority(i.priority), i.arrived_at) for uid, i in items.items()]
+            waiting = [WaitingStudy(uid, i.priority, i.arrived_at) for uid, i in items.items()]
             entries = []
             for position, placement in enumerate(reading_order(waiting, now, caps), start=1):
                 item = items[placement.study.study_uid]
@@ -78,7 +78,7 @@ class ReadingList:
                         "reason": item.reason,
                         "finding": item.finding,
                         "waited_s": round(placement.waited_s, 1),
-                        "max_wait_s": caps[Priority(item.priority)],
+                        "max_wait_s": caps[item.priority],
                         "overdue": placement.overdue,
                         "arrived_at": utc_iso(item.arrived_at),
                         "state": study.state.value if study else None,
@@ -89,7 +89,7 @@ class ReadingList:
                 )
             return entries
 
-    def mark_read(self, study_uid: str, verdict: str | None = None) -> dict[str, Any]:
+    def mark_read(self, study_uid: str, verdict: Verdict | None = None) -> dict[str, Any]:
         """Take a study off the list, with the radiologist's agreement with the AI finding if given."""
         now = self.clock()
         with self.index.session() as session:
@@ -113,7 +113,7 @@ class ReadingList:
             job = session.get(Job, job_id)
             if job is None:
                 raise LookupError(f"job {job_id} is not in the index")
-            reports = [result for result in job.results if result.kind == "SR"]
+            reports = [result for result in job.results if result.kind == ResultKind.SR]
             if not reports:
                 return outcome
             if job.pipeline in self.settings.monitoring.shadow_pipelines:
@@ -164,11 +164,11 @@ class ReadingList:
                     changed=False,
                 )
             if self.settings.worklist.hl7.host:
-                kinds = [OMI, ORU] if outcome.escalated else [ORU]
+                kinds = [MessageKind.OMI, MessageKind.ORU] if outcome.escalated else [MessageKind.ORU]
                 outcome.messages = self._queue_messages(session, job, kinds)
         return outcome
 
-    def _queue_messages(self, session: Any, job: Job, kinds: list[str]) -> list[int]:
+    def _queue_messages(self, session: Any, job: Job, kinds: list[MessageKind]) -> list[int]:
         """Add the job's messages of ``kinds`` once; return every one still unsent (a rerun resends)."""
         existing = {m.kind: m for m in session.scalars(select(Hl7Message).where(Hl7Message.job_id == job.id))}
         for kind in kinds:

@@ -13,13 +13,21 @@ import pydicom
 from celery import shared_task
 from sqlalchemy.orm import Session
 
-from radrouter.config.rules import Priority
 from radrouter.config.settings import Settings
 from radrouter.router.dispatch.contract import DELIVERY_QUEUE, TaskName
 from radrouter.router.dispatch.worker import worker_index, worker_settings
-from radrouter.storage.index import DeliveryState, Hl7Message, Hop, Job, WorklistItem, utcnow
+from radrouter.storage.index import (
+    DeliveryState,
+    Hl7Message,
+    Hop,
+    Job,
+    MessageKind,
+    ResultKind,
+    WorklistItem,
+    utcnow,
+)
 from radrouter.worklist import hl7
-from radrouter.worklist.reading_list import OMI, ReadingList
+from radrouter.worklist.reading_list import ReadingList
 from radrouter.worklist.triage import ResultSummary, evaluate
 
 log = logging.getLogger(__name__)
@@ -41,18 +49,18 @@ def compose(settings: Settings, session: Session, message: Hl7Message) -> str:
     assert job is not None
     first_instance = job.study.series[0].instances[0]
     order = hl7.Order.from_header(pydicom.dcmread(first_instance.path, stop_before_pixels=True))
-    if message.kind == OMI:
+    if message.kind == MessageKind.OMI:
         item = session.get(WorklistItem, message.study_uid)
         assert item is not None
         return hl7.priority_update_message(
             settings.worklist.hl7,
             message.control_id,
             order,
-            Priority(item.priority),
+            item.priority,
             item.reason or "",
             utcnow(),
         )
-    report = next(result for result in job.results if result.kind == "SR")
+    report = next(result for result in job.results if result.kind == ResultKind.SR)
     summary = ResultSummary.model_validate(report.summary)
     matches = evaluate(settings.worklist.triage_rules, summary)
     return hl7.results_message(settings.worklist.hl7, message.control_id, order, summary, matches, utcnow())

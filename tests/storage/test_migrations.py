@@ -5,6 +5,7 @@ A model change without its migration fails here: run `radrouter db revision -m "
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,8 @@ from typer.testing import CliRunner
 
 from radrouter.cli import app
 from radrouter.config.settings import CONFIG_ENV
-from radrouter.storage.index import Base, Index, Study
+from radrouter.config.rules import Priority
+from radrouter.storage.index import Base, Index, Study, Verdict, WorklistItem
 from radrouter.storage.migrate import IndexNotMigrated, alembic_config, current_revision, head_revision
 from tests.services import PostgreSQL
 
@@ -101,3 +103,58 @@ def test_postgresql_enum_types_hold_every_value_of_the_models(postgres: PostgreS
         for type_name, label in connection.execute(query):
             found.setdefault(type_name, set()).add(label)
     assert found == expected
+
+
+def _index_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path}/index.sqlite3"
+    server: PostgreSQL = request.getfixturevalue("postgres")
+    return server.create_database()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_coded_text_written_before_the_enum_columns_reads_back_as_enums(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Rows an older node wrote (priorities, kinds and verdicts as text) survive the move to enums."""
+    url = _index_url(backend, tmp_path, request)
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        settings = alembic_config()
+        settings.attributes["connection"] = connection
+        command.upgrade(settings, "c0a3f84fc7b6")  # the revision before coded values became enums
+        connection.execute(
+            text(
+                "INSERT INTO studies (uid, state, revision, first_received_at, last_received_at,"
+                " sent_as_high_priority) VALUES ('1.2', 'DONE', 1, :at, :at, false)"
+            ),
+            {"at": datetime(2026, 1, 1)},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO worklist_items (study_uid, priority, base_priority, arrived_at, changed_at,"
+                " verdict) VALUES ('1.2', 'stat', 'routine', :at, :at, 'agree')"
+            ),
+            {"at": datetime(2026, 1, 1)},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO priority_changes (study_uid, old_priority, new_priority, source, reason, at)"
+                " VALUES ('1.2', NULL, 'stat', 'rule', 'ED head CT', :at)"
+            ),
+            {"at": datetime(2026, 1, 1)},
+        )
+    engine.dispose()
+
+    index = Index(url, migrate=True)
+    with index.session() as session:
+        item = session.get(WorklistItem, "1.2")
+        assert item is not None
+        assert (item.priority, item.base_priority, item.verdict) == (
+            Priority.STAT,
+            Priority.ROUTINE,
+            Verdict.AGREE,
+        )
+        (change,) = item.changes
+        assert (change.old_priority, change.new_priority) == (None, Priority.STAT)
+    index.engine.dispose()

@@ -19,13 +19,14 @@ from radrouter.storage.index import (
     Hop,
     Index,
     Job,
+    MessageKind,
     PriorityChange,
     Result,
     WorklistItem,
 )
 from radrouter.storage.ingest import ReceivedInstance, record_instance
 from radrouter.worklist.items import open_for_study
-from radrouter.worklist.reading_list import OMI, ORU, AlreadyRead, ReadingList
+from radrouter.worklist.reading_list import AlreadyRead, ReadingList
 from tests.router.test_dispatch import received as dispatch_received
 from tests.services import CT_HEAD, MPRAGE
 
@@ -151,7 +152,7 @@ def test_a_finding_moves_its_study_to_the_top_and_every_change_is_recorded(
         hops = session.scalars(select(AuditEvent.hop).where(AuditEvent.study_uid == mri)).all()
         assert hops.count(Hop.TRIAGED) == 2
         messages = session.scalars(select(Hl7Message).order_by(Hl7Message.id)).all()
-        assert sorted(m.kind for m in messages) == [OMI, ORU]
+        assert sorted(m.kind for m in messages) == [MessageKind.OMI, MessageKind.ORU]
         assert sorted(outcome.messages) == [m.id for m in messages]
 
     rerun = reading_list.apply_results(job_id)
@@ -167,7 +168,7 @@ def test_a_finding_below_the_minimum_probability_changes_nothing(
     assert not outcome.escalated
     assert reading_list.in_reading_order()[0]["priority"] == "routine"
     with router.index.session() as session:
-        assert [m.kind for m in session.scalars(select(Hl7Message))] == [ORU]
+        assert [m.kind for m in session.scalars(select(Hl7Message))] == [MessageKind.ORU]
 
 
 def test_a_read_takes_the_study_off_the_list_with_the_verdict(

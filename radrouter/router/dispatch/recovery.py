@@ -19,7 +19,6 @@ from datetime import timedelta
 from celery import Celery
 from sqlalchemy import select
 
-from radrouter.config.rules import Priority
 from radrouter.config.settings import Settings
 from radrouter.router.dispatch.contract import TaskName, queue_for
 from radrouter.router.dispatch.send import QueuedTask, send_tasks
@@ -81,7 +80,7 @@ class StudyReconciler:
             ).all()
         for job_id, study_uid, pipeline, priority in jobs:
             log.warning("job %d was never received by the broker; queueing it again", job_id)
-            queue, celery_priority = queue_for(self.settings, pipeline), Priority(priority).celery_priority
+            queue, celery_priority = queue_for(self.settings, pipeline), priority.celery_priority
             send_tasks(self.celery, self.index, [QueuedTask(TaskName.INFER, job_id, queue, celery_priority)])
             with self.index.session() as session:
                 self.index.record_event(session, study_uid, Hop.RECOVERED, redispatched_job=job_id)

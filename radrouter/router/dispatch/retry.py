@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from celery import Celery
 
-from radrouter.config.rules import Priority
 from radrouter.config.settings import Settings
 from radrouter.router.dispatch.contract import TaskName, queue_for
 from radrouter.storage.index import Hop, Index, Job, JobState, StudyState
@@ -29,5 +28,5 @@ def retry_job(settings: Settings, index: Index, celery: Celery, job_id: int) -> 
         job.state, job.error, job.started_at, job.finished_at = JobState.QUEUED, None, None, None
         job.study.state, job.study.reason = StudyState.ROUTED, None
         index.record_event(session, job.study_uid, Hop.QUEUED, job=job_id, pipeline=job.pipeline, retry=True)
-        queue, priority = queue_for(settings, job.pipeline), Priority(job.priority).celery_priority
+        queue, priority = queue_for(settings, job.pipeline), job.priority.celery_priority
     celery.send_task(TaskName.INFER, args=[job_id], queue=queue, priority=priority)

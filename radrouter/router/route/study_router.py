@@ -186,7 +186,7 @@ class StudyRouter:
                 series_uid=run.series_uid,
                 pipeline=run.pipeline,
                 revision=study.revision,
-                priority=run.priority.value,
+                priority=run.priority,
                 rule=",".join(run.rules)[:100],
                 destinations={"results_to": run.results_to},
                 state=JobState.QUEUED,
