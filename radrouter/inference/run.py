@@ -229,7 +229,7 @@ class JobRunner:
                     series_uid=dataset.SeriesInstanceUID,
                     path=self.node.recorded_result_path(path),
                     fallback_path=self.node.recorded_result_path(fallback_path) if fallback_path else None,
-                    summary=summary,
+                    summary=summary.as_row(),
                 )
             )
         self.node.return_results(written)

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from radrouter.inference.results.summary import ResultSummary
 from radrouter.storage.index import Feedback, Index, Result, ResultKind, Study, Verdict, utc_iso
 
 
@@ -18,7 +19,7 @@ def _feedback(result: Result, verdict: Verdict, source: str, at: datetime, **ext
     return Feedback(
         result_id=result.id,
         pipeline=result.job.pipeline,
-        version=str(result.summary.get("version", "unknown"))[:64],
+        version=ResultSummary.of_row(result.summary).version[:64],
         verdict=verdict,
         source=source,
         at=at,

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from radrouter.inference.results.summary import ResultSummary
 from radrouter.monitoring.descriptors import DESCRIPTORS
 from radrouter.monitoring.drift import Chart, Sample
 from radrouter.storage.index import Feedback, MonitoredResult, Verdict, utc_iso
@@ -24,18 +25,18 @@ AGREEMENT = "agreement"
 def result_samples(rows: list[MonitoredResult], finding_threshold: float) -> Iterator[Sample]:
     """Measurements, finding calls and input mix of each result; a mix value or finding code seen in any
     result yields a 0/1 sample from every result, so a share can fall as well as rise."""
-    finding_codes = {f["code"] for row in rows for f in row.summary.get("findings", [])}
+    summaries = {row.id: ResultSummary.of_row(row.summary) for row in rows}
+    finding_codes = {f.code for summary in summaries.values() for f in summary.findings}
     mix_values = {(name, _descriptor(row, name)) for row in rows for name in (*DESCRIPTORS, "version")}
     for row in rows:
-        day = row.at.date()
-        for measurement in row.summary.get("measurements", []):
-            value = measurement.get("value")
-            if isinstance(value, int | float):
-                yield Sample(f"measurement:{measurement['name']}", Chart.MEAN, day, float(value))
+        day, summary = row.at.date(), summaries[row.id]
+        for measurement in summary.measurements:
+            yield Sample(f"measurement:{measurement.name}", Chart.MEAN, day, measurement.value)
         called = {
-            f["code"]
-            for f in row.summary.get("findings", [])
-            if float(f.get("probability", 1.0)) >= finding_threshold
+            f.code
+            for f in summary.findings
+            # A yes/no finding (no probability) that is present is called.
+            if f.probability is None or f.probability >= finding_threshold
         }
         for code in finding_codes:
             yield Sample(f"finding:{code}", Chart.RATE, day, float(code in called))
@@ -69,14 +70,15 @@ def pipeline_rows(
 
 def point_json(row: MonitoredResult) -> dict[str, Any]:
     """One point of the time series: when, which model version, what input, what it measured and found."""
+    summary = ResultSummary.of_row(row.summary)
     return {
         "result_id": row.result_id,
         "study_uid": row.study_uid,
         "at": utc_iso(row.at),
         "version": row.version,
         "input": {name: _descriptor(row, name) for name in DESCRIPTORS},
-        "measurements": row.summary.get("measurements", []),
-        "findings": row.summary.get("findings", []),
+        "measurements": [m.model_dump(mode="json") for m in summary.measurements],
+        "findings": [f.model_dump(mode="json") for f in summary.findings],
     }
 
 

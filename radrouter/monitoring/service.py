@@ -16,6 +16,7 @@ import pydicom
 from sqlalchemy import select
 
 from radrouter.config.settings import Settings
+from radrouter.inference.results.summary import ResultSummary
 from radrouter.monitoring.descriptors import input_descriptors
 from radrouter.monitoring.drift import Sample, StatisticDrift, Windows, drift
 from radrouter.monitoring.series import (
@@ -78,7 +79,7 @@ class Monitor:
                 result_id=report.id,
                 study_uid=job.study_uid,
                 pipeline=job.pipeline,
-                version=str(report.summary.get("version", "unknown"))[:64],
+                version=ResultSummary.of_row(report.summary).version[:64],
                 at=report.created_at,
                 summary=report.summary,
                 **{key: value[:64] for key, value in input_descriptors(header).items()},

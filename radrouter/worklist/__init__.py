@@ -1,6 +1,6 @@
 """Triage: AI results move studies up the reading list, with a waiting-time cap; HL7 v2 to the RIS."""
 
 from radrouter.worklist.reading_list import ReadingList
-from radrouter.worklist.triage import ResultSummary, TriageMatch, WaitingStudy, evaluate, reading_order
+from radrouter.worklist.triage import TriageMatch, WaitingStudy, evaluate, reading_order
 
-__all__ = ["ReadingList", "ResultSummary", "TriageMatch", "WaitingStudy", "evaluate", "reading_order"]
+__all__ = ["ReadingList", "TriageMatch", "WaitingStudy", "evaluate", "reading_order"]

@@ -21,7 +21,8 @@ from pydicom.dataset import Dataset
 
 from radrouter.config.rules import Priority
 from radrouter.config.worklist import Hl7Settings
-from radrouter.worklist.triage import ResultSummary, TriageMatch, abnormal_flag
+from radrouter.inference.results.summary import ResultSummary
+from radrouter.worklist.triage import TriageMatch, abnormal_flag
 
 VERSION = "2.5"
 #: TQ1-9 priority codes (HL7 table 0485).

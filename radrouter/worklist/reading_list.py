@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from radrouter.config.rules import Priority
 from radrouter.config.settings import Settings
+from radrouter.inference.results.summary import ResultSummary
 from radrouter.storage.index import (
     DeliveryState,
     Hl7Message,
@@ -32,7 +33,7 @@ from radrouter.storage.index import (
     utcnow,
 )
 from radrouter.worklist.items import open_item, raise_priority
-from radrouter.worklist.triage import ResultSummary, WaitingStudy, evaluate, most_urgent, reading_order
+from radrouter.worklist.triage import WaitingStudy, evaluate, most_urgent, reading_order
 
 
 class AlreadyRead(Exception):
@@ -120,7 +121,7 @@ class ReadingList:
                 self.index.record_event(session, job.study_uid, Hop.TRIAGED, job=job_id, shadow=True)
                 return outcome
             try:
-                summary = ResultSummary.model_validate(reports[-1].summary)
+                summary = ResultSummary.of_row(reports[-1].summary)
             except ValidationError as error:
                 self.index.record_event(
                     session,

@@ -14,6 +14,7 @@ from celery import shared_task
 from sqlalchemy.orm import Session
 
 from radrouter.config.settings import Settings
+from radrouter.inference.results.summary import ResultSummary
 from radrouter.router.dispatch.contract import DELIVERY_QUEUE, TaskName
 from radrouter.router.dispatch.worker import worker_index, worker_settings
 from radrouter.storage.index import (
@@ -28,7 +29,7 @@ from radrouter.storage.index import (
 )
 from radrouter.worklist import hl7
 from radrouter.worklist.reading_list import ReadingList
-from radrouter.worklist.triage import ResultSummary, evaluate
+from radrouter.worklist.triage import evaluate
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def compose(settings: Settings, session: Session, message: Hl7Message) -> str:
             utcnow(),
         )
     report = next(result for result in job.results if result.kind == ResultKind.SR)
-    summary = ResultSummary.model_validate(report.summary)
+    summary = ResultSummary.of_row(report.summary)
     matches = evaluate(settings.worklist.triage_rules, summary)
     return hl7.results_message(settings.worklist.hl7, message.control_id, order, summary, matches, utcnow())
 

@@ -15,37 +15,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from pydantic import BaseModel, Field
-
 from radrouter.config.rules import Priority
 from radrouter.config.worklist import TriageRule
-
-
-class MeasurementItem(BaseModel):
-    """One measurement of a result summary (the contract every pipeline's SR result row follows)."""
-
-    name: str
-    code: str | None = None
-    value: float
-    unit: str
-    segment: str | None = None
-
-
-class FindingItem(BaseModel):
-    """One coded finding of a result summary; probability is None for a yes/no finding."""
-
-    name: str
-    code: str
-    probability: float | None = None
-
-
-class ResultSummary(BaseModel):
-    """The ``summary`` JSON of an SR result row: what a pipeline measured and found."""
-
-    pipeline: str
-    version: str
-    measurements: list[MeasurementItem] = Field(default_factory=list)
-    findings: list[FindingItem] = Field(default_factory=list)
+from radrouter.inference.results.summary import FindingItem, MeasurementItem, ResultSummary
 
 
 @dataclass(frozen=True)

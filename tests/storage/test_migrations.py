@@ -16,8 +16,8 @@ from sqlalchemy import Enum, create_engine, inspect, text
 from typer.testing import CliRunner
 
 from radrouter.cli import app
-from radrouter.config.settings import CONFIG_ENV
 from radrouter.config.rules import Priority
+from radrouter.config.settings import CONFIG_ENV
 from radrouter.storage.index import Base, Index, Study, Verdict, WorklistItem
 from radrouter.storage.migrate import IndexNotMigrated, alembic_config, current_revision, head_revision
 from tests.services import PostgreSQL

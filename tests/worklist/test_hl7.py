@@ -12,8 +12,9 @@ from hl7apy.parser import parse_message
 
 from radrouter.config.rules import Priority
 from radrouter.config.worklist import Hl7Settings, TriageRule
+from radrouter.inference.results.summary import ResultSummary
 from radrouter.worklist import hl7
-from radrouter.worklist.triage import ResultSummary, evaluate
+from radrouter.worklist.triage import evaluate
 from tests.services import MPRAGE, RisListener
 
 NOW = datetime(2026, 3, 2, 8, 30, 0)

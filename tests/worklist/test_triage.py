@@ -10,8 +10,8 @@ from pydantic import ValidationError
 
 from radrouter.config.rules import Priority
 from radrouter.config.worklist import TriageRule, WorklistSettings
+from radrouter.inference.results.summary import ResultSummary
 from radrouter.worklist.triage import (
-    ResultSummary,
     WaitingStudy,
     abnormal_flag,
     evaluate,

@@ -9,13 +9,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
 from radrouter.inference.pipeline import Pipeline, Prediction, SegmentSpec
+from radrouter.inference.results.summary import FindingItem, MeasurementItem, ResultSummary
 
 MILLILITER = Code("mL", "UCUM", "milliliter")
 #: Coding scheme of measurements a pipeline names without a standard code (PS3.16 private scheme rules).
@@ -99,24 +99,24 @@ def _code_text(code: Code) -> str:
 
 def result_summary(
     pipeline: Pipeline, measurements: Sequence[ReportedMeasurement], findings: Sequence[ReportedFinding]
-) -> dict[str, Any]:
-    """The index's summary of a result (the contract the worklist triage reads): present findings only."""
-    return {
-        "pipeline": pipeline.name,
-        "version": pipeline.version,
-        "measurements": [
-            {
-                "name": m.name,
-                "code": _code_text(m.code) if m.standard_code else None,
-                "value": m.value,
-                "unit": m.unit.value,
-                "segment": m.segment.name if m.segment else None,
-            }
+) -> ResultSummary:
+    """The index's summary of a result (what triage, HL7 and monitoring read): present findings only."""
+    return ResultSummary(
+        pipeline=pipeline.name,
+        version=pipeline.version,
+        measurements=[
+            MeasurementItem(
+                name=m.name,
+                code=_code_text(m.code) if m.standard_code else None,
+                value=m.value,
+                unit=m.unit.value,
+                segment=m.segment.name if m.segment else None,
+            )
             for m in measurements
         ],
-        "findings": [
-            {"name": f.name, "code": _code_text(f.code), "probability": f.probability}
+        findings=[
+            FindingItem(name=f.name, code=_code_text(f.code), probability=f.probability)
             for f in findings
             if f.present
         ],
-    }
+    )
