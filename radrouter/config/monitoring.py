@@ -30,3 +30,9 @@ class MonitoringSettings(BaseModel):
     )
     webhook_url: str = Field("", description="POST each new drift alert as JSON here; empty: no webhook.")
     webhook_timeout_s: float = Field(5.0, gt=0, description="Timeout of one webhook request.")
+    check_interval_s: float = Field(
+        900.0,
+        gt=0,
+        description="Seconds between drift checks by the web app's timer (alerts also refresh after "
+        "each result): windows move with the days even when no result comes.",
+    )

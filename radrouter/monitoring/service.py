@@ -7,6 +7,7 @@ same answer from the index.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -110,8 +111,21 @@ class Monitor:
             rows, _ = pipeline_rows(session, pipeline, self._since(), version)
             return [point_json(row) for row in rows]
 
+    def alerts(self) -> list[dict[str, Any]]:
+        """The open drift alerts, as the last check left them: a read, for pages, the API and /metrics."""
+        with self.index.session() as session:
+            open_alerts = session.scalars(
+                select(DriftAlert)
+                .where(DriftAlert.cleared_at.is_(None))
+                .order_by(DriftAlert.pipeline, DriftAlert.statistic)
+            )
+            return [alert_json(alert) for alert in open_alerts]
+
     def check(self) -> list[dict[str, Any]]:
-        """Open alerts for drifting statistics, close those back in control; send the new ones."""
+        """Open alerts for drifting statistics, close those back in control; send the new ones.
+
+        Runs after each result (the monitor task) and on a timer (the web app's, every
+        ``monitoring.check_interval_s``), never on a read."""
         now = self.clock()
         with self.index.session() as session:
             pipelines = monitored_pipelines(session)
@@ -164,3 +178,20 @@ class Monitor:
             log.warning("drift alert webhook failed: %s", error)
             return False
         return True
+
+
+def keep_alerts_current(monitor: Monitor, interval_s: float) -> threading.Event:
+    """Check now, then every ``interval_s``, on a daemon thread; set the returned event to stop."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while True:
+            try:
+                monitor.check()
+            except Exception as error:  # the index or the webhook down: the next pass tries again
+                log.error("drift check failed (%s); next in %.0f s", type(error).__name__, interval_s)
+            if stop.wait(interval_s):
+                return
+
+    threading.Thread(target=loop, name="drift-checks", daemon=True).start()
+    return stop

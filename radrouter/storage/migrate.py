@@ -54,9 +54,27 @@ def upgrade(engine: Engine) -> None:
             "a new one"
         )
     config = alembic_config()
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # Batch mode recreates a table by copy, drop and rename, and SQLite refuses to drop a table
+            # other rows refer to (a worklist item's priority changes) while it enforces foreign keys:
+            # they are checked once, before the migration commits. The pragma only takes effect outside
+            # a transaction, hence on the connection, around it.
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()  # ends SQLAlchemy's autobegun transaction (SQLite itself began none)
+        try:
+            with connection.begin():
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all() if sqlite else []
+                if broken:
+                    raise RuntimeError(f"the migration left rows referring to missing ones: {broken[:5]}")
+        finally:
+            if sqlite:
+                connection.rollback()  # a failed upgrade leaves its transaction for the pragma to wait on
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()
 
 
 def ensure_current(engine: Engine) -> None:

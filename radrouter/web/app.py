@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import redis
@@ -12,6 +14,8 @@ from sqlalchemy import func, select, text
 
 import radrouter
 from radrouter.config.settings import Settings
+from radrouter.monitoring.service import keep_alerts_current
+from radrouter.router.deliver.view import DeliveryView
 from radrouter.router.dispatch.contract import celery_app
 from radrouter.storage.index import Index, Job, Result, Study, StudyState, utc_iso
 from radrouter.storage.store import InstanceStore
@@ -77,13 +81,21 @@ def create_app(settings: Settings, index: Index | None = None) -> FastAPI:
     registry.register(_StudyStateCollector(index))
     celery = celery_app(settings)
     registry.register(NodeCollector(settings, index, celery))
-    app = FastAPI(title="radrouter", version=radrouter.__version__)
+    monitoring_api, drift_alerts, monitor = monitoring_parts(settings, index)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Drift alerts are refreshed after each result and on this timer; pages and scrapes only read.
+        stop = keep_alerts_current(monitor, settings.monitoring.check_interval_s)
+        yield
+        stop.set()
+
+    app = FastAPI(title="radrouter", version=radrouter.__version__, lifespan=lifespan)
     app.state.settings, app.state.index = settings, index
     # Every router that returns patient data or changes state needs the API token when one is set.
     app.include_router(audit.router)
     app.include_router(deliveries.router)
     app.include_router(worklist_router(settings, index), dependencies=PROTECTED)
-    monitoring_api, drift_alerts = monitoring_parts(settings, index)
     app.include_router(monitoring_api, dependencies=PROTECTED)
     registry.register(drift_alerts)
     app.include_router(dashboard_router(settings, index, celery), dependencies=PROTECTED)
@@ -154,34 +166,8 @@ def create_app(settings: Settings, index: Index | None = None) -> FastAPI:
                 ],
                 "jobs": [_job(job) for job in found.jobs],
                 "results": [_result(result) for result in results],
-                "deliveries": [
-                    {
-                        "id": d.id,
-                        "result_id": d.result_id,
-                        "destination": d.destination,
-                        "state": d.state.value,
-                        "attempts": d.attempts,
-                        "last_error": d.last_error,
-                        "sent_sop_class_uid": d.sent_sop_class_uid,
-                        "delivered_at": utc_iso(d.delivered_at),
-                    }
-                    for result in results
-                    for d in result.deliveries
-                ],
-                "forwards": [
-                    {
-                        "id": d.id,
-                        "series_uid": d.series_uid,
-                        "revision": d.revision,
-                        "rule": d.rule,
-                        "destination": d.destination,
-                        "state": d.state.value,
-                        "attempts": d.attempts,
-                        "last_error": d.last_error,
-                        "delivered_at": utc_iso(d.delivered_at),
-                    }
-                    for d in found.forwards
-                ],
+                "deliveries": [DeliveryView.of(d).as_json() for result in results for d in result.deliveries],
+                "forwards": [DeliveryView.of(d).as_json() for d in found.forwards],
                 "events": [
                     {"hop": e.hop.value, "at": utc_iso(e.at), "detail": e.detail} for e in found.events
                 ],

@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 
 from radrouter.config.settings import Settings
 from radrouter.router.deliver.dead_letter import retry_delivery
+from radrouter.router.deliver.view import DeliveryView
 from radrouter.router.dispatch.retry import NotRetryable, retry_job
 from radrouter.storage.index import Delivery, DeliveryState, Hop, Index, Job, JobState, Study
 from radrouter.web.prometheus import queue_depths, served_queues
@@ -83,17 +84,7 @@ def dashboard_router(settings: Settings, index: Index, celery: Celery) -> APIRou
                 .order_by(Delivery.id.desc())
                 .limit(50)
             ).all()
-            delivery_rows = [
-                {
-                    "id": d.id,
-                    "study": d.owning_study_uid,
-                    "kind": d.result.kind if d.result is not None else "original series",
-                    "destination": d.destination,
-                    "attempts": d.attempts,
-                    "error": d.last_error,
-                }
-                for d in dead
-            ]
+            delivery_rows = [DeliveryView.of(d) for d in dead]
         try:
             queues: dict[str, int] | None = queue_depths(celery, served_queues(settings))
         except (BrokerUnavailable, OSError):

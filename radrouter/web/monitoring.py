@@ -29,7 +29,7 @@ class FeedbackRequest(BaseModel):
 
 
 class DriftAlertCollector:
-    """``radrouter_drift_alert{pipeline, statistic}`` = 1 per open alert, brought up to date at scrape."""
+    """``radrouter_drift_alert{pipeline, statistic}`` = 1 per open alert, as the last check left it."""
 
     def __init__(self, monitor: Monitor) -> None:
         self.monitor = monitor
@@ -40,7 +40,7 @@ class DriftAlertCollector:
             "Open drift alerts (statistic outside its control limits)",
             labels=["pipeline", "statistic"],
         )
-        for alert in self.monitor.check():
+        for alert in self.monitor.alerts():
             gauge.add_metric([alert["pipeline"], alert["statistic"]], 1)
         yield gauge
 
@@ -70,17 +70,17 @@ def monitoring_router(monitor: Monitor, index: Index, clock: Callable[[], dateti
         """Monitored pipelines and the open drift alerts."""
         with index.session() as session:
             names = monitored_pipelines(session)
-        return {"pipelines": names, "alerts": monitor.check()}
+        return {"pipelines": names, "alerts": monitor.alerts()}
 
     @router.get("/api/monitoring/alerts")
     def alerts() -> list[dict[str, Any]]:
-        return monitor.check()
+        return monitor.alerts()
 
     @router.get("/monitoring", response_class=HTMLResponse)
     def index_of_pipelines() -> str:
         with index.session() as session:
             names = monitored_pipelines(session)
-        return index_page(names, monitor.check())
+        return index_page(names, monitor.alerts())
 
     @router.get("/monitoring/{pipeline}", response_class=HTMLResponse)
     def page(pipeline: str) -> str:
@@ -117,7 +117,7 @@ def monitoring_router(monitor: Monitor, index: Index, clock: Callable[[], dateti
     return router
 
 
-def monitoring_parts(settings: Settings, index: Index) -> tuple[APIRouter, DriftAlertCollector]:
-    """The router and the metrics collector, sharing one monitor."""
+def monitoring_parts(settings: Settings, index: Index) -> tuple[APIRouter, DriftAlertCollector, Monitor]:
+    """The router, the metrics collector and the monitor they read (whose checks run on a timer)."""
     monitor = Monitor(settings, index)
-    return monitoring_router(monitor, index), DriftAlertCollector(monitor)
+    return monitoring_router(monitor, index), DriftAlertCollector(monitor), monitor

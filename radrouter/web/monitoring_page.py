@@ -32,7 +32,7 @@ def pipeline_page(monitor: Monitor, pipeline: str) -> str:
     for sample in samples:
         by_statistic[sample.statistic].append(sample)
     name = html.escape(pipeline)
-    alerts = [a for a in monitor.check() if a["pipeline"] == pipeline]
+    alerts = [a for a in monitor.alerts() if a["pipeline"] == pipeline]
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>radrouter monitoring: {name}</title>",
         f"<style>{STYLE}</style></head><body><h1>Monitoring: {name}</h1>",

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from radrouter.inference.results.summary import ResultSummary
 from radrouter.storage.index import Index, Job, JobState, MonitoredResult, Result, Series, Study
 
 _numbers = itertools.count(1)
@@ -32,12 +33,14 @@ def add_result(
     """A study with one job and its SR result (and its monitoring point); returns the result id."""
     n = next(_numbers)
     study_uid, series_uid = f"1.2.826.0.1.{n}", f"1.2.826.0.1.{n}.1"
-    summary = {
-        "pipeline": pipeline,
-        "version": version,
-        "measurements": measurements or [],
-        "findings": findings or [],
-    }
+    summary = ResultSummary.model_validate(
+        {
+            "pipeline": pipeline,
+            "version": version,
+            "measurements": [{"unit": "mL", **m} for m in measurements or []],
+            "findings": findings or [],
+        }
+    ).as_row()
     with index.session() as session:
         session.add(Study(uid=study_uid))
         session.flush()

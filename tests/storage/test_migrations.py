@@ -32,9 +32,12 @@ def _differences(url: str) -> list[object]:
 
 def test_sqlite_migrations_match_the_models(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/index.sqlite3"
-    Index(url)  # an embedded index upgrades itself
+    index = Index(url)  # an embedded index upgrades itself
     assert current_revision(create_engine(url)) == head_revision()
     assert _differences(url) == []
+    # The connection that migrated goes back to the pool: it must enforce foreign keys again.
+    with index.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
 
 
 def test_postgresql_migrations_match_the_models(postgres: PostgreSQL) -> None:

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from radrouter.config.settings import Settings
-from radrouter.storage.index import Index, utcnow
+from radrouter.storage.index import DriftAlert, Index, utcnow
 from radrouter.web.app import create_app
 from tests.monitoring.conftest import add_result
+from tests.services import wait_until
 
 
 @pytest.fixture
@@ -85,21 +87,27 @@ def test_open_alerts_are_in_the_api_and_in_metrics(settings: Settings, index: In
                 findings=[{"name": "Lesion", "code": "SCT:1", "probability": 0.9 if hour == 0 else 0.1}],
                 manufacturer=maker,
             )
-    client = TestClient(create_app(settings, index))
-    alerts = client.get("/api/monitoring/alerts").json()
-    drifting = {a["statistic"] for a in alerts}
-    assert drifting == {"input:manufacturer=GE MEDICAL SYSTEMS", "input:manufacturer=NEW VENDOR"}
-    assert all(a["days_outside"] == 10 for a in alerts)
-    metrics = client.get("/metrics").text
-    assert (
-        'radrouter_drift_alert{pipeline="liver-volume",statistic="input:manufacturer=NEW VENDOR"} 1.0'
-        in metrics
-    )
-    assert client.get("/api/monitoring").json()["pipelines"] == ["liver-volume"]
-    assert (
-        'href="/monitoring/liver-volume">liver-volume</a>: 2 open alert(s)' in client.get("/monitoring").text
-    )
-    page = client.get("/monitoring/liver-volume").text
-    assert "Drift: input:manufacturer=NEW VENDOR outside its limits for 10 days" in page
-    # The measurement, the finding rate, and the mix of 4 input descriptors and the model version:
-    assert page.count("data:image/png;base64,") == 7
+    unstarted = TestClient(create_app(settings, index))  # no lifespan: its timer never ran
+    assert unstarted.get("/api/monitoring/alerts").json() == []
+    assert "radrouter_drift_alert{" not in unstarted.get("/metrics").text
+    assert "0 open alert(s)" in unstarted.get("/monitoring").text
+    with index.session() as session:
+        assert session.scalars(select(DriftAlert)).all() == [], "a read or a scrape wrote alerts"
+
+    with TestClient(create_app(settings, index)) as client:  # started: its timer checks at once
+        alerts = wait_until(lambda: client.get("/api/monitoring/alerts").json(), 30, "the first drift check")
+        drifting = {a["statistic"] for a in alerts}
+        assert drifting == {"input:manufacturer=GE MEDICAL SYSTEMS", "input:manufacturer=NEW VENDOR"}
+        assert all(a["days_outside"] == 10 for a in alerts)
+        metrics = client.get("/metrics").text
+        assert (
+            'radrouter_drift_alert{pipeline="liver-volume",statistic="input:manufacturer=NEW VENDOR"} 1.0'
+            in metrics
+        )
+        assert client.get("/api/monitoring").json()["pipelines"] == ["liver-volume"]
+        index_page = client.get("/monitoring").text
+        assert 'href="/monitoring/liver-volume">liver-volume</a>: 2 open alert(s)' in index_page
+        page = client.get("/monitoring/liver-volume").text
+        assert "Drift: input:manufacturer=NEW VENDOR outside its limits for 10 days" in page
+        # The measurement, the finding rate, and the mix of 4 input descriptors and the model version:
+        assert page.count("data:image/png;base64,") == 7

@@ -8,6 +8,7 @@ from typing import Any
 from celery import Celery
 from sqlalchemy import select
 
+from radrouter.router.deliver.view import DeliveryView
 from radrouter.router.dispatch.contract import DELIVERY_QUEUE, TaskName
 from radrouter.router.dispatch.retry import NotRetryable
 from radrouter.storage.index import (
@@ -18,24 +19,8 @@ from radrouter.storage.index import (
     Index,
     Study,
     StudyState,
-    utc_iso,
     utcnow,
 )
-
-
-def describe(delivery: Delivery) -> dict[str, Any]:
-    """A delivery as the API and the CLI show it: UIDs, destination, state and attempts only."""
-    return {
-        "id": delivery.id,
-        "study_uid": delivery.owning_study_uid,
-        "result_sop_uid": delivery.result.sop_uid if delivery.result is not None else None,
-        "kind": delivery.result.kind if delivery.result is not None else "original series",
-        "destination": delivery.destination,
-        "state": delivery.state.value,
-        "attempts": delivery.attempts,
-        "last_error": delivery.last_error,
-        "pending_since": utc_iso(delivery.pending_since),
-    }
 
 
 def dead_letters(index: Index, limit: int = 1000) -> list[dict[str, Any]]:
@@ -43,7 +28,7 @@ def dead_letters(index: Index, limit: int = 1000) -> list[dict[str, Any]]:
         rows = session.scalars(
             select(Delivery).where(Delivery.state == DeliveryState.FAILED).order_by(Delivery.id).limit(limit)
         ).all()
-        return [describe(row) for row in rows]
+        return [DeliveryView.of(row).as_json() for row in rows]
 
 
 def retry_deliveries(index: Index, celery: Celery, delivery_ids: Sequence[int] | None = None) -> list[int]:

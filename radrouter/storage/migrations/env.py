@@ -13,23 +13,6 @@ _MIGRATION_LOCK = 0x7261_6472
 
 
 def _run(connection: Connection) -> None:
-    if connection.dialect.name != "sqlite":
-        _migrate(connection)
-        return
-    # Batch mode recreates a table by copy, drop and rename, and SQLite refuses to drop a table that
-    # other rows refer to (a worklist item's priority changes) while it enforces foreign keys: they are
-    # checked once, after the migration, instead.
-    connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
-    try:
-        _migrate(connection)
-        broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
-        if broken:
-            raise RuntimeError(f"the migration left rows referring to missing ones: {broken[:5]}")
-    finally:
-        connection.exec_driver_sql("PRAGMA foreign_keys=ON")
-
-
-def _migrate(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=Base.metadata,
