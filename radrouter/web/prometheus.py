@@ -8,7 +8,7 @@ bytes received) are exported by the SCP process (`node.metrics_port`).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any, Unpack
+from typing import Any
 
 from celery import Celery
 from kombu.exceptions import OperationalError as BrokerUnavailable
@@ -76,7 +76,7 @@ class NodeCollector:
         return histogram
 
 
-def _inference_buckets(dialect: str) -> Select[Unpack[tuple[Any, ...]]]:
+def _inference_buckets(dialect: str) -> Select[*tuple[Any, ...]]:
     """Per pipeline: finished jobs, their seconds summed, and how many took at most each bucket's bound.
 
     Counted by the database in one pass, so a scrape reads a row per pipeline, not every job ever done.
