@@ -39,10 +39,13 @@ def evaluate_command(
     from radrouter.evaluation.report import as_html, as_json, as_table
     from radrouter.evaluation.runner import PipelinePredictor, Predictor, SavedPredictor, evaluate
     from radrouter.inference.registry import UnknownPipeline
+    from radrouter.inference.standard_tables import cache_standard_lookups
 
     if (pipeline is None) == (predictions is None):
         errors.print("[red]error:[/red] give exactly one of --pipeline or --predictions")
         raise typer.Exit(2)
+    # The config first: a bad file is explained before any case is read.
+    settings = settings_or_exit(config) if pipeline is not None else None
     try:
         if labels is not None and not labels.is_file():
             raise CaseError(f"labels file not found: {labels}")
@@ -53,8 +56,8 @@ def evaluate_command(
         if predictions is not None:
             predictor = SavedPredictor(predictions)
         else:
-            assert pipeline is not None
-            settings = settings_or_exit(config)
+            assert pipeline is not None and settings is not None
+            cache_standard_lookups()  # as a worker does when it starts
             settings.inference.device = device
             predictor = PipelinePredictor(settings, pipeline)
         evaluation = evaluate(found, predictor, truth, threshold)

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, example, given, settings
 
 from radrouter.storage.index import Instance
 from tests.fuzz.cases import FAILURES, DatasetCase, PduCase, Sender, dataset_cases, echo, pdu_cases, send_raw
-from tests.router.test_scp import RunningSCP
+from tests.router.receive.test_scp import RunningSCP
 
 FUZZ = settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 

@@ -14,7 +14,7 @@ from radrouter.config.settings import Settings
 from radrouter.storage.index import Index
 from radrouter.storage.ingest import record_instance
 from radrouter.web.app import create_app
-from tests.router.test_dispatch import received  # a ReceivedInstance from a file's header
+from tests.router.route.test_study_router import received  # a ReceivedInstance from a file's header
 from tests.services import CT_HEAD, MPRAGE
 
 FILES = sorted(MPRAGE.glob("*.dcm"))[:3]

@@ -27,7 +27,7 @@ from radrouter.storage.index import (
 from radrouter.storage.ingest import ReceivedInstance, record_instance
 from radrouter.worklist.items import open_for_study
 from radrouter.worklist.reading_list import AlreadyRead, ReadingList
-from tests.router.test_dispatch import received as dispatch_received
+from tests.router.route.test_study_router import received as routed_received
 from tests.services import CT_HEAD, MPRAGE
 
 HAEMORRHAGE = "SCT:50960005"
@@ -54,7 +54,7 @@ class Clock:
 
 
 def received(path: Path, **changes: Any) -> ReceivedInstance:
-    return replace(dispatch_received(path), **changes)
+    return replace(routed_received(path), **changes)
 
 
 MRI_SLICE = sorted(MPRAGE.glob("*.dcm"))[0]

@@ -21,7 +21,7 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.context import ForkProcess
 from multiprocessing.sharedctypes import RawArray
 from types import FrameType
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import pydicom.config
 import pynetdicom._config
@@ -41,6 +41,24 @@ _FORK = multiprocessing.get_context("fork")
 _PR_SET_PDEATHSIG = 1
 
 
+class InstanceArrived(NamedTuple):
+    """A receiver stored and indexed an instance of ``study_uid`` on ``association``."""
+
+    study_uid: str
+    association: str
+    series_uid: str | None
+
+
+class AssociationEnded(NamedTuple):
+    """An association a receiver held was released or aborted."""
+
+    association: str
+
+
+#: What a receiver sends its parent over the pipe (named tuples: typed, and as cheap to pickle as tuples).
+Arrival = InstanceArrived | AssociationEnded
+
+
 class PipedArrivals:
     """A receiver's arrival sink: each event is in the pipe to the parent before Success is sent."""
 
@@ -50,11 +68,11 @@ class PipedArrivals:
 
     def instance_received(self, study_uid: str, association: str, series_uid: str | None = None) -> None:
         with self._lock:
-            self._pipe.send(("instance", study_uid, association, series_uid))
+            self._pipe.send(InstanceArrived(study_uid, association, series_uid))
 
     def association_ended(self, association: str) -> None:
         with self._lock:
-            self._pipe.send(("ended", association))
+            self._pipe.send(AssociationEnded(association))
 
 
 def listening_socket(host: str, port: int, backlog: int = 128) -> socket.socket:
@@ -177,7 +195,7 @@ class ReceiverPool:
     def _read(self, pipe: Connection) -> None:
         held = self._pipes[pipe]
         try:
-            kind, *uids = pipe.recv()
+            arrival: Arrival = pipe.recv()
         except EOFError:  # the receiver died: the associations it held are over
             with self._pipes_lock:
                 del self._pipes[pipe]
@@ -185,13 +203,13 @@ class ReceiverPool:
             for association in held:
                 self.assembler.association_ended(association)
             return
-        if kind == "instance":
-            study_uid, association, series_uid = uids
-            held.add(association)
-            self.assembler.instance_received(study_uid, association, series_uid)
-        else:
-            held.discard(uids[0])
-            self.assembler.association_ended(uids[0])
+        match arrival:
+            case InstanceArrived(study_uid, association, series_uid):
+                held.add(association)
+                self.assembler.instance_received(study_uid, association, series_uid)
+            case AssociationEnded(association):
+                held.discard(association)
+                self.assembler.association_ended(association)
 
 
 def run_scp(settings: Settings, reading_list: ReadingListEntry) -> None:

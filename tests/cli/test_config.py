@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 from typer.testing import CliRunner, Result
 
 from radrouter import cli
@@ -14,7 +15,7 @@ from radrouter.config.settings import CONFIG_ENV
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Isolate RADROUTER_* variables (``load_settings`` writes RADROUTER_CONFIG) and widen rich's console.
+    """Isolate RADROUTER_* variables (the CLI names --config in RADROUTER_CONFIG) and widen rich's console.
 
     A wide console keeps each message on one line whatever the length of the temporary path.
     """
@@ -193,3 +194,32 @@ def test_config_check_rejects_two_rules_with_one_name(tmp_path: Path) -> None:
 
     assert result.exit_code == 2, result.output
     assert "used more than once: ['twice']" in result.output
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["send", "--config", "{config}", "{config}"],
+        ["db", "upgrade", "--config", "{config}"],
+        ["evaluate", "{folder}", "--pipeline", "brain-extraction", "--config", "{config}"],
+        ["deliveries", "list", "--config", "{config}"],
+        ["pipelines", "list", "--config", "{config}"],
+        ["rules", "test", "{folder}", "--config", "{config}"],
+        ["config", "show", "--config", "{config}"],
+    ],
+    ids=lambda command: " ".join(command[:2]),
+)
+def test_every_command_explains_a_bad_config_file_instead_of_a_traceback(
+    tmp_path: Path, command: list[str]
+) -> None:
+    config = write_yaml(tmp_path / "radrouter.yaml", "node: {port: not-a-port}\n")
+    folder = tmp_path / "cases"
+    folder.mkdir()
+    arguments = [part.format(config=config, folder=folder) for part in command]
+
+    result = CliRunner().invoke(cli.app, arguments)
+
+    assert result.exit_code == 2, result.output
+    assert f"{config}: 1 error(s)" in result.output
+    assert "node.port" in result.output
+    assert "Traceback" not in result.output and not isinstance(result.exception, ValidationError)

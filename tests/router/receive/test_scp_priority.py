@@ -10,7 +10,7 @@ from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage
 
 from radrouter.storage.index import Study
-from tests.router.test_scp import ONE_SLICE, RunningSCP
+from tests.router.receive.test_scp import ONE_SLICE, RunningSCP
 
 
 def send_with_priority(port: int, path: Path, priority: int) -> int:

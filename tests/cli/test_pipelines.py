@@ -48,7 +48,7 @@ def test_check_rejects_a_torchscript_pipeline_without_a_version(config: Path) ->
 
 def test_the_readme_example_is_a_valid_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The "bring your own model" example passes `config check` and names a loadable model file."""
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     section = readme[readme.index("### Bring your own model") :]
     example = section[section.index("```yaml\n") + 8 : section.index("```\n", section.index("```yaml"))]
     path = tmp_path / "radrouter.yaml"

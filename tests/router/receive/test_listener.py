@@ -22,7 +22,7 @@ from pydicom.uid import generate_uid
 from pynetdicom import AE
 
 from radrouter.storage.index import AuditEvent, Hop, Index, Instance, Series, Study, StudyState
-from tests.router.test_scp import association, wait_for_a_free_place
+from tests.router.receive.test_scp import association, wait_for_a_free_place
 from tests.services import CT_HEAD, DATA, free_port, port_open, storescu, wait_until
 
 LIDC = DATA / "ct-chest-lidc0001-partial"  # file names start with '-'

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.router.test_scp import ONE_SLICE, RunningSCP, stored_files
+from tests.router.receive.test_scp import ONE_SLICE, RunningSCP, stored_files
 from tests.services import storescu
 
 
