@@ -26,7 +26,7 @@ def test_the_worker_app_registers_every_task_by_its_released_name(tmp_path: Path
     app = create_worker_app(Settings(storage={"root": tmp_path}))
     app.loader.import_default_modules()
     assert {name.value for name in TaskName} == RELEASED
-    assert RELEASED <= set(app.tasks)
+    assert set(app.tasks) >= RELEASED
 
 
 def test_importing_the_worker_and_its_tasks_reads_no_config(tmp_path: Path) -> None:

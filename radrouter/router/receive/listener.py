@@ -28,7 +28,8 @@ import pynetdicom._config
 
 from radrouter.config.settings import Settings
 from radrouter.router.assemble import StudyAssembler
-from radrouter.router.receive.scp import ConnectionCounts, StorageSCP
+from radrouter.router.receive.acceptor import ConnectionCounts
+from radrouter.router.receive.scp import StorageSCP
 from radrouter.storage.index import Index
 from radrouter.storage.store import InstanceStore
 

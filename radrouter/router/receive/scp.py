@@ -6,16 +6,15 @@ durably, indexes them, tells the assembler, and only then answers Success.
 
 from __future__ import annotations
 
-import copy
+import enum
 import errno
 import logging
 import os
 import socket
 import threading
-import time
 import zlib
 from io import BytesIO
-from typing import Any, cast
+from typing import Any
 
 import pydicom
 from prometheus_client import Counter
@@ -23,21 +22,20 @@ from pydicom import Dataset
 from pydicom.filereader import read_dataset
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 from pynetdicom import (
-    AE,
     ALL_TRANSFER_SYNTAXES,
     AllStoragePresentationContexts,
     VerificationPresentationContexts,
     evt,
 )
 from pynetdicom.events import EventHandlerType
-from pynetdicom.presentation import PresentationContext
-from pynetdicom.transport import ThreadedAssociationServer
 from sqlalchemy.exc import SQLAlchemyError
 
 from radrouter.config.settings import Settings
 from radrouter.deid import find_pseudonyms, is_pseudonymous, reidentify
 from radrouter.logs import study
 from radrouter.router.assemble import ArrivalSink
+from radrouter.router.receive.acceptor import AcceptorContexts, ConnectionCounts, NodeAE, SharedSocketServer
+from radrouter.router.receive.free_space import FreeSpace
 from radrouter.router.transport import NODELAY_HANDLER, tls_server_context
 from radrouter.storage.ingest import ReceivedInstance, record_instance
 from radrouter.storage.part10 import part10_file
@@ -45,11 +43,16 @@ from radrouter.storage.store import InstanceStore, InvalidUID, validate_uid
 
 log = logging.getLogger(__name__)
 
-SUCCESS = 0x0000
-PROCESSING_FAILURE = 0x0110
-OUT_OF_RESOURCES = 0xA700
-CANNOT_UNDERSTAND = 0xC000
-INVALID_UID = 0xC001
+
+class StoreStatus(enum.IntEnum):
+    """The C-STORE statuses the SCP answers (PS3.4 Table B.2-1, PS3.7 C.4)."""
+
+    SUCCESS = 0x0000
+    PROCESSING_FAILURE = 0x0110
+    OUT_OF_RESOURCES = 0xA700
+    CANNOT_UNDERSTAND = 0xC000
+    INVALID_UID = 0xC001
+
 
 #: What the index keeps of an instance.
 _HEADER_TAGS = [
@@ -62,8 +65,6 @@ _HEADER_TAGS = [
 ]
 #: Where reading stops, as pydicom's ``stop_before_pixels`` does: Float, Double Float and Pixel Data.
 _PIXEL_DATA_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
-#: How long a busier SCP process leaves a new connection to the others before taking it itself.
-_YIELD_TO_IDLER_PROCESS_S = 0.005
 
 
 # Exported by the SCP process itself (node.metrics_port): only it sees associations and raw bytes.
@@ -97,145 +98,6 @@ def _int_or_none(value: Any) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         return None
-
-
-class ConnectionCounts:
-    """Open connections per SCP process in shared memory; each process writes only its own slot."""
-
-    def __init__(self, slots: Any, slot: int) -> None:
-        self.slots = slots
-        self.slot = slot
-        self._lock = threading.Lock()
-
-    def change(self, delta: int) -> None:
-        with self._lock:
-            self.slots[self.slot] += delta
-
-    def elsewhere(self) -> int:
-        """Connections the node's other SCP processes hold."""
-        return int(sum(self.slots)) - int(self.slots[self.slot])
-
-    def busier_than_another(self) -> bool:
-        """Whether some other SCP process holds fewer connections than this one."""
-        mine = self.slots[self.slot]
-        return any(held < mine for slot, held in enumerate(self.slots) if slot != self.slot)
-
-
-class NodeAE(AE):
-    """An AE whose association limit counts the associations of every SCP process of the node.
-
-    pynetdicom rejects an association when its own acceptors outnumber ``maximum_associations``; this
-    AE lowers that figure by what the other processes hold.
-    """
-
-    def __init__(self, ae_title: str, counts: ConnectionCounts) -> None:
-        super().__init__(ae_title=ae_title)
-        self.counts = counts
-        self._node_limit = 10
-
-    @property
-    def maximum_associations(self) -> int:
-        return self._node_limit - self.counts.elsewhere()
-
-    @maximum_associations.setter
-    def maximum_associations(self, value: int) -> None:
-        self._node_limit = value
-
-
-class AcceptorContexts(list[PresentationContext]):
-    """The contexts we accept, which pynetdicom deep-copies for every association.
-
-    With every storage SOP class in every transfer syntax that deep copy takes 0.2 s of CPU per
-    association; as UIDs are immutable strings, copying each context and its list of transfer
-    syntaxes gives the same independent copies a hundred times faster.
-    """
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> list[PresentationContext]:
-        copies = []
-        for context in self:
-            duplicate = copy.copy(context)
-            duplicate._transfer_syntax = list(context._transfer_syntax)
-            copies.append(duplicate)
-        return copies
-
-
-class SharedSocketServer(ThreadedAssociationServer):
-    """An association server on a listening socket that several SCP processes accept from.
-
-    The socket is bound once, before the processes fork, and is non-blocking: the process that loses
-    the race for a connection gets ``BlockingIOError`` and goes back to waiting. Every process wakes
-    for a new connection; one that holds more connections than another waits a moment first, so the
-    associations spread over the processes (and cores) instead of piling on whichever woke first.
-    """
-
-    def __init__(
-        self,
-        *args: Any,
-        listening_socket: socket.socket | None = None,
-        counts: ConnectionCounts | None = None,
-        **kwargs: Any,
-    ) -> None:
-        self._listening_socket = listening_socket
-        self.counts = counts or ConnectionCounts([0], 0)
-        super().__init__(*args, **kwargs)
-
-    def server_bind(self) -> None:
-        if self._listening_socket is None:
-            super().server_bind()
-            return
-        cast(socket.socket, self.socket).close()
-        self.socket = self._listening_socket
-        self.server_address = self.socket.getsockname()
-
-    def server_activate(self) -> None:
-        if self._listening_socket is None:
-            super().server_activate()
-
-    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
-        """Accept, then finish the TLS handshake within the network timeout (a silent client holds up
-        this process's accept loop no longer than that; the other processes go on accepting).
-
-        The connection counts from here, not from the association thread's start, so that a burst of
-        connections sees each one taken at once.
-        """
-        if self.counts.busier_than_another():
-            time.sleep(_YIELD_TO_IDLER_PROCESS_S)
-        client, address = cast(socket.socket, self.socket).accept()
-        if self.ssl_context is not None:
-            client.settimeout(self.ae.network_timeout)
-            client = self.ssl_context.wrap_socket(client, server_side=True)
-            client.settimeout(None)
-        self.counts.change(+1)
-        return client, address
-
-
-class FreeSpace:
-    """The free-space reserve check, without a statvfs call for every instance (it showed in profiles).
-
-    The file system is asked again once this process has written its share of the headroom seen last
-    (half of it, split between the node's SCP processes, which all write), or after a second.
-    """
-
-    def __init__(self, store: InstanceStore, reserve_bytes: int, processes: int) -> None:
-        self.store = store
-        self.reserve_bytes = reserve_bytes
-        self.processes = max(1, processes)
-        self._lock = threading.Lock()
-        self._checked_at = -1.0
-        self._budget = 0
-        self._written = 0
-
-    def room_for(self, size: int) -> bool:
-        with self._lock:
-            now = time.monotonic()
-            if self._written + size > self._budget or now - self._checked_at > 1.0:
-                headroom = self.store.free_bytes() - self.reserve_bytes
-                self._checked_at, self._written = now, 0
-                self._budget = max(0, headroom // (2 * self.processes))
-                if headroom < size:
-                    return False
-            self._written += size
-            return True
 
 
 class StorageSCP:
@@ -300,7 +162,7 @@ class StorageSCP:
         return server
 
     def handle_echo(self, event: Any) -> int:
-        return SUCCESS
+        return StoreStatus.SUCCESS
 
     def handle_connection_closed(self, event: Any) -> None:
         self.counts.change(-1)
@@ -325,21 +187,21 @@ class StorageSCP:
             series_uid = validate_uid(str(header.SeriesInstanceUID), "SeriesInstanceUID")
         except InvalidUID as error:
             log.warning("refused an instance: %s", error)
-            return INVALID_UID
+            return StoreStatus.INVALID_UID
         except Exception as error:  # any way the sender's bytes fail to parse: found by tests/fuzz
             log.warning("refused an instance that cannot be indexed: %s", type(error).__name__)
-            return CANNOT_UNDERSTAND
+            return StoreStatus.CANNOT_UNDERSTAND
 
         path = self.store.instance_path(study_uid, series_uid, sop_uid)
         if not self.free_space.room_for(len(raw)):
             log.error("refused %s: free disk space is below the reserve", sop_uid, extra=study(study_uid))
-            return OUT_OF_RESOURCES
+            return StoreStatus.OUT_OF_RESOURCES
         try:
             self.store.write(path, raw)
         except OSError as error:
             reason = errno.errorcode.get(error.errno or 0, error)
             log.error("cannot store %s: %s", sop_uid, reason, extra=study(study_uid))
-            return OUT_OF_RESOURCES
+            return StoreStatus.OUT_OF_RESOURCES
         RECEIVED_BYTES.inc(len(raw))
 
         received = ReceivedInstance(
@@ -362,9 +224,9 @@ class StorageSCP:
             record_instance(self.index, received)
         except SQLAlchemyError:
             log.exception("cannot index %s", sop_uid, extra=study(study_uid))
-            return PROCESSING_FAILURE
+            return StoreStatus.PROCESSING_FAILURE
         self.arrivals.instance_received(study_uid, _association_key(event.assoc), series_uid)
-        return SUCCESS
+        return StoreStatus.SUCCESS
 
     def _reidentified(self, raw: bytes) -> tuple[bytes, Dataset]:
         """An instance back from an external destination, with its original identifiers and UIDs."""

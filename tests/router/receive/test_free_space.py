@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from radrouter.router.receive.scp import FreeSpace
+from radrouter.router.receive.free_space import FreeSpace
 from radrouter.storage.store import InstanceStore
 
 MB = 1024 * 1024
