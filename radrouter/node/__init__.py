@@ -1,0 +1,1 @@
+"""The node on one machine: ``radrouter up`` supervises every process and an embedded redis-server."""

@@ -1,0 +1,1 @@
+"""Deliver: results and forwarded originals to destinations by C-STORE, retried, dead-lettered, never lost."""

@@ -1,0 +1,1 @@
+"""Dispatch: the Celery contract both sides import (task and queue names, the app), sending, recovery."""

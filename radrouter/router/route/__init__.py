@@ -1,0 +1,1 @@
+"""Route: a complete study's headers against the rules; the decision becomes jobs and forwards."""
