@@ -242,6 +242,23 @@ class LoggingSettings(BaseModel):
     )
 
 
+class SupervisorSettings(BaseModel):
+    """How ``radrouter up`` keeps its processes running: one that ends is started again, the rest go on."""
+
+    restart_backoff_initial_s: float = Field(
+        1.0, gt=0, description="Wait before starting a process that ended; doubled each time it ends again."
+    )
+    restart_backoff_max_s: float = Field(60.0, gt=0, description="Longest wait before a restart.")
+    stable_after_s: float = Field(
+        60.0, gt=0, description="A process that ran this long before it ended starts from the first wait."
+    )
+    crash_loop_after: int = Field(
+        3,
+        ge=1,
+        description="Ends in a row, each before stable_after_s, that report the process crash-looping.",
+    )
+
+
 class RecoverySettings(BaseModel):
     """The reconciler that finds work a crash or a broker outage left behind."""
 
@@ -304,6 +321,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     logging: LoggingSettings = LoggingSettings()
     recovery: RecoverySettings = RecoverySettings()
+    supervisor: SupervisorSettings = SupervisorSettings()
     destinations: dict[str, Destination] = Field(default_factory=_default_destinations)
     rules: list[Rule] = Field(default_factory=default_rules)
     pipelines: dict[str, NetworkPipelineSetting] = Field(

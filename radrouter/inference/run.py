@@ -67,8 +67,9 @@ class JobRunner:
         self.pipelines = pipelines
         self.node = node_link(settings, store)
 
-    def run(self, job_id: int, worker: str = "") -> JobOutcome:
-        """Compute job ``job_id``; ``worker`` (the Celery worker's name) goes into the audit trail."""
+    def run(self, job_id: int, worker: str = "", incarnation: str | None = None) -> JobOutcome:
+        """Compute job ``job_id``; ``worker`` (the Celery worker's name) and its ``incarnation`` (this
+        start of it) are recorded with the job and in the audit trail."""
         with self.index.session() as session:
             job = session.get(Job, job_id)
             if job is None:
@@ -77,6 +78,7 @@ class JobRunner:
                 # Redelivered after the work was done (acks late): deliver what exists, compute nothing.
                 return JobOutcome(job_id, [d.id for r in job.results for d in r.deliveries])
             job.state, job.started_at, job.error = JobState.RUNNING, utcnow(), None
+            job.worker, job.incarnation = worker[:200] or None, incarnation
             job.study.state = StudyState.PROCESSING
             self.index.record_event(
                 session,

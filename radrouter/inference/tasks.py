@@ -10,12 +10,20 @@ from functools import cache
 from typing import Any
 
 from celery import Celery, shared_task
+from sqlalchemy import select
 
 from radrouter.inference.registry import WarmPipelines, available
 from radrouter.inference.run import JobRunner
 from radrouter.inference.standard_tables import cache_standard_lookups, load_standard_tables
 from radrouter.router.dispatch.contract import DELIVERY_QUEUE, TaskName, queue_for
-from radrouter.router.dispatch.worker import worker_index, worker_settings, worker_store
+from radrouter.router.dispatch.send import QueuedTask, send_tasks
+from radrouter.router.dispatch.worker import (
+    worker_incarnation,
+    worker_index,
+    worker_settings,
+    worker_store,
+)
+from radrouter.storage.index import Hop, Job, JobState, StudyState
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +42,46 @@ def infer(self: Any, job_id: int) -> None:
     way to PACS before triage and monitoring take their share of it.
     """
     outcome = JobRunner(worker_settings(), worker_index(), worker_store(), worker_pipelines()).run(
-        job_id, worker=self.request.hostname or ""
+        job_id, worker=self.request.hostname or "", incarnation=worker_incarnation()
     )
     priority = self.request.delivery_info.get("priority")
     for delivery_id in outcome.delivery_ids:
         self.app.send_task(TaskName.DELIVER, args=[delivery_id], queue=DELIVERY_QUEUE, priority=priority)
     self.app.send_task(TaskName.TRIAGE, args=[job_id], queue=DELIVERY_QUEUE, priority=priority)
     self.app.send_task(TaskName.MONITOR, args=[job_id], queue=DELIVERY_QUEUE)
+
+
+def take_over_lost_jobs(app: Celery, worker: str) -> list[int]:
+    """At a worker's start: the jobs an earlier start of this same worker left RUNNING (it was killed,
+    or ran out of memory) go back on their queues at once, instead of at the broker's visibility
+    timeout. Results are idempotent; the late redelivery of the first message finds the job DONE."""
+    settings, index = worker_settings(), worker_index()
+    with index.session() as session:
+        lost = session.scalars(
+            select(Job).where(
+                Job.state == JobState.RUNNING,
+                Job.worker == worker,
+                Job.incarnation != worker_incarnation(),
+            )
+        ).all()
+        tasks = []
+        for job in lost:
+            job.state, job.started_at = JobState.QUEUED, None
+            job.study.state = StudyState.ROUTED
+            index.record_event(session, job.study_uid, Hop.RECOVERED, job=job.id, lost_worker=worker)
+            tasks.append(
+                QueuedTask(
+                    TaskName.INFER, job.id, queue_for(settings, job.pipeline), job.priority.celery_priority
+                )
+            )
+    if tasks:
+        log.warning(
+            "worker %s started again: queueing the job(s) it left running: %s",
+            worker,
+            [t.record_id for t in tasks],
+        )
+        send_tasks(app, index, tasks)
+    return [task.record_id for task in tasks]
 
 
 def load_served_pipelines(app: Celery) -> None:

@@ -68,6 +68,10 @@ class EmbeddedRedis:
                 self._process.kill()
         self._process = None
 
+    def running(self) -> bool:
+        """Whether the redis-server this started is still alive."""
+        return self._process is not None and self._process.poll() is None
+
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None

@@ -184,6 +184,10 @@ class Job(Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     timings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    #: The worker (Celery name) and the start of it (one per process) that took the job: a worker that
+    #: starts again finds the jobs its previous start left RUNNING and queues them at once.
+    worker: Mapped[str | None] = mapped_column(String(200))
+    incarnation: Mapped[str | None] = mapped_column(String(32))
 
     study: Mapped[Study] = relationship(back_populates="jobs")
     results: Mapped[list[Result]] = relationship(back_populates="job", order_by="Result.id")

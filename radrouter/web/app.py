@@ -18,6 +18,7 @@ from radrouter.monitoring.service import keep_alerts_current
 from radrouter.router.deliver.view import DeliveryView
 from radrouter.router.dispatch.contract import celery_app
 from radrouter.storage.index import Index, Job, Result, Study, StudyState, utc_iso
+from radrouter.storage.node_status import read_node_status
 from radrouter.storage.store import InstanceStore
 from radrouter.web import audit, deliveries
 from radrouter.web.auth import PROTECTED
@@ -118,6 +119,9 @@ def create_app(settings: Settings, index: Index | None = None) -> FastAPI:
             checks["broker"] = "ok"
         except redis.RedisError as error:
             checks["broker"] = f"error: {type(error).__name__}"
+        supervised = read_node_status(settings.storage.root)
+        if supervised is not None:  # under `radrouter up`: is every one of its processes running?
+            checks["processes"] = supervised.summary()
         healthy = all(value == "ok" for value in checks.values())
         return {"status": "ok" if healthy else "degraded", "version": radrouter.__version__, "checks": checks}
 

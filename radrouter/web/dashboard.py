@@ -24,6 +24,7 @@ from radrouter.router.deliver.dead_letter import retry_delivery
 from radrouter.router.deliver.view import DeliveryView
 from radrouter.router.dispatch.retry import NotRetryable, retry_job
 from radrouter.storage.index import Delivery, DeliveryState, Hop, Index, Job, JobState, Study
+from radrouter.storage.node_status import read_node_status
 from radrouter.web.prometheus import queue_depths, served_queues
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).with_name("templates"))
@@ -94,6 +95,7 @@ def dashboard_router(settings: Settings, index: Index, celery: Celery) -> APIRou
             "hops": [hop.value for hop in HOPS_SHOWN],
             "queues": queues,
             "workers": _workers(celery),
+            "processes": read_node_status(settings.storage.root),
             "failed_jobs": job_rows,
             "dead_deliveries": delivery_rows,
             "config": config_in_use(settings),

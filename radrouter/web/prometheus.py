@@ -12,12 +12,13 @@ from typing import Any
 
 from celery import Celery
 from kombu.exceptions import OperationalError as BrokerUnavailable
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from sqlalchemy import ColumnElement, Select, case, func, select
 
 from radrouter.config.settings import Settings
 from radrouter.router.dispatch.contract import DELIVERY_QUEUE, queue_for
 from radrouter.storage.index import Delivery, DeliveryState, Index, Job, JobState
+from radrouter.storage.node_status import ProcessState, read_node_status
 
 # Seconds from a job's start to its end; brain extraction on a CPU takes tens of seconds.
 INFERENCE_BUCKETS = (1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0, 640.0)
@@ -44,6 +45,7 @@ class NodeCollector:
 
     def collect(self) -> Iterator[Metric]:
         yield from self._queues()
+        yield from self._processes()
         with self.index.session() as session:
             deliveries = dict(
                 session.execute(select(Delivery.state, func.count()).group_by(Delivery.state)).all()
@@ -54,6 +56,21 @@ class NodeCollector:
             outcome.add_metric([state.value], deliveries.get(state, 0))
         yield outcome
         yield self._inference_histogram(durations)
+
+    def _processes(self) -> Iterator[Metric]:
+        """Under ``radrouter up``: whether each process runs, and how often it was started again."""
+        status = read_node_status(self.settings.storage.root)
+        if status is None:
+            return
+        up = GaugeMetricFamily("radrouter_process_up", "1 while the process runs", labels=["process"])
+        restarts = CounterMetricFamily(
+            "radrouter_process_restarts", "Times the supervisor started the process again", labels=["process"]
+        )
+        for name, process in sorted(status.processes.items()):
+            up.add_metric([name], float(process.state == ProcessState.RUNNING))
+            restarts.add_metric([name], process.restarts)
+        yield up
+        yield restarts
 
     def _queues(self) -> Iterator[Metric]:
         depth = GaugeMetricFamily("radrouter_queue_depth", "Tasks waiting per Celery queue", labels=["queue"])

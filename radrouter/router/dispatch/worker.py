@@ -5,11 +5,18 @@ Built on first use, not at import, so importing a tasks module reads no config f
 
 from __future__ import annotations
 
+import uuid
 from functools import cache
 
 from radrouter.config.settings import Settings, load_settings
 from radrouter.storage.index import Index
 from radrouter.storage.store import InstanceStore
+
+
+@cache
+def worker_incarnation() -> str:
+    """This start of this worker process: jobs it takes carry it, so the next start knows they are lost."""
+    return uuid.uuid4().hex
 
 
 @cache

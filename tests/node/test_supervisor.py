@@ -1,0 +1,98 @@
+"""``radrouter up`` keeps its processes running: a killed worker comes back and its study still gets
+its results; the rest of the node never stops; a child that keeps failing is reported crash-looping."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pydicom
+
+from radrouter.config.settings import Settings
+from radrouter.node.supervisor import NodeProcess, NodeSupervisor, SupervisedProcess
+from radrouter.storage.node_status import ProcessState, read_node_status
+from tests.services import MPRAGE, Node, Orthanc, as_new_study, storescu, wait_until
+
+PIPELINE_WORKER = "worker-brain-extraction"
+
+
+def test_a_worker_killed_mid_inference_comes_back_and_the_study_gets_its_results(
+    node: Node, orthanc: Orthanc, tmp_path: Path
+) -> None:
+    """With the shipped defaults (visibility timeout 3600 s): the restarted worker takes its job back."""
+    root = node.workdir / "data"
+    before = read_node_status(root)
+    assert before is not None and before.summary() == "ok"
+    files = as_new_study(sorted(MPRAGE.glob("*.dcm")), tmp_path)
+    study_uid = pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID
+    assert storescu(node.port, files).returncode == 0
+
+    def running() -> bool:
+        return [job["state"] for job in node.study(study_uid).get("jobs", [])] == ["RUNNING"]
+
+    wait_until(running, 120, "the job RUNNING", 0.02)
+    killed = before.processes[PIPELINE_WORKER].pid
+    assert killed is not None
+    os.kill(killed, signal.SIGKILL)
+
+    def restarted() -> bool:
+        status = read_node_status(root)
+        worker = status.processes[PIPELINE_WORKER] if status is not None else None
+        return worker is not None and worker.state == ProcessState.RUNNING and worker.pid != killed
+
+    wait_until(restarted, 30, "the worker started again")
+    # The SCP and the web app never went down; the web app says what happened.
+    assert httpx.get(f"{node.api}/health").json()["checks"]["index"] == "ok"
+    wait_until(
+        lambda: orthanc.find_series(study_uid, "SEG") and orthanc.find_series(study_uid, "SR"),
+        240,
+        "SEG and SR in Orthanc after the worker came back",
+    )
+    study = node.study(study_uid)
+    hops = [event["hop"] for event in study["events"]]
+    assert hops.count("inference_started") == 2 and "recovered" in hops
+    assert [job["state"] for job in study["jobs"]] == ["DONE"]
+    status = read_node_status(root)
+    assert status is not None and status.processes[PIPELINE_WORKER].restarts >= 1
+    metrics = httpx.get(f"http://127.0.0.1:{node.web_port}/metrics").text
+    assert f'radrouter_process_up{{process="{PIPELINE_WORKER}"}} 1.0' in metrics
+    assert f'radrouter_process_restarts_total{{process="{PIPELINE_WORKER}"}}' in metrics
+
+
+def test_a_child_that_keeps_failing_is_reported_crash_looping_and_the_others_run_on(tmp_path: Path) -> None:
+    # Overridden: waits of 50 ms (not 1 s doubling to 60 s) so three failures play out in a second.
+    settings = Settings(
+        storage={"root": tmp_path},
+        supervisor={"restart_backoff_initial_s": 0.05, "restart_backoff_max_s": 0.1, "crash_loop_after": 3},
+    )
+    supervisor = NodeSupervisor(settings, dict(os.environ), broker=None)
+    supervisor.children = {
+        "failing": SupervisedProcess("failing", NodeProcess([sys.executable, "-c", "raise SystemExit(3)"])),
+        "steady": SupervisedProcess(
+            "steady", NodeProcess([sys.executable, "-c", "import time; time.sleep(60)"])
+        ),
+    }
+    supervisor.start_all()
+    try:
+        steady_pid = read_node_status(tmp_path).processes["steady"].pid  # type: ignore[union-attr]
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            supervisor.watch_once()
+            status = read_node_status(tmp_path)
+            assert status is not None
+            if status.processes["failing"].state == ProcessState.CRASH_LOOPING:
+                break
+            time.sleep(0.02)
+        failing = status.processes["failing"]
+        assert failing.state == ProcessState.CRASH_LOOPING and failing.last_exit == 3
+        assert failing.restarts >= 2
+        assert status.processes["steady"].state == ProcessState.RUNNING
+        assert status.processes["steady"].pid == steady_pid, "a healthy child was restarted"
+        assert "failing crash-looping" in status.summary()
+    finally:
+        supervisor.stop_all()
+    assert read_node_status(tmp_path) is None, "a stopped node leaves no status behind"
