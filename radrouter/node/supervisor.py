@@ -27,6 +27,9 @@ from radrouter.storage.node_status import ProcessState, status_path, write_node_
 
 log = logging.getLogger(__name__)
 
+#: The embedded redis-server's name among the node's processes.
+BROKER = "redis"
+
 
 @dataclass(frozen=True)
 class NodeProcess:
@@ -110,6 +113,7 @@ class NodeSupervisor:
         self.children = {
             name: SupervisedProcess(name, spec) for name, spec in node_commands(settings).items()
         }
+        self.broker_restarts = 0
         self._written: dict[str, Any] | None = None
 
     def start_all(self) -> None:
@@ -121,8 +125,14 @@ class NodeSupervisor:
         """Notice children that ended, start those whose backoff is over; restart a dead broker."""
         now = time.monotonic()
         if self.broker is not None and not self.broker.running():
-            log.error("the embedded redis-server ended; starting it again")
-            self.broker.start()
+            log.error(
+                "the embedded redis-server ended; starting it again (its append-only file keeps the queues)"
+            )
+            try:
+                self.broker.start()
+                self.broker_restarts += 1
+            except RuntimeError as error:  # its port not yet free: the next pass tries again
+                log.error("%s", error)
         for child in self.children.values():
             if child.start_due is None and child.popen is not None and child.popen.poll() is not None:
                 self._ended(child, now)
@@ -168,6 +178,14 @@ class NodeSupervisor:
     def _write_status(self) -> None:
         crash_loop_after = self.settings.crash_loop_after
         processes = {name: child.status(crash_loop_after) for name, child in self.children.items()}
+        if self.broker is not None:
+            running = self.broker.running()
+            processes[BROKER] = {
+                "state": ProcessState.RUNNING if running else ProcessState.RESTARTING,
+                "pid": self.broker.pid if running else None,
+                "restarts": self.broker_restarts,
+                "last_exit": None,
+            }
         if processes != self._written:
             write_node_status(self.root, processes)
             self._written = processes

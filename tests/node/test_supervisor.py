@@ -13,7 +13,7 @@ import httpx
 import pydicom
 
 from radrouter.config.settings import Settings
-from radrouter.node.supervisor import NodeProcess, NodeSupervisor, SupervisedProcess
+from radrouter.node.supervisor import BROKER, NodeProcess, NodeSupervisor, SupervisedProcess
 from radrouter.storage.node_status import ProcessState, read_node_status
 from tests.services import MPRAGE, Node, Orthanc, as_new_study, storescu, wait_until
 
@@ -96,3 +96,30 @@ def test_a_child_that_keeps_failing_is_reported_crash_looping_and_the_others_run
     finally:
         supervisor.stop_all()
     assert read_node_status(tmp_path) is None, "a stopped node leaves no status behind"
+
+
+def test_the_embedded_redis_killed_is_started_again_and_studies_still_get_results(
+    node: Node, orthanc: Orthanc, tmp_path: Path
+) -> None:
+    root = node.workdir / "data"
+    before = read_node_status(root)
+    assert before is not None
+    killed = before.processes[BROKER].pid
+    assert killed is not None
+    os.kill(killed, signal.SIGKILL)
+
+    def broker_back() -> bool:
+        status = read_node_status(root)
+        broker = status.processes[BROKER] if status is not None else None
+        return broker is not None and broker.state == ProcessState.RUNNING and broker.pid != killed
+
+    wait_until(broker_back, 30, "redis-server started again")
+    files = as_new_study(sorted(MPRAGE.glob("*.dcm")), tmp_path)
+    study_uid = pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID
+    assert storescu(node.port, files).returncode == 0
+    wait_until(
+        lambda: orthanc.find_series(study_uid, "SEG") and orthanc.find_series(study_uid, "SR"),
+        240,
+        "SEG and SR in Orthanc after redis came back",
+    )
+    assert httpx.get(f"{node.api}/health").json()["checks"]["broker"] == "ok"
