@@ -28,6 +28,7 @@ TASK_MODULES = (inference_tasks, delivery_tasks, worklist_tasks, monitoring_task
 
 def _worker_started(sender: Any, **_: Any) -> None:
     inference_tasks.take_over_lost_jobs(sender.app, sender.hostname)
+    delivery_tasks.take_over_lost_deliveries(sender.app, sender.hostname)
     inference_tasks.load_served_pipelines(sender.app)
 
 

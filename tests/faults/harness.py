@@ -20,6 +20,7 @@ from radrouter.storage.index import Index, Instance, Job, Series
 from tests.services import Orthanc, free_port, port_open, wait_until
 
 PIPELINE_WORKER = "worker-brain-extraction"
+DELIVERY_WORKER = "worker-delivery"
 
 #: Short waits, so each fault plays out in seconds; the broker's visibility timeout keeps its shipped
 #: 3600 s, so a killed worker's job must come back by the worker's own take-over, not by the timeout.

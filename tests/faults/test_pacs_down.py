@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 
 from tests.faults.conftest import FILES, STUDY, FaultTally
-from tests.faults.harness import NodeProcesses
+from tests.faults.harness import DELIVERY_WORKER, NodeProcesses
 from tests.services import Orthanc, storescu, wait_until
 
 
@@ -61,6 +61,34 @@ def test_pacs_down_then_back_and_past_the_dead_letter_age(tmp_path: Path, tally:
         node.wait_for_state(STUDY, "DONE")
         assert httpx.get(f"{node.api}/deliveries/dead-letter").json() == []
         tally.results_in_pacs(pacs, STUDY, 2)
+    finally:
+        node.stop()
+        pacs.stop()
+
+
+def test_delivery_worker_killed_while_its_deliveries_wait_to_retry(tmp_path: Path, tally: FaultTally) -> None:
+    """The retries a delivery worker held (waiting out their backoff) die with it; its next start sends
+    them again at once, not after the broker's visibility timeout (3600 s as shipped)."""
+    pacs = Orthanc(tmp_path / "pacs")
+    pacs.start()
+    pacs.stop()
+    node = NodeProcesses(tmp_path / "node", pacs)
+    node.start()
+    try:
+        assert storescu(node.port, FILES).returncode == 0
+        tally.sent(FILES)
+        wait_until(
+            lambda: [d["attempts"] >= 2 for d in node.study(STUDY)["deliveries"]] == [True, True],
+            240,
+            "two delivery attempts each",
+        )
+        node.kill(DELIVERY_WORKER)
+        tally.fault("kill -9 of the delivery worker while its deliveries wait to retry")
+        node.start(DELIVERY_WORKER)
+        pacs.start()
+        study = node.wait_for_state(STUDY, "DONE", timeout_s=120)
+        assert [event["hop"] for event in study["events"]].count("recovered") == 2
+        tally.results_in_pacs(pacs, STUDY, 1)
     finally:
         node.stop()
         pacs.stop()

@@ -12,7 +12,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from celery import shared_task
+from celery import Celery, shared_task
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from radrouter.config.settings import config_file_from_environment, load_settings
@@ -20,8 +21,13 @@ from radrouter.logs import study
 from radrouter.router.deliver.associations import AssociationPool
 from radrouter.router.deliver.deidentified import deidentified_copies
 from radrouter.router.deliver.scu import DeliveryError, OutgoingObject, RefusedByDestination, send
-from radrouter.router.dispatch.contract import TaskName
-from radrouter.router.dispatch.worker import worker_index, worker_settings, worker_store
+from radrouter.router.dispatch.contract import DELIVERY_QUEUE, TaskName
+from radrouter.router.dispatch.worker import (
+    worker_incarnation,
+    worker_index,
+    worker_settings,
+    worker_store,
+)
 from radrouter.router.route.rulebook import RuleBook
 from radrouter.storage.index import (
     Delivery,
@@ -50,6 +56,34 @@ def worker_rulebook() -> RuleBook:
 def worker_associations() -> AssociationPool:
     """Associations to destinations this process keeps open between deliveries."""
     return AssociationPool(worker_settings().delivery.keep_open_s)
+
+
+def take_over_lost_deliveries(app: Celery, worker: str) -> list[int]:
+    """At a delivery worker's start: deliveries an earlier start of this same worker was still trying
+    (its retry, waiting out the backoff, died with it) are queued again at once, not at the broker's
+    visibility timeout. A late copy of the old retry finds the delivery delivered and does nothing."""
+    index = worker_index()
+    with index.session() as session:
+        lost = session.scalars(
+            select(Delivery).where(
+                Delivery.state == DeliveryState.PENDING,
+                Delivery.worker == worker,
+                Delivery.incarnation != worker_incarnation(),
+            )
+        ).all()
+        resend = []
+        for delivery in lost:
+            name = TaskName.FORWARD if delivery.kind == DeliveryKind.ORIGINAL else TaskName.DELIVER
+            resend.append((name, delivery.id))
+            delivery.incarnation = worker_incarnation()  # taken over: not again at the next start
+            index.record_event(
+                session, delivery.owning_study_uid, Hop.RECOVERED, delivery=delivery.id, lost_worker=worker
+            )
+    for name, delivery_id in resend:
+        app.send_task(name, args=[delivery_id], queue=DELIVERY_QUEUE)
+    if resend:
+        log.warning("worker %s started again: queueing %d delivery(ies) it was trying", worker, len(resend))
+    return [delivery_id for _, delivery_id in resend]
 
 
 def release_open_associations() -> None:
@@ -103,6 +137,10 @@ def _ship(task: Any, delivery_id: int) -> None:
         destination_name = delivery.destination
         study_uid, outgoing, sent_detail = _outgoing(session, delivery, worker_store())
         delivery.attempts += 1
+        delivery.worker, delivery.incarnation = (
+            (task.request.hostname or "")[:200] or None,
+            worker_incarnation(),
+        )
         attempt = delivery.attempts
         pending_s = (utcnow() - delivery.pending_since).total_seconds()
     destination = worker_rulebook().current().destinations.get(destination_name)
