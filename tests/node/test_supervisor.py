@@ -15,7 +15,7 @@ import pydicom
 from radrouter.config.settings import Settings
 from radrouter.node.supervisor import BROKER, NodeProcess, NodeSupervisor, SupervisedProcess
 from radrouter.storage.node_status import ProcessState, read_node_status
-from tests.services import MPRAGE, Node, Orthanc, as_new_study, storescu, wait_until
+from tests.services import MPRAGE, Node, Orthanc, as_new_study, port_open, storescu, wait_until
 
 PIPELINE_WORKER = "worker-brain-extraction"
 
@@ -123,3 +123,38 @@ def test_the_embedded_redis_killed_is_started_again_and_studies_still_get_result
         "SEG and SR in Orthanc after redis came back",
     )
     assert httpx.get(f"{node.api}/health").json()["checks"]["broker"] == "ok"
+
+
+def test_the_scp_and_the_web_app_killed_come_back_and_the_next_study_gets_its_results(
+    node: Node, orthanc: Orthanc, tmp_path: Path
+) -> None:
+    """kill -9 of the SCP's parent (its receivers die with it) and of the web app, with the defaults."""
+    root = node.workdir / "data"
+    before = read_node_status(root)
+    assert before is not None
+    killed = {name: before.processes[name].pid for name in ("scp", "web")}
+    for pid in killed.values():
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+
+    def back() -> bool:
+        status = read_node_status(root)
+        return status is not None and all(
+            status.processes[name].state == ProcessState.RUNNING and status.processes[name].pid != pid
+            for name, pid in killed.items()
+        )
+
+    wait_until(back, 60, "the SCP and the web app started again")
+    wait_until(lambda: port_open(node.web_port), 60, "the web app listening again")
+    files = as_new_study(sorted(MPRAGE.glob("*.dcm")), tmp_path)
+    study_uid = pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID
+    sent = wait_until(lambda: storescu(node.port, files).returncode == 0, 120, "the SCP accepting again", 1.0)
+    assert sent
+    wait_until(
+        lambda: orthanc.find_series(study_uid, "SEG") and orthanc.find_series(study_uid, "SR"),
+        240,
+        "SEG and SR in Orthanc after the SCP came back",
+    )
+    assert len(orthanc.find_series(study_uid, "SEG")) == 1 and len(orthanc.find_series(study_uid, "SR")) == 1
+    health = httpx.get(f"{node.api}/health").json()
+    assert health["status"] == "ok" and health["checks"]["processes"] == "ok"
