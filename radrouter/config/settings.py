@@ -182,6 +182,12 @@ class InferenceSettings(BaseModel):
         ge=0,
         description="Evict least recently used models while free (GPU or RAM) memory is below this.",
     )
+    worker_lost_after_s: float = Field(
+        30.0,
+        ge=5,
+        description="A worker whose heartbeat (every third of this) stopped this long ago is lost: the "
+        "SCP's reconciler queues its RUNNING jobs again (one that restarts takes them back at once).",
+    )
     jobs_per_worker: int = Field(
         2,
         ge=1,

@@ -6,6 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
+from radrouter.node.supervisor import NodeProcess
 from tests.faults.conftest import FILES, STUDY, FaultTally
 from tests.faults.harness import PIPELINE_WORKER, NodeProcesses, sop_uid
 from tests.services import STORESCU, Orthanc, storescu, wait_until
@@ -59,4 +60,27 @@ def test_worker_killed_mid_inference(node: NodeProcesses, orthanc: Orthanc, tall
     assert hops.count("inference_started") == 2, "the job was not delivered again"
     assert node.job_count(STUDY) == 1
     assert [d["state"] for d in study["deliveries"]] == ["DELIVERED", "DELIVERED"]
+    tally.results_in_pacs(orthanc, STUDY, 1)
+
+
+def test_a_worker_lost_for_good_has_its_job_taken_by_another(
+    node: NodeProcesses, orthanc: Orthanc, tally: FaultTally
+) -> None:
+    """A worker killed and never restarted (its machine died): once its heartbeat has been missing for
+    inference.worker_lost_after_s (30 s as shipped), the SCP's reconciler queues its job again and
+    another worker of the same queue runs it; not after the 3600 s visibility timeout."""
+    spare = node.commands[PIPELINE_WORKER]
+    node.commands["worker-spare"] = NodeProcess([*spare.command, "--name", "spare@%h"], spare.env)
+    assert storescu(node.port, FILES).returncode == 0
+    tally.sent(FILES)
+    wait_until(
+        lambda: [j["state"] for j in node.study(STUDY)["jobs"]] == ["RUNNING"], 120, "job RUNNING", 0.02
+    )
+    node.kill(PIPELINE_WORKER)
+    tally.fault("kill -9 of the pipeline worker, never restarted")
+    node.start("worker-spare")
+
+    study = node.wait_for_state(STUDY, "DONE", timeout_s=240)
+    assert any(event["detail"].get("lost_worker") for event in study["events"] if event["hop"] == "recovered")
+    assert node.job_count(STUDY) == 1
     tally.results_in_pacs(orthanc, STUDY, 1)

@@ -16,11 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+import redis
 from celery import Celery
 from sqlalchemy import select
 
 from radrouter.config.settings import Settings
-from radrouter.router.dispatch.contract import TaskName, queue_for
+from radrouter.router.dispatch.contract import TaskName, heartbeat_key, queue_for
 from radrouter.router.dispatch.send import QueuedTask, send_tasks
 from radrouter.storage.index import Hop, Index, Job, JobState, Study, StudyState, utcnow
 
@@ -33,6 +34,7 @@ class RouterReconciliation:
 
     completed: list[str]
     redispatched: list[int]
+    taken_over: list[int]
 
 
 class StudyReconciler:
@@ -53,7 +55,9 @@ class StudyReconciler:
         self.pending = pending
 
     def run_once(self) -> RouterReconciliation:
-        return RouterReconciliation(self._complete_stale_studies(), self._redispatch_jobs())
+        return RouterReconciliation(
+            self._complete_stale_studies(), self._redispatch_jobs(), self._take_over_jobs_of_lost_workers()
+        )
 
     def _complete_stale_studies(self) -> list[str]:
         cutoff = utcnow() - timedelta(seconds=self.settings.recovery.receiving_timeout_s)
@@ -69,6 +73,39 @@ class StudyReconciler:
                 self.index.record_event(session, study_uid, Hop.RECOVERED, completed_late=True)
             self.complete_study(study_uid)
         return completed
+
+    def _take_over_jobs_of_lost_workers(self) -> list[int]:
+        """RUNNING jobs whose worker's heartbeat expired (its machine died, or it was killed and not
+        restarted) go back on their queues; a late copy of the first message finds the job taken."""
+        with self.index.session() as session:
+            running = session.execute(
+                select(Job.id, Job.worker, Job.incarnation).where(
+                    Job.state == JobState.RUNNING, Job.incarnation.is_not(None)
+                )
+            ).all()
+        if not running:
+            return []
+        broker = redis.Redis.from_url(self.settings.broker.resolved_url(), socket_connect_timeout=2)
+        alive = broker.exists  # one round trip per job; a handful run at any time
+        lost = [
+            job_id for job_id, worker, start in running if not alive(heartbeat_key(worker or "", start or ""))
+        ]
+        tasks = []
+        with self.index.session() as session:
+            for job_id in lost:
+                job = session.get(Job, job_id)
+                if job is None or job.state != JobState.RUNNING:
+                    continue
+                log.warning("job %d: its worker %s stopped beating; queueing it again", job_id, job.worker)
+                job.state, job.started_at = JobState.QUEUED, None
+                job.study.state = StudyState.ROUTED
+                self.index.record_event(
+                    session, job.study_uid, Hop.RECOVERED, job=job_id, lost_worker=job.worker
+                )
+                queue = queue_for(self.settings, job.pipeline)
+                tasks.append(QueuedTask(TaskName.INFER, job_id, queue, job.priority.celery_priority))
+        send_tasks(self.celery, self.index, tasks)
+        return [task.record_id for task in tasks]
 
     def _redispatch_jobs(self) -> list[int]:
         cutoff = utcnow() - timedelta(seconds=self.settings.recovery.undispatched_after_s)
