@@ -7,7 +7,7 @@ VENV := .venv
 APT_PACKAGES := redis-server orthanc dcmtk dicom3tools postgresql iproute2 chromium openssl
 APT_TOOLS := /usr/bin/redis-server /usr/sbin/Orthanc /usr/bin/storescu /usr/bin/echoscu /usr/bin/dciodvfy /usr/lib/postgresql/15/bin/postgres /usr/sbin/ip /usr/bin/chromium /usr/bin/openssl
 
-.PHONY: run test lint system-packages bench-ingest bench-e2e
+.PHONY: run test lint system-packages bench-ingest bench-e2e bench-soak
 
 run: system-packages $(VENV)/.installed
 	$(VENV)/bin/radrouter up
@@ -22,6 +22,10 @@ bench-ingest: system-packages $(VENV)/.installed
 # Last C-STORE response -> SEG and SR in Orthanc, per stage; delivery speed; 5 studies at once (README).
 bench-e2e: system-packages $(VENV)/.installed
 	$(VENV)/bin/python -m bench.e2e
+
+# The node under load while random processes get kill -9; nothing lost, nothing stuck (README).
+bench-soak: system-packages $(VENV)/.installed
+	$(VENV)/bin/python -m bench.soak
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check radrouter tests bench
