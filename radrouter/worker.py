@@ -7,13 +7,9 @@ at import.
 
 from __future__ import annotations
 
-import logging
-import threading
-import time
 from functools import cache
 from typing import Any
 
-import redis
 from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
 
@@ -22,33 +18,19 @@ from radrouter.inference import tasks as inference_tasks
 from radrouter.inference.standard_tables import cache_standard_lookups
 from radrouter.monitoring import tasks as monitoring_tasks
 from radrouter.router.deliver import tasks as delivery_tasks
-from radrouter.router.dispatch.contract import celery_app, heartbeat_key
-from radrouter.router.dispatch.worker import worker_incarnation, worker_settings
+from radrouter.router.dispatch.contract import celery_app
+from radrouter.router.dispatch.heartbeat import heartbeat_key, keep_beating
+from radrouter.router.dispatch.worker import process_incarnation, worker_settings
 from radrouter.worklist import tasks as worklist_tasks
-
-log = logging.getLogger(__name__)
 
 #: Every module whose tasks a worker runs; each task's name is in ``router.dispatch.contract``.
 TASK_MODULES = (inference_tasks, delivery_tasks, worklist_tasks, monitoring_tasks)
 
 
-def _beat(worker: str, incarnation: str, every_s: float, lost_after_s: float) -> None:
-    """Keep this worker start's heartbeat key alive on the broker (reconnecting after an outage)."""
-    key = heartbeat_key(worker, incarnation)
-    while True:
-        try:
-            redis.Redis.from_url(worker_settings().broker.resolved_url(), socket_connect_timeout=2).set(
-                key, "1", px=int(lost_after_s * 1000)
-            )
-        except redis.RedisError as error:
-            log.warning("heartbeat not written (%s); trying again in %.0f s", type(error).__name__, every_s)
-        time.sleep(every_s)
-
-
 def _worker_started(sender: Any, **_: Any) -> None:
-    lost_after_s = worker_settings().inference.worker_lost_after_s
-    beat = (sender.hostname, worker_incarnation(), lost_after_s / 3, lost_after_s)
-    threading.Thread(target=_beat, args=beat, name="heartbeat", daemon=True).start()
+    settings = worker_settings()
+    key = heartbeat_key(sender.hostname, process_incarnation())
+    keep_beating(settings.broker.resolved_url(), key, settings.inference.worker_lost_after_s)
     inference_tasks.take_over_lost_jobs(sender.app, sender.hostname)
     delivery_tasks.take_over_lost_deliveries(sender.app, sender.hostname)
     inference_tasks.load_served_pipelines(sender.app)

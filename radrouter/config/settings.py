@@ -275,6 +275,12 @@ class RecoverySettings(BaseModel):
         description="A study still RECEIVING this long after its last instance, with no association "
         "open, is completed by the reconciler (its sender or our SCP died mid-study).",
     )
+    scp_lost_after_s: float = Field(
+        30.0,
+        ge=5,
+        description="An SCP whose heartbeat (every third of this) stopped this long ago is gone: the "
+        "studies it was receiving are completed by another SCP's reconciler, not after receiving_timeout_s.",
+    )
     undispatched_after_s: float = Field(
         10.0,
         gt=0,

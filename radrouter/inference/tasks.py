@@ -18,7 +18,7 @@ from radrouter.inference.standard_tables import cache_standard_lookups, load_sta
 from radrouter.router.dispatch.contract import DELIVERY_QUEUE, TaskName, queue_for
 from radrouter.router.dispatch.send import QueuedTask, send_tasks
 from radrouter.router.dispatch.worker import (
-    worker_incarnation,
+    process_incarnation,
     worker_index,
     worker_settings,
     worker_store,
@@ -42,7 +42,7 @@ def infer(self: Any, job_id: int) -> None:
     way to PACS before triage and monitoring take their share of it.
     """
     outcome = JobRunner(worker_settings(), worker_index(), worker_store(), worker_pipelines()).run(
-        job_id, worker=self.request.hostname or "", incarnation=worker_incarnation()
+        job_id, worker=self.request.hostname or "", incarnation=process_incarnation()
     )
     priority = self.request.delivery_info.get("priority")
     for delivery_id in outcome.delivery_ids:
@@ -61,7 +61,7 @@ def take_over_lost_jobs(app: Celery, worker: str) -> list[int]:
             select(Job).where(
                 Job.state == JobState.RUNNING,
                 Job.worker == worker,
-                Job.incarnation != worker_incarnation(),
+                Job.incarnation != process_incarnation(),
             )
         ).all()
         tasks = []

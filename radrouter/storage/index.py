@@ -127,6 +127,8 @@ class Study(Base):
     completed_at: Mapped[datetime | None]
     revision: Mapped[int] = mapped_column(Integer, default=0)
     sent_as_high_priority: Mapped[bool] = mapped_column(default=False)
+    #: The SCP start that received the last instance: if it dies, another completes the study.
+    receiver: Mapped[str | None] = mapped_column(String(32))
 
     series: Mapped[list[Series]] = relationship(back_populates="study", order_by="Series.series_number")
     jobs: Mapped[list[Job]] = relationship(back_populates="study", order_by="Job.id")

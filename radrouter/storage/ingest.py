@@ -31,6 +31,8 @@ class ReceivedInstance:
     dimse_priority: int = 0
     called_ae: str = ""
     calling_address: str = ""
+    #: The SCP start that received it (``router.dispatch.worker.process_incarnation``).
+    receiver: str = ""
 
 
 def record_instance(index: Index, received: ReceivedInstance) -> bool:
@@ -51,7 +53,7 @@ def record_instance(index: Index, received: ReceivedInstance) -> bool:
 _TOUCH_RECEIVING_STUDY = (
     update(Study)
     .where(Study.uid == bindparam("study_uid"), Study.state == StudyState.RECEIVING)
-    .values(last_received_at=bindparam("now"))
+    .values(last_received_at=bindparam("now"), receiver=bindparam("scp"))
 )
 _ADD_INSTANCE = insert(Instance)
 
@@ -66,7 +68,8 @@ def _record_next_instance(index: Index, received: ReceivedInstance) -> bool:
     try:
         with index.engine.begin() as connection:
             receiving = connection.execute(
-                _TOUCH_RECEIVING_STUDY, {"study_uid": received.study_uid, "now": now}
+                _TOUCH_RECEIVING_STUDY,
+                {"study_uid": received.study_uid, "now": now, "scp": received.receiver or None},
             )
             if receiving.rowcount != 1:
                 raise _NotTheCommonCase
@@ -110,7 +113,7 @@ def _record(index: Index, received: ReceivedInstance) -> bool:
             study.state = StudyState.RECEIVING
             study.revision += 1
             study.reason = "late instance reopened the study"
-        study.last_received_at = now
+        study.last_received_at, study.receiver = now, received.receiver or None
         if received.dimse_priority == HIGH_PRIORITY:
             study.sent_as_high_priority = True
         if session.get(Series, received.series_uid) is None:

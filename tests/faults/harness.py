@@ -27,7 +27,7 @@ DELIVERY_WORKER = "worker-delivery"
 QUICK: dict[str, Any] = {
     # the quiet period and the reconciler's pass: how soon completion and recovery run, not whether
     "completion": {"quiet_period_s": 0.5},
-    "recovery": {"interval_s": 1.0, "receiving_timeout_s": 30.0, "undispatched_after_s": 1.0},
+    "recovery": {"interval_s": 1.0, "undispatched_after_s": 1.0},
     # retries every 0.5-2 s while the PACS is down, instead of waiting minutes between attempts
     "delivery": {"backoff_initial_s": 0.5, "backoff_max_s": 2.0, "max_attempts": 1000, "timeout_s": 5.0},
 }

@@ -84,3 +84,30 @@ def test_a_worker_lost_for_good_has_its_job_taken_by_another(
     assert any(event["detail"].get("lost_worker") for event in study["events"] if event["hop"] == "recovered")
     assert node.job_count(STUDY) == 1
     tally.results_in_pacs(orthanc, STUDY, 1)
+
+
+def test_a_study_whose_scp_was_killed_is_completed_by_the_next_one(
+    node: NodeProcesses, tmp_path: Path, tally: FaultTally
+) -> None:
+    """The sender gives up after the SCP died mid-study: what was answered Success is still routed,
+    once the dead SCP's heartbeat has expired (recovery.scp_lost_after_s, 30 s), not after the
+    300 s receiving_timeout_s meant for a sender that went quiet."""
+    log = tmp_path / "storescu.log"
+    with log.open("w") as stderr:
+        sender = subprocess.Popen(
+            [STORESCU, "-v", "-aec", "RADROUTER", "-aet", "MODALITY", "127.0.0.1", str(node.port), *FILES],
+            stdout=stderr,
+            stderr=stderr,
+            env={**os.environ, "TCP_NODELAY": "1"},
+        )
+        wait_until(lambda: log.read_text().count("(Success)") >= 10, 120, "10 instances acknowledged", 0.01)
+        node.kill("scp")
+        tally.fault("kill -9 of the SCP mid-study, the sender gives up")
+        sender.wait(timeout=60)
+    node.start("scp")
+
+    wait_until(lambda: node.study_state(STUDY) != "RECEIVING", 90, "the study completed by the new SCP", 0.5)
+    study = node.study(STUDY)
+    assert any(e["detail"].get("completed_late") for e in study["events"] if e["hop"] == "recovered")
+    acknowledged = {sop_uid(path) for path in FILES[: log.read_text().count("(Success)")]}
+    tally.lost(acknowledged, node.indexed_sop_uids(STUDY))

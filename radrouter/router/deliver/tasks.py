@@ -23,7 +23,7 @@ from radrouter.router.deliver.deidentified import deidentified_copies
 from radrouter.router.deliver.scu import DeliveryError, OutgoingObject, RefusedByDestination, send
 from radrouter.router.dispatch.contract import DELIVERY_QUEUE, TaskName
 from radrouter.router.dispatch.worker import (
-    worker_incarnation,
+    process_incarnation,
     worker_index,
     worker_settings,
     worker_store,
@@ -68,14 +68,14 @@ def take_over_lost_deliveries(app: Celery, worker: str) -> list[int]:
             select(Delivery).where(
                 Delivery.state == DeliveryState.PENDING,
                 Delivery.worker == worker,
-                Delivery.incarnation != worker_incarnation(),
+                Delivery.incarnation != process_incarnation(),
             )
         ).all()
         resend = []
         for delivery in lost:
             name = TaskName.FORWARD if delivery.kind == DeliveryKind.ORIGINAL else TaskName.DELIVER
             resend.append((name, delivery.id))
-            delivery.incarnation = worker_incarnation()  # taken over: not again at the next start
+            delivery.incarnation = process_incarnation()  # taken over: not again at the next start
             index.record_event(
                 session, delivery.owning_study_uid, Hop.RECOVERED, delivery=delivery.id, lost_worker=worker
             )
@@ -139,7 +139,7 @@ def _ship(task: Any, delivery_id: int) -> None:
         delivery.attempts += 1
         delivery.worker, delivery.incarnation = (
             (task.request.hostname or "")[:200] or None,
-            worker_incarnation(),
+            process_incarnation(),
         )
         attempt = delivery.attempts
         pending_s = (utcnow() - delivery.pending_since).total_seconds()

@@ -56,12 +56,6 @@ def celery_app(settings: Settings) -> Celery:
     return app
 
 
-def heartbeat_key(worker: str, incarnation: str) -> str:
-    """The broker key a worker start keeps alive while it runs (it expires ``worker_lost_after_s`` after
-    the last beat): a RUNNING job whose worker's key is gone belongs to a worker that is lost."""
-    return f"radrouter:heartbeat:{worker}:{incarnation}"
-
-
 def queue_for(settings: Settings, pipeline: str) -> str:
     """A pooled pipeline goes to its pool's queue; any other has its own, served by its own worker."""
     for pool_name, pool in settings.pools.items():

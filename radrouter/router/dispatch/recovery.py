@@ -21,8 +21,10 @@ from celery import Celery
 from sqlalchemy import select
 
 from radrouter.config.settings import Settings
-from radrouter.router.dispatch.contract import TaskName, heartbeat_key, queue_for
+from radrouter.router.dispatch.contract import TaskName, queue_for
+from radrouter.router.dispatch.heartbeat import SCP, is_alive
 from radrouter.router.dispatch.send import QueuedTask, send_tasks
+from radrouter.router.dispatch.worker import process_incarnation
 from radrouter.storage.index import Hop, Index, Job, JobState, Study, StudyState, utcnow
 
 log = logging.getLogger(__name__)
@@ -60,13 +62,29 @@ class StudyReconciler:
         )
 
     def _complete_stale_studies(self) -> list[str]:
-        cutoff = utcnow() - timedelta(seconds=self.settings.recovery.receiving_timeout_s)
+        """Studies RECEIVING that no live SCP will complete: their receiver's heartbeat stopped (it was
+        killed: complete them once quiet), or they have been silent for ``receiving_timeout_s``."""
+        now = utcnow()
+        cutoff = now - timedelta(seconds=self.settings.recovery.receiving_timeout_s)
+        quiet = now - timedelta(seconds=self.settings.completion.quiet_period_s)
         with self.index.session() as session:
-            stale = session.scalars(
-                select(Study.uid).where(Study.state == StudyState.RECEIVING, Study.last_received_at < cutoff)
+            receiving = session.execute(
+                select(Study.uid, Study.receiver, Study.last_received_at).where(
+                    Study.state == StudyState.RECEIVING, Study.last_received_at < quiet
+                )
             ).all()
+        mine = process_incarnation()
+        others = {receiver for _, receiver, _ in receiving if receiver and receiver != mine}
+        gone: set[str] = set()
+        if others:
+            broker = redis.Redis.from_url(self.settings.broker.resolved_url(), socket_connect_timeout=2)
+            gone = {receiver for receiver in others if not is_alive(broker, SCP, receiver)}
         tracked = set(self.pending())
-        completed = [uid for uid in stale if uid not in tracked]
+        completed = [
+            uid
+            for uid, receiver, last in receiving
+            if uid not in tracked and (last < cutoff or receiver in gone)
+        ]
         for study_uid in completed:
             log.warning("study %s was left RECEIVING; completing it now", study_uid)
             with self.index.session() as session:
@@ -86,9 +104,9 @@ class StudyReconciler:
         if not running:
             return []
         broker = redis.Redis.from_url(self.settings.broker.resolved_url(), socket_connect_timeout=2)
-        alive = broker.exists  # one round trip per job; a handful run at any time
+        # One round trip per RUNNING job: a handful at any time.
         lost = [
-            job_id for job_id, worker, start in running if not alive(heartbeat_key(worker or "", start or ""))
+            job_id for job_id, worker, start in running if not is_alive(broker, worker or "", start or "")
         ]
         tasks = []
         with self.index.session() as session:

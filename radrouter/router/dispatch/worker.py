@@ -14,8 +14,10 @@ from radrouter.storage.store import InstanceStore
 
 
 @cache
-def worker_incarnation() -> str:
-    """This start of this worker process: jobs it takes carry it, so the next start knows they are lost."""
+def process_incarnation() -> str:
+    """This start of this process: a worker's jobs carry it, so its next start knows they are lost; an
+    SCP's studies carry it (its receivers, forked after the first call, share it), so another SCP can
+    complete the studies it left RECEIVING once its heartbeat stops."""
     return uuid.uuid4().hex
 
 

@@ -218,7 +218,9 @@ def run_scp(settings: Settings, reading_list: ReadingListEntry) -> None:
 
     ``reading_list`` puts each complete study on the radiologists' list (the worklist's own code)."""
     from radrouter.router.dispatch.contract import celery_app
+    from radrouter.router.dispatch.heartbeat import SCP, heartbeat_key, keep_beating
     from radrouter.router.dispatch.recovery import start_reconciler
+    from radrouter.router.dispatch.worker import process_incarnation
     from radrouter.router.route.study_router import StudyRouter
     from radrouter.storage.consistency import reconcile_store
 
@@ -228,8 +230,15 @@ def run_scp(settings: Settings, reading_list: ReadingListEntry) -> None:
     celery = celery_app(settings)
     router = StudyRouter(settings, index, celery, reading_list)
     assembler = StudyAssembler(settings.completion, router, router.series_complete)
+    # Before the receivers fork, so they share this start's identity, which the studies they receive
+    # carry and the heartbeat vouches for.
+    incarnation = process_incarnation()
+    beating = keep_beating(
+        settings.broker.resolved_url(), heartbeat_key(SCP, incarnation), settings.recovery.scp_lost_after_s
+    )
     reconciling = start_reconciler(settings, index, celery, router, assembler.pending)
     try:
         ReceiverPool(settings, assembler).run()
     finally:
         reconciling.set()
+        beating.set()

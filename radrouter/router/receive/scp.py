@@ -34,6 +34,7 @@ from radrouter.config.settings import Settings
 from radrouter.deid import find_pseudonyms, is_pseudonymous, reidentify
 from radrouter.logs import study
 from radrouter.router.assemble import ArrivalSink
+from radrouter.router.dispatch.worker import process_incarnation
 from radrouter.router.receive.acceptor import AcceptorContexts, ConnectionCounts, NodeAE, SharedSocketServer
 from radrouter.router.receive.free_space import FreeSpace
 from radrouter.router.transport import NODELAY_HANDLER, tls_server_context
@@ -219,6 +220,7 @@ class StorageSCP:
             calling_address=event.assoc.requestor.address,
             dimse_priority=_int_or_none(event.request.Priority) or 0,
             called_ae=str(getattr(event.assoc.requestor.primitive, "called_ae_title", "") or ""),
+            receiver=process_incarnation(),
         )
         try:
             record_instance(self.index, received)
