@@ -156,8 +156,10 @@ def soak(
     seed: int = 1,
 ) -> SoakReport:
     rng = random.Random(seed)
+    (workdir / "pacs").mkdir()
     orthanc = Orthanc(workdir / "pacs")
     orthanc.start()
+    (workdir / "node").mkdir()
     node = Node(workdir / "node", orthanc, pipelines="")  # the shipped defaults, as a site gets them
     node.start()
     sources = sorted(MPRAGE.glob("*.dcm"))

@@ -44,6 +44,14 @@ def create_worker_app(settings: Settings) -> Celery:
     """The Celery app of a worker process, with every task registered and start/stop wired."""
     app = celery_app(settings)
     app.conf.imports = [module.__name__ for module in TASK_MODULES]
+    # A task's follow-ups (deliveries, triage, a retry) wait out a broker restart (about 2 min) rather
+    # than fail with their record already written; the SCP's reconciler covers a longer outage.
+    app.conf.task_publish_retry_policy = {
+        "max_retries": 120,
+        "interval_start": 0.5,
+        "interval_step": 0.5,
+        "interval_max": 1.0,
+    }
     app.set_current()
     cache_standard_lookups()  # volumes, SEGs and SRs look each SOP class up once, not once per slice
     worker_ready.connect(_worker_started, weak=False)

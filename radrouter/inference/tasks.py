@@ -45,8 +45,10 @@ def infer(self: Any, job_id: int) -> None:
         job_id, worker=self.request.hostname or "", incarnation=process_incarnation()
     )
     priority = self.request.delivery_info.get("priority")
-    for delivery_id in outcome.delivery_ids:
-        self.app.send_task(TaskName.DELIVER, args=[delivery_id], queue=DELIVERY_QUEUE, priority=priority)
+    if priority is None:
+        priority = worker_settings().default_priority.celery_priority
+    deliveries = [QueuedTask(TaskName.DELIVER, d, DELIVERY_QUEUE, priority) for d in outcome.delivery_ids]
+    send_tasks(self.app, worker_index(), deliveries)
     self.app.send_task(TaskName.TRIAGE, args=[job_id], queue=DELIVERY_QUEUE, priority=priority)
     self.app.send_task(TaskName.MONITOR, args=[job_id], queue=DELIVERY_QUEUE)
 

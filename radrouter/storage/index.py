@@ -245,6 +245,9 @@ class Delivery(Base):
     #: Start of the current round of attempts; past ``delivery.dead_letter_after_s`` it is dead-lettered.
     pending_since: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None]
+    #: When it was handed to the broker; None: recorded but never sent (the broker was down), so the
+    #: reconciler sends it.
+    dispatched_at: Mapped[datetime | None]
     #: The worker and the start of it that made the last attempt (its retry waits in that worker).
     worker: Mapped[str | None] = mapped_column(String(200))
     incarnation: Mapped[str | None] = mapped_column(String(32))

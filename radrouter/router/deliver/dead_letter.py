@@ -9,11 +9,10 @@ from celery import Celery
 from sqlalchemy import select
 
 from radrouter.router.deliver.view import DeliveryView
-from radrouter.router.dispatch.contract import DELIVERY_QUEUE, TaskName
 from radrouter.router.dispatch.retry import NotRetryable
+from radrouter.router.dispatch.send import delivery_task, send_tasks
 from radrouter.storage.index import (
     Delivery,
-    DeliveryKind,
     DeliveryState,
     Hop,
     Index,
@@ -51,9 +50,7 @@ def retry_deliveries(index: Index, celery: Celery, delivery_ids: Sequence[int] |
                 session, study_uid, Hop.DELIVERY_RETRY, delivery=delivery.id, destination=delivery.destination
             )
         retried = [(delivery.id, delivery.kind) for delivery in rows]
-    for delivery_id, kind in retried:
-        task = TaskName.FORWARD if kind == DeliveryKind.ORIGINAL else TaskName.DELIVER
-        celery.send_task(task, args=[delivery_id], queue=DELIVERY_QUEUE)
+    send_tasks(celery, index, [delivery_task(delivery_id, kind) for delivery_id, kind in retried])
     return [delivery_id for delivery_id, _ in retried]
 
 

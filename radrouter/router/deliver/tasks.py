@@ -21,7 +21,8 @@ from radrouter.logs import study
 from radrouter.router.deliver.associations import AssociationPool
 from radrouter.router.deliver.deidentified import deidentified_copies
 from radrouter.router.deliver.scu import DeliveryError, OutgoingObject, RefusedByDestination, send
-from radrouter.router.dispatch.contract import DELIVERY_QUEUE, TaskName
+from radrouter.router.dispatch.contract import TaskName
+from radrouter.router.dispatch.send import delivery_task, send_tasks
 from radrouter.router.dispatch.worker import (
     process_incarnation,
     worker_index,
@@ -73,17 +74,15 @@ def take_over_lost_deliveries(app: Celery, worker: str) -> list[int]:
         ).all()
         resend = []
         for delivery in lost:
-            name = TaskName.FORWARD if delivery.kind == DeliveryKind.ORIGINAL else TaskName.DELIVER
-            resend.append((name, delivery.id))
+            resend.append(delivery_task(delivery.id, delivery.kind))
             delivery.incarnation = process_incarnation()  # taken over: not again at the next start
             index.record_event(
                 session, delivery.owning_study_uid, Hop.RECOVERED, delivery=delivery.id, lost_worker=worker
             )
-    for name, delivery_id in resend:
-        app.send_task(name, args=[delivery_id], queue=DELIVERY_QUEUE)
+    send_tasks(app, index, resend)
     if resend:
         log.warning("worker %s started again: queueing %d delivery(ies) it was trying", worker, len(resend))
-    return [delivery_id for _, delivery_id in resend]
+    return [task.record_id for task in resend]
 
 
 def release_open_associations() -> None:

@@ -23,9 +23,19 @@ from sqlalchemy import select
 from radrouter.config.settings import Settings
 from radrouter.router.dispatch.contract import TaskName, queue_for
 from radrouter.router.dispatch.heartbeat import SCP, is_alive
-from radrouter.router.dispatch.send import QueuedTask, send_tasks
+from radrouter.router.dispatch.send import QueuedTask, delivery_task, send_tasks
 from radrouter.router.dispatch.worker import process_incarnation
-from radrouter.storage.index import Hop, Index, Job, JobState, Study, StudyState, utcnow
+from radrouter.storage.index import (
+    Delivery,
+    DeliveryState,
+    Hop,
+    Index,
+    Job,
+    JobState,
+    Study,
+    StudyState,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +47,7 @@ class RouterReconciliation:
     completed: list[str]
     redispatched: list[int]
     taken_over: list[int]
+    deliveries_redispatched: list[int]
 
 
 class StudyReconciler:
@@ -58,7 +69,10 @@ class StudyReconciler:
 
     def run_once(self) -> RouterReconciliation:
         return RouterReconciliation(
-            self._complete_stale_studies(), self._redispatch_jobs(), self._take_over_jobs_of_lost_workers()
+            self._complete_stale_studies(),
+            self._redispatch_jobs(),
+            self._take_over_jobs_of_lost_workers(),
+            self._redispatch_deliveries(),
         )
 
     def _complete_stale_studies(self) -> list[str]:
@@ -140,6 +154,29 @@ class StudyReconciler:
             with self.index.session() as session:
                 self.index.record_event(session, study_uid, Hop.RECOVERED, redispatched_job=job_id)
         return [job_id for job_id, *_ in jobs]
+
+    def _redispatch_deliveries(self) -> list[int]:
+        """Deliveries recorded but never handed to the broker (it was down when their job ended, or
+        their worker died in between): sent now, so no result waits unsent."""
+        cutoff = utcnow() - timedelta(seconds=self.settings.recovery.undispatched_after_s)
+        with self.index.session() as session:
+            unsent = session.scalars(
+                select(Delivery).where(
+                    Delivery.state == DeliveryState.PENDING,
+                    Delivery.dispatched_at.is_(None),
+                    Delivery.created_at < cutoff,
+                )
+            ).all()
+            tasks = []
+            for delivery in unsent:
+                log.warning("delivery %d was never received by the broker; queueing it again", delivery.id)
+                self.index.record_event(
+                    session, delivery.owning_study_uid, Hop.RECOVERED, redispatched_delivery=delivery.id
+                )
+                priority = self.settings.default_priority.celery_priority
+                tasks.append(delivery_task(delivery.id, delivery.kind, priority))
+        send_tasks(self.celery, self.index, tasks)
+        return [task.record_id for task in tasks]
 
 
 def start_reconciler(

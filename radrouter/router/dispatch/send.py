@@ -6,8 +6,12 @@ from dataclasses import dataclass
 
 from celery import Celery
 
-from radrouter.router.dispatch.contract import TaskName
-from radrouter.storage.index import Index, Job, utcnow
+from radrouter.config.rules import Priority
+from radrouter.router.dispatch.contract import DELIVERY_QUEUE, TaskName
+from radrouter.storage.index import Delivery, DeliveryKind, Index, Job, utcnow
+
+#: The tasks whose record notes that it was handed to the broker (a job's or a delivery's).
+_NOTED = frozenset({TaskName.INFER, TaskName.DELIVER, TaskName.FORWARD})
 
 
 @dataclass(frozen=True)
@@ -21,11 +25,25 @@ class QueuedTask:
 
 
 def send_tasks(celery: Celery, index: Index, tasks: list[QueuedTask]) -> None:
-    """Hand tasks to the broker and note each job as dispatched; the reconciler re-sends any left unnoted."""
+    """Hand tasks to the broker and note each job and delivery as dispatched; the reconciler re-sends
+    any left unnoted (the broker was down, or the process died in between)."""
     for task in tasks:
         celery.send_task(task.name, args=[task.record_id], queue=task.queue, priority=task.priority)
-        if task.name == TaskName.INFER:
-            with index.session() as session:
-                job = session.get(Job, task.record_id)
-                if job is not None:
-                    job.dispatched_at = utcnow()
+        if task.name not in _NOTED:
+            continue
+        with index.session() as session:
+            record: Job | Delivery | None = (
+                session.get(Job, task.record_id)
+                if task.name == TaskName.INFER
+                else session.get(Delivery, task.record_id)
+            )
+            if record is not None:
+                record.dispatched_at = utcnow()
+
+
+def delivery_task(
+    delivery_id: int, kind: DeliveryKind, priority: int = Priority.ROUTINE.celery_priority
+) -> QueuedTask:
+    """The task that sends a delivery: a result's, or a series' originals (a forward)."""
+    name = TaskName.FORWARD if kind == DeliveryKind.ORIGINAL else TaskName.DELIVER
+    return QueuedTask(name, delivery_id, DELIVERY_QUEUE, priority)

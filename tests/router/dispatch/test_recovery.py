@@ -1,0 +1,75 @@
+"""The reconciler sends what was recorded but never reached the broker: a job's deliveries too."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from radrouter.config.rules import Priority
+from radrouter.config.settings import Settings
+from radrouter.node.broker import EmbeddedRedis
+from radrouter.router.dispatch.contract import DELIVERY_QUEUE, celery_app
+from radrouter.router.dispatch.recovery import StudyReconciler
+from radrouter.storage.index import (
+    Delivery,
+    DeliveryState,
+    Index,
+    Job,
+    JobState,
+    Result,
+    ResultKind,
+    Series,
+    Study,
+    StudyState,
+    utcnow,
+)
+from radrouter.web.prometheus import queue_depths
+from tests.services import free_port
+
+
+def test_deliveries_a_broker_outage_kept_from_the_broker_are_sent_once(tmp_path: Path) -> None:
+    """The job ended while Redis was down: its deliveries are in the index, PENDING, never sent."""
+    broker = EmbeddedRedis(free_port(), tmp_path / "redis")
+    broker.start()
+    try:
+        settings = Settings(storage={"root": tmp_path}, broker={"url": broker.url})
+        index = Index(settings.storage.resolved_index_url())
+        a_minute_ago = utcnow() - timedelta(minutes=1)
+        with index.session() as session:
+            session.add(Study(uid="1.2", state=StudyState.PROCESSING))
+            session.flush()
+            session.add(Series(uid="1.2.1", study_uid="1.2"))
+            session.flush()
+            job = Job(study_uid="1.2", series_uid="1.2.1", pipeline="p", priority=Priority.ROUTINE, rule="r")
+            job.state = JobState.DONE
+            session.add(job)
+            session.flush()
+            result = Result(
+                job_id=job.id,
+                kind=ResultKind.SR,
+                sop_uid="1.2.9",
+                sop_class_uid="1",
+                series_uid="1.2.8",
+                path="x",
+            )
+            session.add(result)
+            session.flush()
+            unsent = Delivery(result_id=result.id, destination="pacs", created_at=a_minute_ago)
+            sent = Delivery(
+                result_id=result.id, destination="other", created_at=a_minute_ago, dispatched_at=a_minute_ago
+            )
+            session.add_all([unsent, sent])
+            session.flush()
+            unsent_id = unsent.id
+        celery = celery_app(settings)
+        reconciler = StudyReconciler(settings, index, celery, lambda _: None, lambda: [])
+
+        assert reconciler.run_once().deliveries_redispatched == [unsent_id]
+        assert reconciler.run_once().deliveries_redispatched == [], "sent twice"
+        assert queue_depths(celery, [DELIVERY_QUEUE]) == {DELIVERY_QUEUE: 1}
+        with index.session() as session:
+            delivery = session.get(Delivery, unsent_id)
+            assert delivery is not None and delivery.dispatched_at is not None
+            assert delivery.state == DeliveryState.PENDING
+    finally:
+        broker.stop()
