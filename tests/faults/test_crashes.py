@@ -12,10 +12,9 @@ from tests.faults.harness import PIPELINE_WORKER, NodeProcesses, sop_uid
 from tests.services import STORESCU, Orthanc, storescu, wait_until
 
 
-def test_scp_killed_mid_association(
-    node: NodeProcesses, orthanc: Orthanc, tmp_path: Path, tally: FaultTally
-) -> None:
-    log = tmp_path / "storescu.log"
+def _kill_the_scp_mid_study(node: NodeProcesses, folder: Path) -> list[Path]:
+    """storescu the study; kill -9 the SCP once 10 instances are answered; the files answered Success."""
+    log = folder / "storescu.log"
     with log.open("w") as stderr:
         sender = subprocess.Popen(
             [STORESCU, "-v", "-aec", "RADROUTER", "-aet", "MODALITY", "127.0.0.1", str(node.port), *FILES],
@@ -25,10 +24,17 @@ def test_scp_killed_mid_association(
         )
         wait_until(lambda: log.read_text().count("(Success)") >= 10, 120, "10 instances acknowledged", 0.01)
         node.kill("scp")
-        tally.fault("kill -9 of the SCP mid-association")
         sender.wait(timeout=60)
-    acknowledged_files = FILES[: log.read_text().count("(Success)")]
-    assert 10 <= len(acknowledged_files) < len(FILES), "the SCP died mid-association"
+    acknowledged = FILES[: log.read_text().count("(Success)")]
+    assert 10 <= len(acknowledged) < len(FILES), "the SCP died mid-association"
+    return acknowledged
+
+
+def test_scp_killed_mid_association(
+    node: NodeProcesses, orthanc: Orthanc, tmp_path: Path, tally: FaultTally
+) -> None:
+    acknowledged_files = _kill_the_scp_mid_study(node, tmp_path)
+    tally.fault("kill -9 of the SCP mid-association")
 
     node.start("scp")
     acknowledged = {sop_uid(path) for path in acknowledged_files}
@@ -92,22 +98,11 @@ def test_a_study_whose_scp_was_killed_is_completed_by_the_next_one(
     """The sender gives up after the SCP died mid-study: what was answered Success is still routed,
     once the dead SCP's heartbeat has expired (recovery.scp_lost_after_s, 30 s), not after the
     300 s receiving_timeout_s meant for a sender that went quiet."""
-    log = tmp_path / "storescu.log"
-    with log.open("w") as stderr:
-        sender = subprocess.Popen(
-            [STORESCU, "-v", "-aec", "RADROUTER", "-aet", "MODALITY", "127.0.0.1", str(node.port), *FILES],
-            stdout=stderr,
-            stderr=stderr,
-            env={**os.environ, "TCP_NODELAY": "1"},
-        )
-        wait_until(lambda: log.read_text().count("(Success)") >= 10, 120, "10 instances acknowledged", 0.01)
-        node.kill("scp")
-        tally.fault("kill -9 of the SCP mid-study, the sender gives up")
-        sender.wait(timeout=60)
+    acknowledged_files = _kill_the_scp_mid_study(node, tmp_path)
+    tally.fault("kill -9 of the SCP mid-study, the sender gives up")
     node.start("scp")
 
     wait_until(lambda: node.study_state(STUDY) != "RECEIVING", 90, "the study completed by the new SCP", 0.5)
     study = node.study(STUDY)
     assert any(e["detail"].get("completed_late") for e in study["events"] if e["hop"] == "recovered")
-    acknowledged = {sop_uid(path) for path in FILES[: log.read_text().count("(Success)")]}
-    tally.lost(acknowledged, node.indexed_sop_uids(STUDY))
+    tally.lost({sop_uid(path) for path in acknowledged_files}, node.indexed_sop_uids(STUDY))

@@ -20,6 +20,41 @@ from tests.services import MPRAGE, Node, Orthanc, as_new_study, port_open, store
 PIPELINE_WORKER = "worker-brain-extraction"
 
 
+def kill_and_wait_until_back(root: Path, *names: str, timeout_s: float = 60) -> None:
+    """kill -9 each named process of the node, then wait until each runs again under a new PID."""
+    status = read_node_status(root)
+    assert status is not None
+    killed = {name: status.processes[name].pid for name in names}
+    for pid in killed.values():
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+
+    def back() -> bool:
+        now = read_node_status(root)
+        return now is not None and all(
+            now.processes[name].state == ProcessState.RUNNING and now.processes[name].pid != pid
+            for name, pid in killed.items()
+        )
+
+    wait_until(back, timeout_s, f"{', '.join(names)} started again")
+
+
+def send_new_study(node: Node, folder: Path) -> str:
+    """The MPRAGE under new UIDs, sent with dcmtk's storescu (again, as a modality does, while the SCP
+    is not yet accepting); its Study Instance UID."""
+    files = as_new_study(sorted(MPRAGE.glob("*.dcm")), folder)
+    wait_until(lambda: storescu(node.port, files).returncode == 0, 120, "the SCP storing the study", 1.0)
+    return str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
+
+
+def wait_for_results(orthanc: Orthanc, study_uid: str, after: str) -> None:
+    wait_until(
+        lambda: orthanc.find_series(study_uid, "SEG") and orthanc.find_series(study_uid, "SR"),
+        240,
+        f"SEG and SR in Orthanc after {after}",
+    )
+
+
 def test_a_worker_killed_mid_inference_comes_back_and_the_study_gets_its_results(
     node: Node, orthanc: Orthanc, tmp_path: Path
 ) -> None:
@@ -27,31 +62,16 @@ def test_a_worker_killed_mid_inference_comes_back_and_the_study_gets_its_results
     root = node.workdir / "data"
     before = read_node_status(root)
     assert before is not None and before.summary() == "ok"
-    files = as_new_study(sorted(MPRAGE.glob("*.dcm")), tmp_path)
-    study_uid = pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID
-    assert storescu(node.port, files).returncode == 0
+    study_uid = send_new_study(node, tmp_path)
 
     def running() -> bool:
         return [job["state"] for job in node.study(study_uid).get("jobs", [])] == ["RUNNING"]
 
     wait_until(running, 120, "the job RUNNING", 0.02)
-    killed = before.processes[PIPELINE_WORKER].pid
-    assert killed is not None
-    os.kill(killed, signal.SIGKILL)
-
-    def restarted() -> bool:
-        status = read_node_status(root)
-        worker = status.processes[PIPELINE_WORKER] if status is not None else None
-        return worker is not None and worker.state == ProcessState.RUNNING and worker.pid != killed
-
-    wait_until(restarted, 30, "the worker started again")
+    kill_and_wait_until_back(root, PIPELINE_WORKER, timeout_s=30)
     # The SCP and the web app never went down; the web app says what happened.
     assert httpx.get(f"{node.api}/health").json()["checks"]["index"] == "ok"
-    wait_until(
-        lambda: orthanc.find_series(study_uid, "SEG") and orthanc.find_series(study_uid, "SR"),
-        240,
-        "SEG and SR in Orthanc after the worker came back",
-    )
+    wait_for_results(orthanc, study_uid, "the worker came back")
     study = node.study(study_uid)
     hops = [event["hop"] for event in study["events"]]
     assert hops.count("inference_started") == 2 and "recovered" in hops
@@ -101,27 +121,8 @@ def test_a_child_that_keeps_failing_is_reported_crash_looping_and_the_others_run
 def test_the_embedded_redis_killed_is_started_again_and_studies_still_get_results(
     node: Node, orthanc: Orthanc, tmp_path: Path
 ) -> None:
-    root = node.workdir / "data"
-    before = read_node_status(root)
-    assert before is not None
-    killed = before.processes[BROKER].pid
-    assert killed is not None
-    os.kill(killed, signal.SIGKILL)
-
-    def broker_back() -> bool:
-        status = read_node_status(root)
-        broker = status.processes[BROKER] if status is not None else None
-        return broker is not None and broker.state == ProcessState.RUNNING and broker.pid != killed
-
-    wait_until(broker_back, 30, "redis-server started again")
-    files = as_new_study(sorted(MPRAGE.glob("*.dcm")), tmp_path)
-    study_uid = pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID
-    assert storescu(node.port, files).returncode == 0
-    wait_until(
-        lambda: orthanc.find_series(study_uid, "SEG") and orthanc.find_series(study_uid, "SR"),
-        240,
-        "SEG and SR in Orthanc after redis came back",
-    )
+    kill_and_wait_until_back(node.workdir / "data", BROKER, timeout_s=30)
+    wait_for_results(orthanc, send_new_study(node, tmp_path), "redis came back")
     assert httpx.get(f"{node.api}/health").json()["checks"]["broker"] == "ok"
 
 
@@ -129,32 +130,10 @@ def test_the_scp_and_the_web_app_killed_come_back_and_the_next_study_gets_its_re
     node: Node, orthanc: Orthanc, tmp_path: Path
 ) -> None:
     """kill -9 of the SCP's parent (its receivers die with it) and of the web app, with the defaults."""
-    root = node.workdir / "data"
-    before = read_node_status(root)
-    assert before is not None
-    killed = {name: before.processes[name].pid for name in ("scp", "web")}
-    for pid in killed.values():
-        assert pid is not None
-        os.kill(pid, signal.SIGKILL)
-
-    def back() -> bool:
-        status = read_node_status(root)
-        return status is not None and all(
-            status.processes[name].state == ProcessState.RUNNING and status.processes[name].pid != pid
-            for name, pid in killed.items()
-        )
-
-    wait_until(back, 60, "the SCP and the web app started again")
+    kill_and_wait_until_back(node.workdir / "data", "scp", "web")
     wait_until(lambda: port_open(node.web_port), 60, "the web app listening again")
-    files = as_new_study(sorted(MPRAGE.glob("*.dcm")), tmp_path)
-    study_uid = pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID
-    sent = wait_until(lambda: storescu(node.port, files).returncode == 0, 120, "the SCP accepting again", 1.0)
-    assert sent
-    wait_until(
-        lambda: orthanc.find_series(study_uid, "SEG") and orthanc.find_series(study_uid, "SR"),
-        240,
-        "SEG and SR in Orthanc after the SCP came back",
-    )
+    study_uid = send_new_study(node, tmp_path)
+    wait_for_results(orthanc, study_uid, "the SCP came back")
     assert len(orthanc.find_series(study_uid, "SEG")) == 1 and len(orthanc.find_series(study_uid, "SR")) == 1
     health = httpx.get(f"{node.api}/health").json()
     assert health["status"] == "ok" and health["checks"]["processes"] == "ok"
