@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 
+from radrouter.node.supervisor import NodeProcess
 from tests.faults.conftest import FILES, STUDY, FaultTally
 from tests.faults.harness import DELIVERY_WORKER, NodeProcesses
 from tests.services import Orthanc, storescu, wait_until
@@ -88,6 +89,40 @@ def test_delivery_worker_killed_while_its_deliveries_wait_to_retry(tmp_path: Pat
         pacs.start()
         study = node.wait_for_state(STUDY, "DONE", timeout_s=120)
         assert [event["hop"] for event in study["events"]].count("recovered") == 2
+        tally.results_in_pacs(pacs, STUDY, 1)
+    finally:
+        node.stop()
+        pacs.stop()
+
+
+def test_a_delivery_worker_lost_for_good_has_its_deliveries_sent_by_another(
+    tmp_path: Path, tally: FaultTally
+) -> None:
+    """The delivery worker is killed and never restarted (its machine died): once its heartbeat has
+    been missing inference.worker_lost_after_s (30 s), the SCP's reconciler hands its deliveries to
+    another delivery worker."""
+    pacs = Orthanc(tmp_path / "pacs")
+    pacs.start()
+    pacs.stop()
+    node = NodeProcesses(tmp_path / "node", pacs)
+    spare = node.commands[DELIVERY_WORKER]
+    node.commands["worker-spare"] = NodeProcess([*spare.command, "--name", "spare@%h"], spare.env)
+    node.start(*(name for name in node.commands if name != "worker-spare"))
+    try:
+        assert storescu(node.port, FILES).returncode == 0
+        tally.sent(FILES)
+        wait_until(
+            lambda: [d["attempts"] >= 2 for d in node.study(STUDY)["deliveries"]] == [True, True],
+            240,
+            "two delivery attempts each",
+        )
+        node.kill(DELIVERY_WORKER)
+        tally.fault("kill -9 of the delivery worker, never restarted")
+        node.start("worker-spare")
+        pacs.start()
+        study = node.wait_for_state(STUDY, "DONE", timeout_s=150)
+        lost = [e for e in study["events"] if e["hop"] == "recovered" and e["detail"].get("lost_worker")]
+        assert len(lost) == 2
         tally.results_in_pacs(pacs, STUDY, 1)
     finally:
         node.stop()

@@ -72,7 +72,7 @@ class StudyReconciler:
             self._complete_stale_studies(),
             self._redispatch_jobs(),
             self._take_over_jobs_of_lost_workers(),
-            self._redispatch_deliveries(),
+            self._redispatch_deliveries() + self._take_over_deliveries_of_lost_workers(),
         )
 
     def _complete_stale_studies(self) -> list[str]:
@@ -172,6 +172,40 @@ class StudyReconciler:
                 log.warning("delivery %d was never received by the broker; queueing it again", delivery.id)
                 self.index.record_event(
                     session, delivery.owning_study_uid, Hop.RECOVERED, redispatched_delivery=delivery.id
+                )
+                priority = self.settings.default_priority.celery_priority
+                tasks.append(delivery_task(delivery.id, delivery.kind, priority))
+        send_tasks(self.celery, self.index, tasks)
+        return [task.record_id for task in tasks]
+
+    def _take_over_deliveries_of_lost_workers(self) -> list[int]:
+        """Deliveries whose last attempt was made by a worker whose heartbeat expired: the retry it held,
+        waiting out the backoff, died with it; another delivery worker sends them now."""
+        with self.index.session() as session:
+            tried = session.execute(
+                select(Delivery.id, Delivery.worker, Delivery.incarnation).where(
+                    Delivery.state == DeliveryState.PENDING, Delivery.incarnation.is_not(None)
+                )
+            ).all()
+        if not tried:
+            return []
+        broker = redis.Redis.from_url(self.settings.broker.resolved_url(), socket_connect_timeout=2)
+        lost = {d for d, worker, start in tried if not is_alive(broker, worker or "", start or "")}
+        tasks = []
+        with self.index.session() as session:
+            for delivery in session.scalars(select(Delivery).where(Delivery.id.in_(lost))):
+                log.warning(
+                    "delivery %d: its worker %s stopped beating; queueing it again",
+                    delivery.id,
+                    delivery.worker,
+                )
+                delivery.incarnation = None  # handed on: the next attempt records its own worker
+                self.index.record_event(
+                    session,
+                    delivery.owning_study_uid,
+                    Hop.RECOVERED,
+                    delivery=delivery.id,
+                    lost_worker=delivery.worker,
                 )
                 priority = self.settings.default_priority.celery_priority
                 tasks.append(delivery_task(delivery.id, delivery.kind, priority))
