@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import bindparam, func, insert, update
 from sqlalchemy.exc import IntegrityError
 
 from radrouter.storage.index import Hop, Index, Instance, Series, Study, StudyState, utcnow
@@ -53,7 +53,8 @@ def record_instance(index: Index, received: ReceivedInstance) -> bool:
 _TOUCH_RECEIVING_STUDY = (
     update(Study)
     .where(Study.uid == bindparam("study_uid"), Study.state == StudyState.RECEIVING)
-    .values(last_received_at=bindparam("now"), receiver=bindparam("scp"))
+    # An instance indexed late (after a crash) has no receiver: the study keeps the one it had.
+    .values(last_received_at=bindparam("now"), receiver=func.coalesce(bindparam("scp"), Study.receiver))
 )
 _ADD_INSTANCE = insert(Instance)
 
@@ -113,7 +114,8 @@ def _record(index: Index, received: ReceivedInstance) -> bool:
             study.state = StudyState.RECEIVING
             study.revision += 1
             study.reason = "late instance reopened the study"
-        study.last_received_at, study.receiver = now, received.receiver or None
+        study.last_received_at = now
+        study.receiver = received.receiver or study.receiver
         if received.dimse_priority == HIGH_PRIORITY:
             study.sent_as_high_priority = True
         if session.get(Series, received.series_uid) is None:

@@ -167,3 +167,14 @@ def test_an_instance_resent_in_another_series_moves_there(index: Index) -> None:
         instance = session.get(Instance, "1.2.3.1")
         assert instance is not None
         assert (instance.series_uid, instance.path) == (moved.series_uid, moved.path)
+
+
+def test_an_instance_indexed_late_keeps_the_scp_that_received_the_study(index: Index) -> None:
+    """After a crash the store's reconciliation indexes files without a receiver: the study still
+    names the SCP that received it, so its completion waits for that SCP's heartbeat, no longer."""
+    record_instance(index, replace(received("1.2.3.1"), receiver="scp-start-a"))
+    record_instance(index, received("1.2.3.2"))  # the common case's fast path
+    record_instance(index, received("1.2.3.3", series_uid="1.2.3.99"))  # a new series: the ORM path
+    with index.session() as session:
+        study = session.get(Study, STUDY)
+        assert study is not None and study.receiver == "scp-start-a"

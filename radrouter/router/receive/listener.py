@@ -17,6 +17,7 @@ import os
 import signal
 import socket
 import threading
+from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import ForkProcess
 from multiprocessing.sharedctypes import RawArray
@@ -40,6 +41,9 @@ log = logging.getLogger(__name__)
 
 _FORK = multiprocessing.get_context("fork")
 _PR_SET_PDEATHSIG = 1
+#: Looked up here, in the parent: a dlopen in a child forked while another thread held the loader's
+#: lock would wait for ever.
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl
 
 
 class InstanceArrived(NamedTuple):
@@ -116,8 +120,7 @@ def _die_with_parent(parent: int) -> None:
     """A receiver must not keep the port, nor answer Success, once the process that completes studies
     is gone: the kernel kills it the moment its parent dies (Linux's PR_SET_PDEATHSIG; receivers are
     forked by the parent's main thread, whose end is what the kernel watches)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
+    if _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
     if os.getppid() != parent:  # it died before the call
         os._exit(0)
@@ -135,11 +138,16 @@ class ReceiverPool:
         self._pipes_lock = threading.Lock()
         self._stopping = threading.Event()
 
-    def run(self) -> None:
-        """Serve until SIGTERM or SIGINT, then stop the receivers and the assembler."""
+    def run(self, started: Callable[[], None] | None = None) -> None:
+        """Serve until SIGTERM or SIGINT, then stop the receivers and the assembler.
+
+        ``started`` runs once the receivers are forked: threads it starts (heartbeat, reconciler) are
+        not running yet at the first fork, so no receiver inherits a lock one of them held."""
         self.socket = listening_socket(self.settings.node.host, self.settings.node.port)
         for slot in range(len(self.receivers)):
             self._start_receiver(slot)
+        if started is not None:
+            started()
         previous = {sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         drain = threading.Thread(target=self._drain, name="arrivals", daemon=True)
         drain.start()
@@ -233,12 +241,15 @@ def run_scp(settings: Settings, reading_list: ReadingListEntry) -> None:
     # Before the receivers fork, so they share this start's identity, which the studies they receive
     # carry and the heartbeat vouches for.
     incarnation = process_incarnation()
-    beating = keep_beating(
-        settings.broker.resolved_url(), heartbeat_key(SCP, incarnation), settings.recovery.scp_lost_after_s
-    )
-    reconciling = start_reconciler(settings, index, celery, router, assembler.pending)
+    stops: list[threading.Event] = []
+
+    def start_threads() -> None:
+        key, lost_after_s = heartbeat_key(SCP, incarnation), settings.recovery.scp_lost_after_s
+        stops.append(keep_beating(settings.broker.resolved_url(), key, lost_after_s))
+        stops.append(start_reconciler(settings, index, celery, router, assembler.pending))
+
     try:
-        ReceiverPool(settings, assembler).run()
+        ReceiverPool(settings, assembler).run(started=start_threads)
     finally:
-        reconciling.set()
-        beating.set()
+        for stop in stops:
+            stop.set()
