@@ -17,13 +17,14 @@ from radrouter.inference.run import JobRunner
 from radrouter.inference.standard_tables import cache_standard_lookups, load_standard_tables
 from radrouter.router.dispatch.contract import DELIVERY_QUEUE, TaskName, queue_for
 from radrouter.router.dispatch.send import QueuedTask, send_tasks
+from radrouter.router.dispatch.takeover import requeue_job
 from radrouter.router.dispatch.worker import (
     process_incarnation,
     worker_index,
     worker_settings,
     worker_store,
 )
-from radrouter.storage.index import Hop, Job, JobState, StudyState
+from radrouter.storage.index import Job, JobState
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +67,7 @@ def take_over_lost_jobs(app: Celery, worker: str) -> list[int]:
                 Job.incarnation != process_incarnation(),
             )
         ).all()
-        tasks = []
-        for job in lost:
-            job.state, job.started_at = JobState.QUEUED, None
-            job.study.state = StudyState.ROUTED
-            index.record_event(session, job.study_uid, Hop.RECOVERED, job=job.id, lost_worker=worker)
-            tasks.append(
-                QueuedTask(
-                    TaskName.INFER, job.id, queue_for(settings, job.pipeline), job.priority.celery_priority
-                )
-            )
+        tasks = [requeue_job(settings, index, session, job) for job in lost]
     if tasks:
         log.warning(
             "worker %s started again: queueing the job(s) it left running: %s",

@@ -22,7 +22,8 @@ from radrouter.router.deliver.associations import AssociationPool
 from radrouter.router.deliver.deidentified import deidentified_copies
 from radrouter.router.deliver.scu import DeliveryError, OutgoingObject, RefusedByDestination, send
 from radrouter.router.dispatch.contract import TaskName
-from radrouter.router.dispatch.send import delivery_task, send_tasks
+from radrouter.router.dispatch.send import send_tasks
+from radrouter.router.dispatch.takeover import requeue_delivery
 from radrouter.router.dispatch.worker import (
     process_incarnation,
     worker_index,
@@ -63,7 +64,7 @@ def take_over_lost_deliveries(app: Celery, worker: str) -> list[int]:
     """At a delivery worker's start: deliveries an earlier start of this same worker was still trying
     (its retry, waiting out the backoff, died with it) are queued again at once, not at the broker's
     visibility timeout. A late copy of the old retry finds the delivery delivered and does nothing."""
-    index = worker_index()
+    settings, index = worker_settings(), worker_index()
     with index.session() as session:
         lost = session.scalars(
             select(Delivery).where(
@@ -72,13 +73,7 @@ def take_over_lost_deliveries(app: Celery, worker: str) -> list[int]:
                 Delivery.incarnation != process_incarnation(),
             )
         ).all()
-        resend = []
-        for delivery in lost:
-            resend.append(delivery_task(delivery.id, delivery.kind))
-            delivery.incarnation = process_incarnation()  # taken over: not again at the next start
-            index.record_event(
-                session, delivery.owning_study_uid, Hop.RECOVERED, delivery=delivery.id, lost_worker=worker
-            )
+        resend = [requeue_delivery(settings, index, session, delivery) for delivery in lost]
     send_tasks(app, index, resend)
     if resend:
         log.warning("worker %s started again: queueing %d delivery(ies) it was trying", worker, len(resend))

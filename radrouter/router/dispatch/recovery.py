@@ -24,6 +24,7 @@ from radrouter.config.settings import Settings
 from radrouter.router.dispatch.contract import TaskName, queue_for
 from radrouter.router.dispatch.heartbeat import SCP, is_alive
 from radrouter.router.dispatch.send import QueuedTask, delivery_task, send_tasks
+from radrouter.router.dispatch.takeover import requeue_delivery, requeue_job
 from radrouter.router.dispatch.worker import process_incarnation
 from radrouter.storage.index import (
     Delivery,
@@ -129,13 +130,7 @@ class StudyReconciler:
                 if job is None or job.state != JobState.RUNNING:
                     continue
                 log.warning("job %d: its worker %s stopped beating; queueing it again", job_id, job.worker)
-                job.state, job.started_at = JobState.QUEUED, None
-                job.study.state = StudyState.ROUTED
-                self.index.record_event(
-                    session, job.study_uid, Hop.RECOVERED, job=job_id, lost_worker=job.worker
-                )
-                queue = queue_for(self.settings, job.pipeline)
-                tasks.append(QueuedTask(TaskName.INFER, job_id, queue, job.priority.celery_priority))
+                tasks.append(requeue_job(self.settings, self.index, session, job))
         send_tasks(self.celery, self.index, tasks)
         return [task.record_id for task in tasks]
 
@@ -199,16 +194,7 @@ class StudyReconciler:
                     delivery.id,
                     delivery.worker,
                 )
-                delivery.incarnation = None  # handed on: the next attempt records its own worker
-                self.index.record_event(
-                    session,
-                    delivery.owning_study_uid,
-                    Hop.RECOVERED,
-                    delivery=delivery.id,
-                    lost_worker=delivery.worker,
-                )
-                priority = self.settings.default_priority.celery_priority
-                tasks.append(delivery_task(delivery.id, delivery.kind, priority))
+                tasks.append(requeue_delivery(self.settings, self.index, session, delivery))
         send_tasks(self.celery, self.index, tasks)
         return [task.record_id for task in tasks]
 

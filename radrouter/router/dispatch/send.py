@@ -27,18 +27,23 @@ class QueuedTask:
 def send_tasks(celery: Celery, index: Index, tasks: list[QueuedTask]) -> None:
     """Hand tasks to the broker and note each job and delivery as dispatched; the reconciler re-sends
     any left unnoted (the broker was down, or the process died in between)."""
-    for task in tasks:
-        celery.send_task(task.name, args=[task.record_id], queue=task.queue, priority=task.priority)
-        if task.name not in _NOTED:
-            continue
-        with index.session() as session:
-            record: Job | Delivery | None = (
-                session.get(Job, task.record_id)
-                if task.name == TaskName.INFER
-                else session.get(Delivery, task.record_id)
-            )
-            if record is not None:
-                record.dispatched_at = utcnow()
+    sent: list[QueuedTask] = []
+    try:
+        for task in tasks:
+            celery.send_task(task.name, args=[task.record_id], queue=task.queue, priority=task.priority)
+            sent.append(task)
+    finally:  # what did reach the broker is noted even when a later send failed
+        noted = [task for task in sent if task.name in _NOTED]
+        if noted:
+            with index.session() as session:
+                for task in noted:
+                    record: Job | Delivery | None = (
+                        session.get(Job, task.record_id)
+                        if task.name == TaskName.INFER
+                        else session.get(Delivery, task.record_id)
+                    )
+                    if record is not None:
+                        record.dispatched_at = utcnow()
 
 
 def delivery_task(
