@@ -193,6 +193,9 @@ class Node:
         self.web_port = free_port()
         self.redis_port = free_port()
         self.config_path = workdir / "radrouter.yaml"
+        # Overrides, each for a reason: free ports, so several nodes and a developer's own run coexist;
+        # the test PACS as destination; a 64 MB free-space reserve instead of 1024 MB, as a CI disk may
+        # have less than a GB free (tests/faults/test_disk_full.py fills a real tmpfs to test the reserve).
         self.config_path.write_text(
             f"""
 node: {{ae_title: RADROUTER, port: {self.port}, metrics_port: {free_port()}}}

@@ -52,6 +52,7 @@ class NodeProcesses:
             {
                 "node": {"ae_title": "RADROUTER", "port": self.port, "metrics_port": free_port()},
                 "web": {"port": self.web_port},
+                # 64 MB reserve, not 1024: a CI disk may have less than a GB free (see tests/services.py)
                 "storage": {"root": str(workdir / "data"), "free_space_reserve_mb": 64, "fsync": True},
                 "broker": {"url": self.redis.url},
                 "destinations": {
