@@ -1,4 +1,5 @@
-"""The DICOM SCP: C-ECHO, and C-STORE for every storage SOP class and transfer syntax.
+"""The DICOM SCP: C-ECHO, and C-STORE for every storage SOP class and transfer syntax, in each
+presentation context the first transfer syntax the sender proposes (``negotiation.py``).
 
 The C-STORE handler writes the bytes exactly as received (no pixel decoding, no transcoding),
 durably, indexes them, tells the assembler, and only then answers Success.
@@ -37,6 +38,7 @@ from radrouter.router.assemble import ArrivalSink
 from radrouter.router.dispatch.worker import process_incarnation
 from radrouter.router.receive.acceptor import AcceptorContexts, ConnectionCounts, NodeAE, SharedSocketServer
 from radrouter.router.receive.free_space import FreeSpace
+from radrouter.router.receive.negotiation import install as keep_senders_transfer_syntax
 from radrouter.router.transport import NODELAY_HANDLER, tls_server_context
 from radrouter.storage.ingest import ReceivedInstance, record_instance
 from radrouter.storage.part10 import part10_file
@@ -127,6 +129,7 @@ class StorageSCP:
         for context in [*AllStoragePresentationContexts, *VerificationPresentationContexts]:
             if context.abstract_syntax is not None:
                 self.ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+        keep_senders_transfer_syntax()
         self.handlers: list[EventHandlerType] = [
             NODELAY_HANDLER,
             (evt.EVT_C_ECHO, self.handle_echo),
