@@ -42,6 +42,7 @@ CT_HEAD = DATA / "ct-head-philips-phantom-5mm"
 CT_CHEST = DATA / "ct-chest-lidc0001-partial"
 STORESCU = "/usr/bin/storescu"
 ECHOSCU = "/usr/bin/echoscu"
+DCMSEND = "/usr/bin/dcmsend"
 
 
 def free_port() -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -11,9 +12,11 @@ from typing import Any
 import pydicom
 import pytest
 from highdicom.legacy import LegacyConvertedEnhancedCTImage
+from pydicom.filereader import read_file_meta_info
 from pydicom.uid import (
     JPEG2000,
     DeflatedExplicitVRLittleEndian,
+    JPEG2000Lossless,
     JPEGExtended12Bit,
     JPEGLosslessSV1,
     JPEGLSLossless,
@@ -29,7 +32,7 @@ from radrouter.router.assemble import StudyAssembler
 from radrouter.router.receive.scp import StorageSCP
 from radrouter.storage.index import Index, Instance, Series
 from radrouter.storage.store import InstanceStore
-from tests.services import CT_HEAD, DATA, ECHOSCU, free_port, storescu, wait_until
+from tests.services import CT_HEAD, DATA, DCMSEND, ECHOSCU, MPRAGE, free_port, storescu, wait_until
 
 ONE_SLICE = [CT_HEAD / "I10"]
 
@@ -175,6 +178,58 @@ def test_compressed_transfer_syntaxes_are_stored_as_received(
     received = pydicom.dcmread(stored)
     assert received.file_meta.TransferSyntaxUID == transfer_syntax
     assert received.PixelData == sent_file.PixelData  # neither decoded nor transcoded
+
+
+def after_the_meta_group(path: Path) -> bytes:
+    """A Part 10 file's data set as encoded: what follows the preamble, ``DICM`` and the File Meta group."""
+    meta_length = int(read_file_meta_info(path).FileMetaInformationGroupLength)
+    return path.read_bytes()[132 + 12 + meta_length :]
+
+
+@pytest.fixture(scope="module")
+def compressed_slices(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Real MR and CT slices, each its own instance: RLE, JPEG lossless and JPEG-LS by dcmtk, JPEG 2000
+    by pydicom (with pylibjpeg-openjpeg). Two MR slices: one SOP class in two presentation contexts."""
+    folder = tmp_path_factory.mktemp("compressed-slices")
+    files = []
+    for name, tool, option, source in [
+        ("mr-rle", "dcmcrle", "+e", MPRAGE / "1301_0001.dcm"),
+        ("ct-jpeg-lossless", "dcmcjpeg", "+e1", CT_HEAD / "I10"),
+        ("mr-jpeg-ls", "dcmcjpls", "+el", MPRAGE / "1301_0002.dcm"),
+    ]:
+        files.append(folder / f"{name}.dcm")
+        made = subprocess.run([f"/usr/bin/{tool}", option, str(source), str(files[-1])], capture_output=True)
+        assert made.returncode == 0, made.stderr
+    jpeg2000 = pydicom.dcmread(CT_HEAD / "I100")
+    jpeg2000.compress(JPEG2000Lossless)
+    files.append(folder / "ct-jpeg-2000.dcm")
+    jpeg2000.save_as(files[-1], enforce_file_format=True)
+    return files
+
+
+def test_dcmsend_with_its_default_options_gets_each_file_stored_in_its_own_encoding(
+    root: Path, compressed_slices: list[Path]
+) -> None:
+    """dcmsend proposes each file's syntax with uncompressed fallbacks in one context where it could
+    decompress (its default ``--decompress-lossless``; dcmtk has no JPEG 2000 codec, so that one alone):
+    the SCP takes the file's syntax, so nothing is decompressed and the data set arrives byte for byte
+    (pynetdicom's own choice was Implicit VR Little Endian)."""
+    with RunningSCP(root) as scp:
+        sent = subprocess.run(
+            [DCMSEND, "-v", "-aet", "MODALITY", "-aec", "RADROUTER", "127.0.0.1", str(scp.settings.node.port)]
+            + [str(path) for path in compressed_slices],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "TCP_NODELAY": "1"},
+        )
+        assert sent.returncode == 0, sent.stderr
+    stored = {path.stem: path for path in stored_files(root)}
+    assert len(stored) == len(compressed_slices)
+    for path in compressed_slices:
+        meta = read_file_meta_info(path)
+        received = stored[str(meta.MediaStorageSOPInstanceUID)]
+        assert read_file_meta_info(received).TransferSyntaxUID == meta.TransferSyntaxUID, path.name
+        assert after_the_meta_group(received) == after_the_meta_group(path), path.name
 
 
 def test_an_enhanced_multi_frame_instance_is_one_instance_of_one_series(root: Path, tmp_path: Path) -> None:
