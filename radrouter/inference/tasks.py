@@ -11,6 +11,7 @@ from typing import Any
 
 from celery import Celery, shared_task
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError as IndexUnavailable
 
 from radrouter.inference.registry import WarmPipelines, available
 from radrouter.inference.run import JobRunner
@@ -28,6 +29,10 @@ from radrouter.storage.index import Job, JobState
 
 log = logging.getLogger(__name__)
 
+#: How soon a job is run again when the index could not be written (locked past the busy timeout, on a
+#: read-only or failing disk, its server down): the task is retried until it can, never dropped.
+INDEX_RETRY_S = 5.0
+
 
 @cache
 def worker_pipelines() -> WarmPipelines:
@@ -42,9 +47,16 @@ def infer(self: Any, job_id: int) -> None:
     Deliveries go first: the delivery worker's threads share one process, so results start on their
     way to PACS before triage and monitoring take their share of it.
     """
-    outcome = JobRunner(worker_settings(), worker_index(), worker_store(), worker_pipelines()).run(
-        job_id, worker=self.request.hostname or "", incarnation=process_incarnation()
-    )
+    runner = JobRunner(worker_settings(), worker_index(), worker_store(), worker_pipelines())
+    try:
+        outcome = runner.run(job_id, worker=self.request.hostname or "", incarnation=process_incarnation())
+    except IndexUnavailable as error:
+        # Acknowledged as failed, the task would leave its job RUNNING (or QUEUED) under a live worker
+        # that no take-over ever hands on: it comes back instead, and records its outcome once it can.
+        log.error(
+            "job %d: the index cannot be written (%s); again in %.0f s", job_id, error.orig, INDEX_RETRY_S
+        )
+        raise self.retry(exc=error, countdown=INDEX_RETRY_S, max_retries=None) from error
     priority = self.request.delivery_info.get("priority")
     if priority is None:
         priority = worker_settings().default_priority.celery_priority
