@@ -11,7 +11,6 @@ from typing import Any
 
 from celery import Celery, shared_task
 from sqlalchemy import select
-from sqlalchemy.exc import OperationalError as IndexUnavailable
 
 from radrouter.inference.registry import WarmPipelines, available
 from radrouter.inference.run import JobRunner
@@ -20,7 +19,9 @@ from radrouter.router.dispatch.contract import DELIVERY_QUEUE, TaskName, queue_f
 from radrouter.router.dispatch.send import QueuedTask, send_tasks
 from radrouter.router.dispatch.takeover import requeue_job
 from radrouter.router.dispatch.worker import (
+    IndexUnavailable,
     process_incarnation,
+    retry_until_index_writable,
     worker_index,
     worker_settings,
     worker_store,
@@ -28,10 +29,6 @@ from radrouter.router.dispatch.worker import (
 from radrouter.storage.index import Job, JobState
 
 log = logging.getLogger(__name__)
-
-#: How soon a job is run again when the index could not be written (locked past the busy timeout, on a
-#: read-only or failing disk, its server down): the task is retried until it can, never dropped.
-INDEX_RETRY_S = 5.0
 
 
 @cache
@@ -51,12 +48,7 @@ def infer(self: Any, job_id: int) -> None:
     try:
         outcome = runner.run(job_id, worker=self.request.hostname or "", incarnation=process_incarnation())
     except IndexUnavailable as error:
-        # Acknowledged as failed, the task would leave its job RUNNING (or QUEUED) under a live worker
-        # that no take-over ever hands on: it comes back instead, and records its outcome once it can.
-        log.error(
-            "job %d: the index cannot be written (%s); again in %.0f s", job_id, error.orig, INDEX_RETRY_S
-        )
-        raise self.retry(exc=error, countdown=INDEX_RETRY_S, max_retries=None) from error
+        raise retry_until_index_writable(self, error, f"job {job_id}") from error
     priority = self.request.delivery_info.get("priority")
     if priority is None:
         priority = worker_settings().default_priority.celery_priority
