@@ -19,7 +19,9 @@ from radrouter.router.dispatch.contract import DELIVERY_QUEUE, TaskName, queue_f
 from radrouter.router.dispatch.send import QueuedTask, send_tasks
 from radrouter.router.dispatch.takeover import requeue_job
 from radrouter.router.dispatch.worker import (
+    IndexUnavailable,
     process_incarnation,
+    retry_until_index_writable,
     worker_index,
     worker_settings,
     worker_store,
@@ -42,9 +44,11 @@ def infer(self: Any, job_id: int) -> None:
     Deliveries go first: the delivery worker's threads share one process, so results start on their
     way to PACS before triage and monitoring take their share of it.
     """
-    outcome = JobRunner(worker_settings(), worker_index(), worker_store(), worker_pipelines()).run(
-        job_id, worker=self.request.hostname or "", incarnation=process_incarnation()
-    )
+    runner = JobRunner(worker_settings(), worker_index(), worker_store(), worker_pipelines())
+    try:
+        outcome = runner.run(job_id, worker=self.request.hostname or "", incarnation=process_incarnation())
+    except IndexUnavailable as error:
+        raise retry_until_index_writable(self, error, f"job {job_id}") from error
     priority = self.request.delivery_info.get("priority")
     if priority is None:
         priority = worker_settings().default_priority.celery_priority

@@ -25,7 +25,9 @@ from radrouter.router.dispatch.contract import TaskName
 from radrouter.router.dispatch.send import send_tasks
 from radrouter.router.dispatch.takeover import requeue_delivery
 from radrouter.router.dispatch.worker import (
+    IndexUnavailable,
     process_incarnation,
+    retry_until_index_writable,
     worker_index,
     worker_settings,
     worker_store,
@@ -89,14 +91,23 @@ def release_open_associations() -> None:
 @shared_task(name=TaskName.DELIVER, bind=True, acks_late=True, max_retries=None)
 def deliver(self: Any, delivery_id: int) -> None:
     """C-STORE one result to one destination; every attempt is recorded, failures retry with backoff."""
-    _ship(self, delivery_id)
+    _ship_when_recordable(self, delivery_id)
+
+
+def _ship_when_recordable(task: Any, delivery_id: int) -> None:
+    """A delivery whose attempt cannot be recorded is tried again once the index can be written (sent
+    twice at worst: a destination keeps one copy of a SOP Instance UID)."""
+    try:
+        _ship(task, delivery_id)
+    except IndexUnavailable as error:
+        raise retry_until_index_writable(task, error, f"delivery {delivery_id}") from error
 
 
 @shared_task(name=TaskName.FORWARD, bind=True, acks_late=True, max_retries=None)
 def forward(self: Any, delivery_id: int) -> None:
     """C-STORE a series' original files, as received (same bytes, same transfer syntax), over one
     association; recorded and retried like a result delivery."""
-    _ship(self, delivery_id)
+    _ship_when_recordable(self, delivery_id)
 
 
 def _outgoing(
