@@ -12,6 +12,7 @@ from typing import Any
 from celery import Celery, shared_task
 from sqlalchemy import select
 
+from radrouter.inference.failures import JobFailed
 from radrouter.inference.registry import WarmPipelines, available
 from radrouter.inference.run import JobRunner
 from radrouter.inference.standard_tables import cache_standard_lookups, load_standard_tables
@@ -42,9 +43,12 @@ def infer(self: Any, job_id: int) -> None:
     Deliveries go first: the delivery worker's threads share one process, so results start on their
     way to PACS before triage and monitoring take their share of it.
     """
-    outcome = JobRunner(worker_settings(), worker_index(), worker_store(), worker_pipelines()).run(
-        job_id, worker=self.request.hostname or "", incarnation=process_incarnation()
-    )
+    runner = JobRunner(worker_settings(), worker_index(), worker_store(), worker_pipelines())
+    try:
+        outcome = runner.run(job_id, worker=self.request.hostname or "", incarnation=process_incarnation())
+    except JobFailed:
+        return  # recorded FAILED with its reason, logged; the traceback is in the log at DEBUG
+
     priority = self.request.delivery_info.get("priority")
     if priority is None:
         priority = worker_settings().default_priority.celery_priority
