@@ -23,7 +23,7 @@ from radrouter.inference.registry import WarmPipelines
 from radrouter.inference.results.build import build_results
 from radrouter.inference.results.content import ResultIdentity
 from radrouter.inference.results.sanitise import Repair
-from radrouter.inference.volume import load_volume, read_series
+from radrouter.inference.volume import NoFrameOfReference, load_volume, read_series
 from radrouter.logs import study
 from radrouter.storage.index import (
     Delivery,
@@ -176,6 +176,9 @@ class JobRunner:
         where = series_name(datasets)
         try:
             volume = load_volume(datasets)
+        except NoFrameOfReference as error:
+            reason = f"the SEG could not be written: FrameOfReferenceUID is missing in {where} ({error})"
+            raise PipelineInputError(reason) from error
         except ValueError as error:
             raise PipelineInputError(f"{where} is not a regular volume: {error}") from error
         check_input(pipeline.input, datasets, volume)

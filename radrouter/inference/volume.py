@@ -30,6 +30,10 @@ class InconsistentSeries(ValueError):
     """The instances of a series do not form one regular volume."""
 
 
+class NoFrameOfReference(InconsistentSeries):
+    """The series has no patient coordinate system, so no SEG can be placed on it."""
+
+
 def read_series(paths: Sequence[str | Path]) -> list[Dataset]:
     """Read every instance of a series; pixel data is decoded later, once, by highdicom."""
     return [pydicom.dcmread(path) for path in paths]
@@ -109,9 +113,8 @@ def load_volume(datasets: Sequence[Dataset]) -> hd.Volume:
     """The series as a float32 volume in its stored orientation (frames sorted by position)."""
     unplaced = sum(1 for ds in datasets if not ds.get("FrameOfReferenceUID"))
     if unplaced:
-        raise InconsistentSeries(
-            f"FrameOfReferenceUID is missing in {unplaced} of {len(datasets)} instance(s): without a"
-            " patient coordinate system no SEG can be placed on the series"
+        raise NoFrameOfReference(
+            f"{unplaced} of {len(datasets)} instance(s) have no patient coordinate system"
         )
     multiframe = [ds for ds in datasets if is_multiframe(ds)]
     if multiframe:
