@@ -30,7 +30,9 @@ def enhanced_mr(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
 
 
 @pytest.mark.parametrize("folder", [MPRAGE, CT_HEAD], ids=["mprage", "head-ct"])
-def test_an_enhanced_copy_loads_as_the_same_volume_as_the_classic_series(folder: Path, tmp_path: Path) -> None:
+def test_an_enhanced_copy_loads_as_the_same_volume_as_the_classic_series(
+    folder: Path, tmp_path: Path
+) -> None:
     classic = load_volume(read_series(_images(folder)))
     enhanced = load_volume(read_series([enhanced_copy(_images(folder), tmp_path / "enhanced.dcm")]))
     assert enhanced.spatial_shape == classic.spatial_shape
@@ -49,7 +51,9 @@ def test_the_seg_references_the_source_frames_and_the_sr_the_instance(enhanced_m
         referenced.add(int(source.ReferencedFrameNumber))
     assert referenced <= set(range(1, int(enhanced_mr.NumberOfFrames) + 1)) and len(referenced) > 1
     evidence = built.report.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence
-    instances = {item.ReferencedSOPInstanceUID for series in evidence for item in series.ReferencedSOPSequence}
+    instances = {
+        item.ReferencedSOPInstanceUID for series in evidence for item in series.ReferencedSOPSequence
+    }
     assert enhanced_mr.SOPInstanceUID in instances
 
 
