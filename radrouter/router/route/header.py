@@ -146,6 +146,7 @@ def functional_group_holder(dataset: Dataset, key: str) -> Dataset | None:
         for element in items[0]:
             if element.VR != "SQ":
                 continue
+            macro: Dataset
             for macro in element.value:
                 if key in macro:
                     return macro
