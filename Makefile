@@ -7,7 +7,7 @@ VENV := .venv
 APT_PACKAGES := redis-server orthanc dcmtk dicom3tools postgresql iproute2 chromium openssl
 APT_TOOLS := /usr/bin/redis-server /usr/sbin/Orthanc /usr/bin/storescu /usr/bin/echoscu /usr/bin/dciodvfy /usr/lib/postgresql/15/bin/postgres /usr/sbin/ip /usr/bin/chromium /usr/bin/openssl
 
-.PHONY: run test lint system-packages bench-ingest bench-e2e bench-soak
+.PHONY: run test lint system-packages bench-ingest bench-e2e bench-soak bench-results-fuzz
 
 run: system-packages $(VENV)/.installed
 	$(VENV)/bin/radrouter up
@@ -26,6 +26,10 @@ bench-e2e: system-packages $(VENV)/.installed
 # The node under load while random processes get kill -9; nothing lost, nothing stuck (README).
 bench-soak: system-packages $(VENV)/.installed
 	$(VENV)/bin/python -m bench.soak
+
+# Mutated real headers through the SEG/SR write path, validated by dciodvfy (README, Benchmarks).
+bench-results-fuzz: system-packages $(VENV)/.installed
+	$(VENV)/bin/python -m bench.results_fuzz
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check radrouter tests bench

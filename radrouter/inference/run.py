@@ -15,19 +15,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from radrouter.config.settings import Settings
+from radrouter.inference.failures import REASON_LENGTH, JobFailed, in_words, series_name, stage
 from radrouter.inference.node_link import encode_file, node_link
 from radrouter.inference.pipeline import Pipeline, PipelineInputError, Prediction
 from radrouter.inference.prepare import check_input
 from radrouter.inference.registry import WarmPipelines
-from radrouter.inference.results.content import ResultIdentity, drop_empty_inherited_sequences
-from radrouter.inference.results.measurements import (
-    reported_findings,
-    reported_measurements,
-    result_summary,
-)
-from radrouter.inference.results.seg import build_segmentation
-from radrouter.inference.results.sr import build_report
-from radrouter.inference.volume import load_volume, read_series
+from radrouter.inference.results.build import build_results
+from radrouter.inference.results.content import ResultIdentity
+from radrouter.inference.results.sanitise import Repair
+from radrouter.inference.volume import NoFrameOfReference, load_volume, read_series
 from radrouter.logs import study
 from radrouter.storage.index import (
     Delivery,
@@ -105,20 +101,24 @@ class JobRunner:
 
         try:
             paths = [str(path) for path in self.node.series_files(study_uid, series_uid, recorded)]
-            timings, results = self._compute(
+            timings, results, repairs = self._compute(
                 job_id, study_uid, series_uid, pipeline_name, revision, paths, replaced
             )
         except Exception as error:
+            reason = (
+                str(error)
+                if isinstance(error, JobFailed | PipelineInputError)
+                else f"the job failed: {in_words(error)}"
+            )[:REASON_LENGTH]
             with self.index.session() as session:
                 failed = session.get(Job, job_id)
                 assert failed is not None
-                failed.state, failed.finished_at = JobState.FAILED, utcnow()
-                failed.error = f"{type(error).__name__}: {error}"[:1000]
-                self.index.record_event(
-                    session, study_uid, Hop.INFERENCE_FAILED, job=job_id, error=type(error).__name__
-                )
+                failed.state, failed.finished_at, failed.error = JobState.FAILED, utcnow(), reason
+                self.index.record_event(session, study_uid, Hop.INFERENCE_FAILED, job=job_id, reason=reason)
                 settle_study(session, study_uid)
-            raise
+            log.warning("job %d (%s) failed: %s", job_id, pipeline_name, reason, extra=study(study_uid))
+            log.debug("job %d (%s) failed", job_id, pipeline_name, exc_info=error, extra=study(study_uid))
+            raise JobFailed(reason) from error
 
         timings["queue_wait_s"] = round(waited, 3)
         with self.index.session() as session:
@@ -133,6 +133,7 @@ class JobRunner:
                     session.add(delivery)
                     delivery_rows.append(delivery)
             done.state, done.finished_at, done.timings = JobState.DONE, utcnow(), timings
+            done.repairs = [repair.as_row() for repair in repairs]
             session.flush()
             self.index.record_event(
                 session,
@@ -143,6 +144,7 @@ class JobRunner:
                 model_version=self.pipelines.entry(pipeline_name).version,
                 results=[r.sop_uid for r in results],
                 timings=timings,
+                repairs=done.repairs,
             )
             settle_study(session, study_uid)
             return JobOutcome(job_id, [d.id for d in delivery_rows])
@@ -156,7 +158,7 @@ class JobRunner:
         revision: int,
         paths: list[str],
         replaced: list[str],
-    ) -> tuple[dict[str, Any], list[Result]]:
+    ) -> tuple[dict[str, Any], list[Result], list[Repair]]:
         timings: dict[str, Any] = {}
         clock = time.perf_counter()
 
@@ -166,16 +168,23 @@ class JobRunner:
             timings[name] = round(now - clock, 3)
             clock = now
 
-        pipeline = self.pipelines.get(pipeline_name)
+        with stage("the pipeline could not be loaded"):
+            pipeline = self.pipelines.get(pipeline_name)
         lap("model_load_s")
-        datasets = read_series(paths)
+        with stage("the series could not be read"):
+            datasets = read_series(paths)
+        where = series_name(datasets)
         try:
             volume = load_volume(datasets)
+        except NoFrameOfReference as error:
+            reason = f"the SEG could not be written: FrameOfReferenceUID is missing in {where} ({error})"
+            raise PipelineInputError(reason) from error
         except ValueError as error:
-            raise PipelineInputError(f"the series is not a regular volume: {error}") from error
+            raise PipelineInputError(f"{where} is not a regular volume: {error}") from error
         check_input(pipeline.input, datasets, volume)
         lap("volume_load_s")
-        prediction = self._predict(pipeline, volume)
+        with stage("the model failed", where):
+            prediction = self._predict(pipeline, volume)
         lap("predict_s")
         timings["model_s"] = round(prediction.model_seconds, 3)
 
@@ -185,43 +194,32 @@ class JobRunner:
             algorithm_version=pipeline.version,
             series_number=pipeline.series_number,
         )
-        segmentation = build_segmentation(datasets, prediction, pipeline.segments, identity)
-        fallback = None
-        if segmentation.SegmentationType == "LABELMAP":
-            fallback = build_segmentation(
-                datasets, prediction, pipeline.segments, identity, hd.seg.SegmentationTypeValues.BINARY
-            )
-        lap("seg_s")
-        measurements = reported_measurements(pipeline, prediction)
-        findings = reported_findings(pipeline, prediction)
         earlier = [self.store.resolve(path) for path in replaced]
-        report = build_report(
+        built = build_results(
             datasets,
-            segmentation,
-            measurements,
-            findings,
-            pipeline.procedure,
+            prediction,
+            pipeline,
             identity,
             replaces=[pydicom.dcmread(path) for path in earlier if path.is_file()],
         )
-        lap("sr_s")
-        summary = result_summary(pipeline, measurements, findings)
+        timings.update(built.timings)
+        clock = time.perf_counter()
+        summary = built.summary
         results: list[Result] = []
         written: list[Path] = []
         for kind, dataset, stand_in in (
-            (ResultKind.SEG, segmentation, fallback),
-            (ResultKind.SR, report, None),
+            (ResultKind.SEG, built.segmentation, built.stand_in),
+            (ResultKind.SR, built.report, None),
         ):
-            drop_empty_inherited_sequences(dataset)
-            path = self.store.result_path(study_uid, dataset.SOPInstanceUID)
-            fallback_path = None
-            if stand_in is not None:
-                drop_empty_inherited_sequences(stand_in)
-                fallback_path = self.store.result_path(study_uid, stand_in.SOPInstanceUID)
-                self.store.write(fallback_path, encode_file(stand_in))
-                written.append(fallback_path)
-            self.store.write(path, encode_file(dataset))
-            written.append(path)
+            with stage(f"the {kind.value} could not be stored", where):
+                path = self.store.result_path(study_uid, dataset.SOPInstanceUID)
+                fallback_path = None
+                if stand_in is not None:
+                    fallback_path = self.store.result_path(study_uid, stand_in.SOPInstanceUID)
+                    self.store.write(fallback_path, encode_file(stand_in))
+                    written.append(fallback_path)
+                self.store.write(path, encode_file(dataset))
+                written.append(path)
             results.append(
                 Result(
                     job_id=job_id,
@@ -234,12 +232,13 @@ class JobRunner:
                     summary=summary.as_row(),
                 )
             )
-        self.node.return_results(written)
+        with stage("the results could not be returned to the node"):
+            self.node.return_results(written)
         lap("write_s")
         log.info(
             "job %d (%s) on series %s: %s", job_id, pipeline_name, series_uid, timings, extra=study(study_uid)
         )
-        return timings, results
+        return timings, results, built.repairs
 
     def _predict(self, pipeline: Pipeline, volume: hd.Volume) -> Prediction:
         """Run the model, alone on the device; out of memory, free the other warm models and try again."""

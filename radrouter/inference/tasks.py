@@ -12,6 +12,7 @@ from typing import Any
 from celery import Celery, shared_task
 from sqlalchemy import select
 
+from radrouter.inference.failures import JobFailed
 from radrouter.inference.registry import WarmPipelines, available
 from radrouter.inference.run import JobRunner
 from radrouter.inference.standard_tables import cache_standard_lookups, load_standard_tables
@@ -47,6 +48,8 @@ def infer(self: Any, job_id: int) -> None:
     runner = JobRunner(worker_settings(), worker_index(), worker_store(), worker_pipelines())
     try:
         outcome = runner.run(job_id, worker=self.request.hostname or "", incarnation=process_incarnation())
+    except JobFailed:
+        return  # recorded FAILED with its reason, logged; the traceback is in the log at DEBUG
     except IndexUnavailable as error:
         raise retry_until_index_writable(self, error, f"job {job_id}") from error
     priority = self.request.delivery_info.get("priority")

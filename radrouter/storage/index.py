@@ -186,6 +186,9 @@ class Job(Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     timings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    #: What the results do not carry as the source had it: ``{"attribute", "rule", "reason"}`` per
+    #: attribute, never the value (see inference/results/sanitise.py).
+    repairs: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
     #: The worker (Celery name) and the start of it (one per process) that took the job: a worker that
     #: starts again finds the jobs its previous start left RUNNING and queues them at once.
     worker: Mapped[str | None] = mapped_column(String(200))

@@ -41,6 +41,7 @@ def _job(job: Job) -> dict[str, Any]:
         "rule": job.rule,
         "state": job.state.value,
         "error": job.error,
+        "repairs": job.repairs,
         "queued_at": utc_iso(job.queued_at),
         "started_at": utc_iso(job.started_at),
         "finished_at": utc_iso(job.finished_at),

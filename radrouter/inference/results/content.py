@@ -14,6 +14,8 @@ import radrouter
 #: IHE AI Results: the Contributing Equipment item that marks a processing algorithm.
 PROCESSING_ALGORITHM = hd.sr.CodedConcept("Newcode1", "99IHE", "Processing Algorithm")
 MANUFACTURER = "radrouter"
+#: The character set results are built in (UTF-8 holds any text); the one they carry is set after.
+UTF8 = "ISO_IR 192"
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, RLELossless
 
 from radrouter.inference.pipeline import Prediction, SegmentSpec
-from radrouter.inference.results.content import MANUFACTURER, ResultIdentity
+from radrouter.inference.results.content import MANUFACTURER, UTF8, ResultIdentity
 
 
 def segment_descriptions(
@@ -42,6 +42,7 @@ def build_segmentation(
     segments: Sequence[SegmentSpec],
     identity: ResultIdentity,
     segmentation_type: hd.seg.SegmentationTypeValues | None = None,
+    character_set: str = UTF8,
 ) -> hd.seg.Segmentation:
     """The SEG for ``prediction``; its type is LABELMAP for several labels, BINARY for one (or if asked)."""
     if segmentation_type is None:
@@ -74,4 +75,5 @@ def build_segmentation(
         series_description=f"AI {identity.pipeline} SEG"[:64],
         transfer_syntax_uid=RLELossless if is_labelmap else ExplicitVRLittleEndian,
         contributing_equipment=[identity.contributing_equipment()],
+        specific_character_set=character_set,
     )

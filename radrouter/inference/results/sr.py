@@ -15,7 +15,7 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
-from radrouter.inference.results.content import MANUFACTURER, ResultIdentity
+from radrouter.inference.results.content import MANUFACTURER, UTF8, ResultIdentity
 from radrouter.inference.results.measurements import ReportedFinding, ReportedMeasurement
 
 PROBABILITY = codes.DCM.Probability
@@ -62,6 +62,7 @@ def build_report(
     procedure: Code,
     identity: ResultIdentity,
     replaces: Sequence[Dataset] = (),
+    character_set: str = UTF8,
 ) -> hd.sr.Comprehensive3DSR:
     """The report; ``replaces`` are earlier reports of the same job on an older study revision, which
     the new one lists in its Predecessor Documents Sequence (PS3.3 C.17.2.3)."""
@@ -124,4 +125,5 @@ def build_report(
         series_description=f"AI {identity.pipeline} report"[:64],
         contributing_equipment=[identity.contributing_equipment()],
         previous_versions=list(replaces) or None,
+        specific_character_set=character_set,
     )

@@ -135,6 +135,24 @@ def orientation(dataset: Dataset, tolerance_deg: float) -> Orientation | None:
     return (Orientation.SAGITTAL, Orientation.CORONAL, Orientation.AXIAL)[axis]
 
 
+def functional_group_holder(dataset: Dataset, key: str) -> Dataset | None:
+    """Where an enhanced multi-frame instance keeps an attribute a classic slice has at the top level
+    (e.g. MRAcquisitionType, SliceThickness, RepetitionTime): a functional group macro of the shared
+    groups, else of the first frame (PS3.3 C.7.6.16)."""
+    for group in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        items = dataset.get(group) or []
+        if not items:
+            continue
+        for element in items[0]:
+            if element.VR != "SQ":
+                continue
+            macro: Dataset
+            for macro in element.value:
+                if key in macro:
+                    return macro
+    return None
+
+
 def values_of(header: SeriesHeader, key: str, tolerance_deg: float) -> list[Value] | None:
     """An attribute's values (a list: DICOM attributes can be multi-valued); None when missing or empty."""
     derived: dict[str, Any] = {"calling_ae": header.calling_ae, "called_ae": header.called_ae}
@@ -147,13 +165,14 @@ def values_of(header: SeriesHeader, key: str, tolerance_deg: float) -> list[Valu
     if key == "orientation":
         plane = orientation(header.dataset, tolerance_deg)
         return [plane.value] if plane else None
-    if key not in header.dataset:
+    holder = header.dataset if key in header.dataset else functional_group_holder(header.dataset, key)
+    if holder is None:
         return None
     try:
-        value = header.dataset[key].value
+        value = holder[key].value
     except (ValueError, TypeError, OverflowError):
         # A value pydicom cannot convert to its VR (e.g. "***" in a DS): test the raw text instead.
-        raw = header.dataset.get_item(key).value
+        raw = holder.get_item(key).value
         value = raw.decode("latin-1", "replace").strip(" \x00") if isinstance(raw, bytes) else raw
     if value is None or value == "" or (isinstance(value, MultiValue | list) and len(value) == 0):
         return None

@@ -12,7 +12,14 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from radrouter.config.rules import Orientation, SeriesKind
-from radrouter.router.route.header import SeriesHeader, headers_from_folder, orientation, series_kind
+from radrouter.router.route.header import (
+    SeriesHeader,
+    headers_from_folder,
+    orientation,
+    series_kind,
+    values_of,
+)
+from tests.inference.variants import enhanced_copy
 from tests.router.synthetic import SECONDARY_CAPTURE, dose_report, localizer
 from tests.services import CT_HEAD, DATA, MPRAGE
 
@@ -105,3 +112,15 @@ def test_a_folder_gives_one_header_per_series_with_its_instance_count(tmp_path: 
     assert len(headers) == 2  # the licences and provenance files are skipped
     headers = headers_from_folder(CT_HEAD, "MODALITY", "RADROUTER")
     assert [(h.slices, h.calling_ae, h.called_ae) for h in headers] == [(28, "MODALITY", "RADROUTER")]
+
+
+def test_an_enhanced_instance_is_routed_on_what_its_functional_groups_hold(tmp_path: Path) -> None:
+    """MRAcquisitionType and SliceThickness sit in a functional group macro of an enhanced MR, not at
+    the top level; a rule written for classic slices matches both."""
+    sources = sorted(MPRAGE.glob("*.dcm"))[:8]
+    enhanced = header(enhanced_copy(sources, tmp_path / "enhanced.dcm"))
+    classic = header(sources[0])
+    assert "MRAcquisitionType" not in enhanced
+    for key in ("MRAcquisitionType", "SliceThickness", "Modality"):
+        found = values_of(SeriesHeader("1.2", enhanced, instances=1), key, 20.0)
+        assert found == values_of(SeriesHeader("1.2", classic, instances=8), key, 20.0), key

@@ -1,0 +1,81 @@
+"""A job's result objects from its source series and prediction: sanitised sources in, SEG (with its
+BINARY stand-in for a label map) and TID 1500 SR out, in the source's character set.
+
+The order matters: the sources pass the sanitiser before highdicom copies from them, and each object
+is built inside a :func:`~radrouter.inference.failures.stage`, so a failure names the object and the
+attribute instead of the exception class.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import highdicom as hd
+from pydicom.dataset import Dataset
+
+from radrouter.inference.failures import series_name, stage
+from radrouter.inference.pipeline import Pipeline, Prediction
+from radrouter.inference.results.characters import carry_character_set
+from radrouter.inference.results.content import ResultIdentity, drop_empty_inherited_sequences
+from radrouter.inference.results.measurements import reported_findings, reported_measurements, result_summary
+from radrouter.inference.results.sanitise import Repair, sanitise_sources
+from radrouter.inference.results.seg import build_segmentation
+from radrouter.inference.results.sr import build_report
+from radrouter.inference.results.summary import ResultSummary
+
+
+@dataclass(frozen=True)
+class ResultObjects:
+    """What one job writes: the SEG, its stand-in (LABELMAP SEGs only), the SR, and what changed."""
+
+    segmentation: hd.seg.Segmentation
+    stand_in: hd.seg.Segmentation | None
+    report: hd.sr.Comprehensive3DSR
+    summary: ResultSummary
+    repairs: list[Repair]
+    #: Seconds spent building the SEG(s) and the SR: ``seg_s``, ``sr_s``.
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _finish(result: Dataset, source: Dataset, repairs: list[Repair]) -> None:
+    """What highdicom leaves to the caller: no empty optional sequences, and the source's character
+    set where the text fits it."""
+    drop_empty_inherited_sequences(result)
+    repair = carry_character_set(result, source)
+    if repair is not None and repair not in repairs:
+        repairs.append(repair)
+
+
+def build_results(
+    datasets: Sequence[Dataset],
+    prediction: Prediction,
+    pipeline: Pipeline,
+    identity: ResultIdentity,
+    replaces: Sequence[Dataset] = (),
+) -> ResultObjects:
+    """The SEG and SR of a job; raises :class:`~radrouter.inference.failures.JobFailed` with the reason."""
+    started = time.perf_counter()
+    repairs = sanitise_sources(datasets)
+    where = series_name(list(datasets))
+    with stage("the SEG could not be written", where):
+        segmentation = build_segmentation(datasets, prediction, pipeline.segments, identity)
+        stand_in = None
+        if segmentation.SegmentationType == "LABELMAP":
+            stand_in = build_segmentation(
+                datasets, prediction, pipeline.segments, identity, hd.seg.SegmentationTypeValues.BINARY
+            )
+    built_seg = time.perf_counter()
+    measurements = reported_measurements(pipeline, prediction)
+    findings = reported_findings(pipeline, prediction)
+    with stage("the SR could not be written", where):
+        report = build_report(
+            datasets, segmentation, measurements, findings, pipeline.procedure, identity, replaces=replaces
+        )
+    for result in (segmentation, stand_in, report):
+        if result is not None:
+            _finish(result, datasets[0], repairs)
+    timings = {"seg_s": round(built_seg - started, 3), "sr_s": round(time.perf_counter() - built_seg, 3)}
+    summary = result_summary(pipeline, measurements, findings)
+    return ResultObjects(segmentation, stand_in, report, summary, repairs, timings)
