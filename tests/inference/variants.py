@@ -32,7 +32,10 @@ _CONVERTERS = {
 
 
 def enhanced_copy(sources: Sequence[Path], target: Path, study_uid: str | None = None) -> Path:
-    """The series as one Legacy Converted Enhanced instance (new study, series and instance UIDs)."""
+    """The series as one Legacy Converted Enhanced instance (new study, series and instance UIDs).
+
+    Body Part Examined (General Series) is kept, as enhanced instances from scanners keep it; the
+    converter moves it into a coded Frame Anatomy only."""
     datasets = [pydicom.dcmread(path) for path in sources]
     study = study_uid or generate_uid()
     for dataset in datasets:
@@ -45,6 +48,8 @@ def enhanced_copy(sources: Sequence[Path], target: Path, study_uid: str | None =
         sop_instance_uid=generate_uid(),
         instance_number=1,
     )
+    if "BodyPartExamined" in datasets[0]:
+        enhanced.BodyPartExamined = datasets[0].BodyPartExamined
     enhanced.save_as(target, enforce_file_format=True)
     return target
 
