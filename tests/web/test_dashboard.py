@@ -51,7 +51,7 @@ def _failed_study(index: Index) -> tuple[str, int, int]:
         session.flush()
         failed = Job(
             study_uid=study_uid, series_uid=series_uid, pipeline="brain-extraction", priority="routine",
-            rule="test", state=JobState.FAILED, error="the model failed: the worker ran out of memory in series 3",
+            rule="test", state=JobState.FAILED, error="the model failed: out of memory",
         )  # fmt: skip
         session.add(failed)
         session.flush()
