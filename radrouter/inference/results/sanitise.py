@@ -52,20 +52,26 @@ class Repair:
         return {"attribute": self.attribute, "rule": self.rule.value, "reason": self.reason}
 
 
-#: Type 2 attributes of the modules a SEG and an SR copy (Patient C.7.1.1, General Study C.7.2.1,
-#: Patient Study C.7.2.2, Clinical Trial Subject/Study C.7.1.3/C.7.2.3, General Series C.7.3.1,
-#: Frame of Reference C.7.4.1, General Equipment C.7.5.1): emptied, never dropped.
+#: Type 2 attributes of the Patient and General Study modules (C.7.1.1, C.7.2.1), which highdicom
+#: reads from the source and every result carries: a source without one gets it empty.
+STUDY_TYPE_2 = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+    "StudyID",
+    "AccessionNumber",
+)
+
+#: Every type 2 attribute of the modules a SEG and an SR copy (those two, plus Clinical Trial
+#: Subject/Study C.7.1.3/C.7.2.3, General Series C.7.3.1, Frame of Reference C.7.4.1, General
+#: Equipment C.7.5.1, General Image C.7.6.1): emptied, never dropped.
 TYPE_2 = frozenset(
     {
-        "PatientName",
-        "PatientID",
-        "PatientBirthDate",
-        "PatientSex",
-        "StudyDate",
-        "StudyTime",
-        "ReferringPhysicianName",
-        "StudyID",
-        "AccessionNumber",
+        *STUDY_TYPE_2,
         "ClinicalTrialProtocolName",
         "ClinicalTrialSiteID",
         "ClinicalTrialSiteName",
@@ -77,20 +83,6 @@ TYPE_2 = frozenset(
         "ContentDate",
         "ContentTime",
     }
-)
-
-#: Type 2 attributes of the Patient and General Study modules, which highdicom reads from the source
-#: and every result carries: a source without one gets it empty.
-STUDY_TYPE_2 = (
-    "PatientName",
-    "PatientID",
-    "PatientBirthDate",
-    "PatientSex",
-    "StudyDate",
-    "StudyTime",
-    "ReferringPhysicianName",
-    "StudyID",
-    "AccessionNumber",
 )
 
 #: Attributes with enumerated values that highdicom checks (PS3.3 C.7.1.1 Patient's Sex).
