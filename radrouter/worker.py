@@ -18,7 +18,7 @@ from radrouter.inference import tasks as inference_tasks
 from radrouter.inference.standard_tables import cache_standard_lookups
 from radrouter.monitoring import tasks as monitoring_tasks
 from radrouter.router.deliver import tasks as delivery_tasks
-from radrouter.router.dispatch.contract import celery_app
+from radrouter.router.dispatch.contract import DELIVERY_QUEUE, celery_app
 from radrouter.router.dispatch.heartbeat import heartbeat_key, keep_beating
 from radrouter.router.dispatch.worker import process_incarnation, worker_settings
 from radrouter.worklist import tasks as worklist_tasks
@@ -33,6 +33,8 @@ def _worker_started(sender: Any, **_: Any) -> None:
     keep_beating(settings.broker.resolved_url(), key, settings.inference.worker_lost_after_s)
     inference_tasks.take_over_lost_jobs(sender.app, sender.hostname)
     delivery_tasks.take_over_lost_deliveries(sender.app, sender.hostname)
+    if DELIVERY_QUEUE in {queue.name for queue in sender.app.amqp.queues.consume_from.values()}:
+        delivery_tasks.take_over_lost_aftercare(sender.app)
     inference_tasks.load_served_pipelines(sender.app)
 
 

@@ -147,3 +147,14 @@ def test_every_hop_is_recorded(delivered: dict[str, object]) -> None:
     assert study["series"][0]["instances"] == 170
     complete = next(e for e in study["events"] if e["hop"] == "complete")
     assert complete["detail"]["quiet_s"] < 3.0
+
+
+def test_the_jobs_triage_and_monitoring_are_recorded(node: Node, delivered: dict[str, object]) -> None:
+    """What the reconciler reads to send a lost triage or monitoring task again."""
+    study_uid = str(delivered["study_uid"])
+    job = wait_until(
+        lambda: (j := node.study(study_uid)["jobs"][0])["triaged_at"] and j["monitored_at"] and j,
+        60,
+        "the job's triage and monitoring recorded",
+    )
+    assert job["triaged_at"] >= job["finished_at"] and job["monitored_at"] >= job["finished_at"]

@@ -286,6 +286,12 @@ class RecoverySettings(BaseModel):
         gt=0,
         description="A job recorded but not handed to the broker this long ago is queued again.",
     )
+    aftercare_after_s: float = Field(
+        120.0,
+        gt=0,
+        description="A finished job whose triage or monitoring has not been recorded this long after it "
+        "ended (the delivery worker that had the task died) gets the task again; both are idempotent.",
+    )
 
 
 class Destination(BaseModel):

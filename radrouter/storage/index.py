@@ -189,6 +189,11 @@ class Job(Base):
     #: What the results do not carry as the source had it: ``{"attribute", "rule", "reason"}`` per
     #: attribute, never the value (see inference/results/sanitise.py).
     repairs: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    #: When the job's triage and monitoring tasks recorded their work, and when the reconciler last sent
+    #: them again: a task that died with its worker is sent again, not left to the visibility timeout.
+    triaged_at: Mapped[datetime | None]
+    monitored_at: Mapped[datetime | None]
+    aftercare_resent_at: Mapped[datetime | None]
     #: The worker (Celery name) and the start of it (one per process) that took the job: a worker that
     #: starts again finds the jobs its previous start left RUNNING and queues them at once.
     worker: Mapped[str | None] = mapped_column(String(200))

@@ -45,6 +45,8 @@ def _job(job: Job) -> dict[str, Any]:
         "queued_at": utc_iso(job.queued_at),
         "started_at": utc_iso(job.started_at),
         "finished_at": utc_iso(job.finished_at),
+        "triaged_at": utc_iso(job.triaged_at),
+        "monitored_at": utc_iso(job.monitored_at),
         "timings": job.timings,
     }
 

@@ -42,6 +42,10 @@ def triage(self: Any, job_id: int) -> None:
         self.app.send_task(
             TaskName.HL7, args=[message_id], queue=DELIVERY_QUEUE, priority=0 if outcome.escalated else None
         )
+    with worker_index().session() as session:
+        job = session.get(Job, job_id)
+        if job is not None:
+            job.triaged_at = utcnow()  # after its messages are queued: a rerun finds them, sends none twice
 
 
 def compose(settings: Settings, session: Session, message: Hl7Message) -> str:

@@ -23,7 +23,7 @@ from radrouter.router.deliver.deidentified import deidentified_copies
 from radrouter.router.deliver.scu import DeliveryError, OutgoingObject, RefusedByDestination, send
 from radrouter.router.dispatch.contract import TaskName
 from radrouter.router.dispatch.send import send_tasks
-from radrouter.router.dispatch.takeover import requeue_delivery
+from radrouter.router.dispatch.takeover import requeue_aftercare, requeue_delivery
 from radrouter.router.dispatch.worker import (
     IndexUnavailable,
     process_incarnation,
@@ -80,6 +80,19 @@ def take_over_lost_deliveries(app: Celery, worker: str) -> list[int]:
     if resend:
         log.warning("worker %s started again: queueing %d delivery(ies) it was trying", worker, len(resend))
     return [task.record_id for task in resend]
+
+
+def take_over_lost_aftercare(app: Celery) -> list[int]:
+    """At a delivery worker's start: the triage and monitoring of finished jobs not yet recorded (a
+    killed delivery worker held them) are sent again at once; both are idempotent."""
+    settings, index = worker_settings(), worker_index()
+    with index.session() as session:
+        tasks = requeue_aftercare(settings, index, session, ended_before=utcnow())
+    send_tasks(app, index, tasks)
+    jobs = sorted({task.record_id for task in tasks})
+    if jobs:
+        log.warning("delivery worker started: sending the triage or monitoring of job(s) %s again", jobs)
+    return jobs
 
 
 def release_open_associations() -> None:

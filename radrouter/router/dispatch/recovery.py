@@ -24,7 +24,7 @@ from radrouter.config.settings import Settings
 from radrouter.router.dispatch.contract import TaskName, queue_for
 from radrouter.router.dispatch.heartbeat import SCP, is_alive
 from radrouter.router.dispatch.send import QueuedTask, delivery_task, send_tasks
-from radrouter.router.dispatch.takeover import requeue_delivery, requeue_job
+from radrouter.router.dispatch.takeover import requeue_aftercare, requeue_delivery, requeue_job
 from radrouter.router.dispatch.worker import process_incarnation
 from radrouter.storage.index import (
     Delivery,
@@ -49,6 +49,8 @@ class RouterReconciliation:
     redispatched: list[int]
     taken_over: list[int]
     deliveries_redispatched: list[int]
+    #: Jobs whose triage or monitoring was sent again.
+    aftercare: list[int]
 
 
 class StudyReconciler:
@@ -74,7 +76,19 @@ class StudyReconciler:
             self._redispatch_jobs(),
             self._take_over_jobs_of_lost_workers(),
             self._redispatch_deliveries() + self._take_over_deliveries_of_lost_workers(),
+            self._resend_aftercare(),
         )
+
+    def _resend_aftercare(self) -> list[int]:
+        """Triage and monitoring that finished jobs have not recorded ``aftercare_after_s`` after they
+        ended: the delivery worker that held the task died (nothing records which worker that was)."""
+        ended_before = utcnow() - timedelta(seconds=self.settings.recovery.aftercare_after_s)
+        with self.index.session() as session:
+            tasks = requeue_aftercare(self.settings, self.index, session, ended_before)
+        for task in tasks:
+            log.warning("job %d: its %s was never recorded; sending it again", task.record_id, task.name)
+        send_tasks(self.celery, self.index, tasks)
+        return sorted({task.record_id for task in tasks})
 
     def _complete_stale_studies(self) -> list[str]:
         """Studies RECEIVING that no live SCP will complete: their receiver's heartbeat stopped (it was

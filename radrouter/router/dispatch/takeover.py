@@ -1,17 +1,22 @@
-"""Work a lost worker left behind goes back on its queue: its RUNNING jobs, the deliveries it retried.
+"""Work a lost worker left behind goes back on its queue: its RUNNING jobs, the deliveries it retried,
+the triage and monitoring of finished jobs it had not recorded.
 
 A worker is known lost in two ways: it starts again (a new incarnation under the same name), or its
-heartbeat expires (the SCP's reconciler). Both hand the work on here, the same way.
+heartbeat expires (the SCP's reconciler). Both hand the work on here, the same way. Triage and
+monitoring record no worker; a finished job whose aftercare is not recorded after a while is sent again.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from radrouter.config.settings import Settings
-from radrouter.router.dispatch.contract import TaskName, queue_for
+from radrouter.router.dispatch.contract import DELIVERY_QUEUE, TaskName, queue_for
 from radrouter.router.dispatch.send import QueuedTask, delivery_task
-from radrouter.storage.index import Delivery, Hop, Index, Job, JobState, StudyState
+from radrouter.storage.index import Delivery, Hop, Index, Job, JobState, StudyState, utcnow
 
 
 def requeue_job(settings: Settings, index: Index, session: Session, job: Job) -> QueuedTask:
@@ -31,3 +36,29 @@ def requeue_delivery(settings: Settings, index: Index, session: Session, deliver
         session, delivery.owning_study_uid, Hop.RECOVERED, delivery=delivery.id, lost_worker=lost_worker
     )
     return delivery_task(delivery.id, delivery.kind, settings.default_priority.celery_priority)
+
+
+def requeue_aftercare(
+    settings: Settings, index: Index, session: Session, ended_before: datetime
+) -> list[QueuedTask]:
+    """The triage and monitoring tasks of DONE jobs that ended before ``ended_before`` and have not
+    recorded them (nor been sent again since then): idempotent tasks, sent once more."""
+    jobs = session.scalars(
+        select(Job).where(
+            Job.state == JobState.DONE,
+            Job.finished_at < ended_before,
+            or_(Job.triaged_at.is_(None), Job.monitored_at.is_(None)),
+            or_(Job.aftercare_resent_at.is_(None), Job.aftercare_resent_at < ended_before),
+        )
+    ).all()
+    priority = settings.default_priority.celery_priority
+    tasks = []
+    for job in jobs:
+        job.aftercare_resent_at = utcnow()
+        recorded = ((TaskName.TRIAGE, job.triaged_at), (TaskName.MONITOR, job.monitored_at))
+        undone = [name for name, at in recorded if at is None]
+        index.record_event(
+            session, job.study_uid, Hop.RECOVERED, job=job.id, aftercare=[str(n) for n in undone]
+        )
+        tasks += [QueuedTask(name, job.id, DELIVERY_QUEUE, priority) for name in undone]
+    return tasks

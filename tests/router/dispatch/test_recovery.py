@@ -73,3 +73,52 @@ def test_deliveries_a_broker_outage_kept_from_the_broker_are_sent_once(tmp_path:
             assert delivery.state == DeliveryState.PENDING
     finally:
         broker.stop()
+
+
+def test_triage_and_monitoring_a_dead_worker_held_are_sent_again_once(tmp_path: Path) -> None:
+    """Jobs DONE a while ago without their triage or monitoring recorded get those tasks again (the
+    delivery worker that held them was killed); recent jobs and recorded ones do not."""
+    broker = EmbeddedRedis(free_port(), tmp_path / "redis")
+    broker.start()
+    try:
+        settings = Settings(storage={"root": tmp_path}, broker={"url": broker.url})
+        index = Index(settings.storage.resolved_index_url())
+        long_ago = utcnow() - timedelta(seconds=settings.recovery.aftercare_after_s + 60)
+        with index.session() as session:
+            session.add(Study(uid="1.3", state=StudyState.DONE))
+            session.flush()
+            session.add(Series(uid="1.3.1", study_uid="1.3"))
+            session.flush()
+            jobs = {
+                name: Job(
+                    study_uid="1.3",
+                    series_uid="1.3.1",
+                    pipeline=name,
+                    priority=Priority.ROUTINE,
+                    rule="r",
+                    state=JobState.DONE,
+                    finished_at=finished,
+                    triaged_at=triaged,
+                )
+                for name, finished, triaged in (
+                    ("lost", long_ago, None),
+                    ("untriaged-recent", utcnow(), None),
+                    ("monitoring-lost", long_ago, long_ago),
+                )
+            }
+            jobs["done"] = Job(
+                study_uid="1.3", series_uid="1.3.1", pipeline="done", priority=Priority.ROUTINE, rule="r",
+                state=JobState.DONE, finished_at=long_ago, triaged_at=long_ago, monitored_at=long_ago,
+            )  # fmt: skip
+            session.add_all(jobs.values())
+            session.flush()
+            ids = {name: job.id for name, job in jobs.items()}
+        celery = celery_app(settings)
+        reconciler = StudyReconciler(settings, index, celery, lambda _: None, lambda: [])
+
+        assert reconciler.run_once().aftercare == sorted([ids["lost"], ids["monitoring-lost"]])
+        assert reconciler.run_once().aftercare == [], "sent twice"
+        # lost: triage and monitoring; monitoring-lost: monitoring only
+        assert queue_depths(celery, [DELIVERY_QUEUE]) == {DELIVERY_QUEUE: 3}
+    finally:
+        broker.stop()

@@ -1,0 +1,37 @@
+"""jobs record their triage and monitoring
+
+Revision ID: dddd0d0f15d2
+Revises: 014f1f2fe3cb
+Create Date: 2026-12-01 13:44:36.556931
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "dddd0d0f15d2"
+down_revision: str | None = "014f1f2fe3cb"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("jobs", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("triaged_at", sa.DateTime(), nullable=True))
+        batch_op.add_column(sa.Column("monitored_at", sa.DateTime(), nullable=True))
+        batch_op.add_column(sa.Column("aftercare_resent_at", sa.DateTime(), nullable=True))
+    # Jobs that ended before this revision had their triage and monitoring: none is sent again.
+    op.execute(
+        "UPDATE jobs SET triaged_at = finished_at, monitored_at = finished_at"
+        " WHERE state = 'DONE' AND finished_at IS NOT NULL"
+    )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("jobs", schema=None) as batch_op:
+        batch_op.drop_column("aftercare_resent_at")
+        batch_op.drop_column("monitored_at")
+        batch_op.drop_column("triaged_at")
