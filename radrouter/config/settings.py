@@ -188,6 +188,12 @@ class InferenceSettings(BaseModel):
         description="A worker whose heartbeat (every third of this) stopped this long ago is lost: the "
         "SCP's reconciler queues its RUNNING jobs again (one that restarts takes them back at once).",
     )
+    max_worker_losses: int = Field(
+        3,
+        ge=1,
+        description="A job whose worker was lost (killed, out of memory) this many times is FAILED with "
+        "that reason instead of taken over again, so one series cannot crash-loop a worker for good.",
+    )
     jobs_per_worker: int = Field(
         2,
         ge=1,

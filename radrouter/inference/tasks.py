@@ -74,7 +74,7 @@ def take_over_lost_jobs(app: Celery, worker: str) -> list[int]:
                 Job.incarnation != process_incarnation(),
             )
         ).all()
-        tasks = [requeue_job(settings, index, session, job) for job in lost]
+        tasks = [task for job in lost if (task := requeue_job(settings, index, session, job)) is not None]
     if tasks:
         log.warning(
             "worker %s started again: queueing the job(s) it left running: %s",

@@ -192,6 +192,8 @@ class Job(Base):
     #: When the job's triage and monitoring tasks recorded their work, and when the reconciler last sent
     #: them again: a task that died with its worker is sent again, not left to the visibility timeout.
     triaged_at: Mapped[datetime | None]
+    #: How many times the job's worker was lost while it ran (see ``inference.max_worker_losses``).
+    worker_losses: Mapped[int] = mapped_column(Integer, default=0)
     monitored_at: Mapped[datetime | None]
     aftercare_resent_at: Mapped[datetime | None]
     #: The worker (Celery name) and the start of it (one per process) that took the job: a worker that

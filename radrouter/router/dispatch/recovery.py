@@ -144,7 +144,9 @@ class StudyReconciler:
                 if job is None or job.state != JobState.RUNNING:
                     continue
                 log.warning("job %d: its worker %s stopped beating; queueing it again", job_id, job.worker)
-                tasks.append(requeue_job(self.settings, self.index, session, job))
+                task = requeue_job(self.settings, self.index, session, job)
+                if task is not None:
+                    tasks.append(task)
         send_tasks(self.celery, self.index, tasks)
         return [task.record_id for task in tasks]
 

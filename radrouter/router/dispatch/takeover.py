@@ -16,12 +16,24 @@ from sqlalchemy.orm import Session
 from radrouter.config.settings import Settings
 from radrouter.router.dispatch.contract import DELIVERY_QUEUE, TaskName, queue_for
 from radrouter.router.dispatch.send import QueuedTask, delivery_task
-from radrouter.storage.index import Delivery, Hop, Index, Job, JobState, StudyState, utcnow
+from radrouter.storage.index import Delivery, Hop, Index, Job, JobState, StudyState, settle_study, utcnow
 
 
-def requeue_job(settings: Settings, index: Index, session: Session, job: Job) -> QueuedTask:
-    """Put a RUNNING job of a lost worker back to QUEUED (its study to ROUTED); the task to send."""
+def requeue_job(settings: Settings, index: Index, session: Session, job: Job) -> QueuedTask | None:
+    """Put a RUNNING job of a lost worker back to QUEUED (its study to ROUTED); the task to send. A job
+    whose worker has been lost ``inference.max_worker_losses`` times fails instead (None): the series
+    itself is what kills its worker."""
     lost_worker = job.worker
+    job.worker_losses = (job.worker_losses or 0) + 1
+    if job.worker_losses >= settings.inference.max_worker_losses:
+        job.state, job.finished_at = JobState.FAILED, utcnow()
+        job.error = (
+            f"the worker running this job was lost {job.worker_losses} times (killed, or out of memory):"
+            " not tried again"
+        )
+        index.record_event(session, job.study_uid, Hop.INFERENCE_FAILED, job=job.id, reason=job.error)
+        settle_study(session, job.study_uid)
+        return None
     job.state, job.started_at = JobState.QUEUED, None
     job.study.state = StudyState.ROUTED
     index.record_event(session, job.study_uid, Hop.RECOVERED, job=job.id, lost_worker=lost_worker)

@@ -122,3 +122,48 @@ def test_triage_and_monitoring_a_dead_worker_held_are_sent_again_once(tmp_path: 
         assert queue_depths(celery, [DELIVERY_QUEUE]) == {DELIVERY_QUEUE: 3}
     finally:
         broker.stop()
+
+
+def test_a_job_whose_worker_keeps_dying_fails_with_the_reason(tmp_path: Path) -> None:
+    """A series that kills its worker every time (out of memory) is not taken over for ever."""
+    broker = EmbeddedRedis(free_port(), tmp_path / "redis")
+    broker.start()
+    try:
+        settings = Settings(storage={"root": tmp_path}, broker={"url": broker.url})
+        index = Index(settings.storage.resolved_index_url())
+        with index.session() as session:
+            session.add(Study(uid="1.4", state=StudyState.PROCESSING))
+            session.flush()
+            session.add(Series(uid="1.4.1", study_uid="1.4"))
+            session.flush()
+            jobs = [
+                Job(
+                    study_uid="1.4",
+                    series_uid="1.4.1",
+                    pipeline=f"p{losses}",
+                    priority=Priority.ROUTINE,
+                    rule="r",
+                    state=JobState.RUNNING,
+                    worker="gone@host",
+                    incarnation="dead",
+                    worker_losses=losses,
+                )
+                for losses in (0, settings.inference.max_worker_losses - 1)
+            ]
+            session.add_all(jobs)
+            session.flush()
+            first, last = (job.id for job in jobs)
+        reconciler = StudyReconciler(settings, index, celery_app(settings), lambda _: None, lambda: [])
+
+        assert reconciler.run_once().taken_over == [first]
+        with index.session() as session:
+            again, failed = session.get(Job, first), session.get(Job, last)
+            assert again is not None and failed is not None
+            assert (again.state, again.worker_losses) == (JobState.QUEUED, 1)
+            assert failed.state == JobState.FAILED
+            assert failed.error == (
+                f"the worker running this job was lost {settings.inference.max_worker_losses} times"
+                " (killed, or out of memory): not tried again"
+            )
+    finally:
+        broker.stop()

@@ -1,4 +1,4 @@
-"""jobs record their triage and monitoring
+"""jobs record their triage and monitoring, and how often their worker was lost
 
 Revision ID: dddd0d0f15d2
 Revises: 014f1f2fe3cb
@@ -23,6 +23,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("triaged_at", sa.DateTime(), nullable=True))
         batch_op.add_column(sa.Column("monitored_at", sa.DateTime(), nullable=True))
         batch_op.add_column(sa.Column("aftercare_resent_at", sa.DateTime(), nullable=True))
+        batch_op.add_column(sa.Column("worker_losses", sa.Integer(), nullable=False, server_default="0"))
     # Jobs that ended before this revision had their triage and monitoring: none is sent again.
     op.execute(
         "UPDATE jobs SET triaged_at = finished_at, monitored_at = finished_at"
@@ -32,6 +33,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     with op.batch_alter_table("jobs", schema=None) as batch_op:
+        batch_op.drop_column("worker_losses")
         batch_op.drop_column("aftercare_resent_at")
         batch_op.drop_column("monitored_at")
         batch_op.drop_column("triaged_at")
