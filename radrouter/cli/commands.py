@@ -12,6 +12,7 @@ from radrouter.cli.pipelines import pipelines_app
 from radrouter.cli.rules import rules_app
 from radrouter.cli.send import send_files
 from radrouter.cli.services import scp, up, web, worker
+from radrouter.cli.storage import purge, storage_app
 
 app = typer.Typer(
     help="radrouter: a DICOM node that puts AI into the radiology workflow.", no_args_is_help=True
@@ -25,6 +26,8 @@ app.command("evaluate")(evaluate_command)
 app.add_typer(db_app, name="db")
 app.command("send")(send_files)
 app.add_typer(deliveries_app, name="deliveries")
+app.add_typer(storage_app, name="storage")
+app.command("purge")(purge)
 
 
 def main() -> None:

@@ -300,6 +300,38 @@ class RecoverySettings(BaseModel):
     )
 
 
+class RetentionSettings(BaseModel):
+    """How long received images and results stay: a transit node, not an archive (PACS is)."""
+
+    enabled: bool = Field(True, description="Purge what retention allows, every interval_s, in the SCP.")
+    keep_images_h: float = Field(
+        72.0,
+        ge=0,
+        description="Hours a finished study's received instances stay (every job DONE or FAILED, every "
+        "delivery delivered or dead-lettered), for late instances and re-runs; then they are purged.",
+    )
+    keep_results_h: float = Field(
+        168.0, ge=0, description="Hours a finished study's results (SEG, SR) stay before they are purged."
+    )
+    high_watermark_pct: float = Field(
+        85.0,
+        gt=0,
+        le=100,
+        description="Above this use of the storage volume, the oldest finished studies are purged "
+        "before their keep time, until low_watermark_pct; unfinished studies are never touched.",
+    )
+    low_watermark_pct: float = Field(
+        75.0, gt=0, le=100, description="Where a purge started by high_watermark_pct stops."
+    )
+    interval_s: float = Field(60.0, gt=0, description="Seconds between retention passes in the SCP.")
+
+    @model_validator(mode="after")
+    def _low_below_high(self) -> RetentionSettings:
+        if self.low_watermark_pct > self.high_watermark_pct:
+            raise ValueError("low_watermark_pct must not be above high_watermark_pct")
+        return self
+
+
 class Destination(BaseModel):
     """A DICOM peer that receives results or forwarded images."""
 
@@ -345,6 +377,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     logging: LoggingSettings = LoggingSettings()
     recovery: RecoverySettings = RecoverySettings()
+    retention: RetentionSettings = RetentionSettings()
     supervisor: SupervisorSettings = SupervisorSettings()
     destinations: dict[str, Destination] = Field(default_factory=_default_destinations)
     rules: list[Rule] = Field(default_factory=default_rules)

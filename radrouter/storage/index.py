@@ -76,6 +76,7 @@ class Hop(enum.StrEnum):
     HL7_FAILED = "hl7_failed"
     RECOVERED = "recovered"
     DELIVERY_RETRY = "delivery_retry"
+    PURGED = "purged"
 
 
 class ResultKind(enum.StrEnum):
@@ -129,6 +130,15 @@ class Study(Base):
     sent_as_high_priority: Mapped[bool] = mapped_column(default=False)
     #: The SCP start that received the last instance: if it dies, another completes the study.
     receiver: Mapped[str | None] = mapped_column(String(32))
+    #: When the study last became DONE or FAILED: the retention clocks start here.
+    settled_at: Mapped[datetime | None]
+    #: Set while a purge of its instances (or results) runs (index first, then files, then rows): a
+    #: purge a crash interrupted is finished by the next pass (storage/retention.py).
+    purging_images_since: Mapped[datetime | None]
+    purging_results_since: Mapped[datetime | None]
+    #: When its received instances, and its results, were last purged (the study row stays).
+    images_purged_at: Mapped[datetime | None]
+    results_purged_at: Mapped[datetime | None]
 
     series: Mapped[list[Series]] = relationship(back_populates="study", order_by="Series.series_number")
     jobs: Mapped[list[Job]] = relationship(back_populates="study", order_by="Job.id")
@@ -220,6 +230,9 @@ class Result(Base):
     fallback_path: Mapped[str | None] = mapped_column(String(400))
     summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: When its files were deleted by retention: the row stays (deliveries, feedback refer to it),
+    #: ``path`` then names a file that is gone on purpose.
+    purged_at: Mapped[datetime | None]
 
     job: Mapped[Job] = relationship(back_populates="results")
     deliveries: Mapped[list[Delivery]] = relationship(back_populates="result", order_by="Delivery.id")
@@ -455,6 +468,7 @@ def settle_study(session: Session, study_uid: str) -> None:
         return
     failed = [job for job in jobs if job.state == JobState.FAILED]
     undelivered = [d for d in deliveries if d.state == DeliveryState.FAILED]
+    study.settled_at = utcnow()
     if failed or undelivered:
         study.state = StudyState.FAILED
         study.reason = (

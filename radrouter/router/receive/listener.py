@@ -231,10 +231,12 @@ def run_scp(settings: Settings, reading_list: ReadingListEntry) -> None:
     from radrouter.router.dispatch.worker import process_incarnation
     from radrouter.router.route.study_router import StudyRouter
     from radrouter.storage.consistency import reconcile_store
+    from radrouter.storage.retention import start_purger
 
     index = Index(settings.storage.resolved_index_url())
     # Before any receiver runs, so no temp file found is a write still in progress.
-    reconcile_store(InstanceStore(settings.storage.root, fsync=settings.storage.fsync), index, settle_s=0)
+    store = InstanceStore(settings.storage.root, fsync=settings.storage.fsync)
+    reconcile_store(store, index, settle_s=0)
     celery = celery_app(settings)
     router = StudyRouter(settings, index, celery, reading_list)
     assembler = StudyAssembler(settings.completion, router, router.series_complete)
@@ -247,6 +249,9 @@ def run_scp(settings: Settings, reading_list: ReadingListEntry) -> None:
         key, lost_after_s = heartbeat_key(SCP, incarnation), settings.recovery.scp_lost_after_s
         stops.append(keep_beating(settings.broker.resolved_url(), key, lost_after_s))
         stops.append(start_reconciler(settings, index, celery, router, assembler.pending))
+        if settings.retention.enabled:
+            # Finishes a purge a crash interrupted, then purges what retention or the watermark allows.
+            stops.append(start_purger(settings.retention, index, store))
 
     try:
         ReceiverPool(settings, assembler).run(started=start_threads)

@@ -115,6 +115,8 @@ class StudyRouter:
             routed_early = _has_work(session, study)  # series completion may have queued some already
             study.state = StudyState.ROUTED if queued or routed_early else StudyState.DONE
             study.reason = None if queued or routed_early else "no rule asked for a pipeline or a forward"
+            if study.state == StudyState.DONE:
+                study.settled_at = now
             if routed_early and not queued:
                 settle_study(session, study_uid)  # that work may be over already
             self.index.record_event(
