@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime
 import enum
+import logging
 import math
 import re
 from collections.abc import Iterable, Iterator
@@ -26,6 +27,8 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 from pydicom.valuerep import format_number_as_ds
+
+log = logging.getLogger(__name__)
 
 
 class RepairRule(enum.StrEnum):
@@ -337,7 +340,11 @@ def _walk(dataset: Dataset, encodings: list[str]) -> Iterator[Repair]:
             for nested in dataset[tag].value:
                 yield from _walk(nested, encodings)
             continue
-        repair = _sanitise_element(dataset, tag, encodings, IDENTIFYING_UIDS)
+        try:
+            repair = _sanitise_element(dataset, tag, encodings, IDENTIFYING_UIDS)
+        except Exception:  # a value this gate has no rule for: leave it to highdicom, whose failure
+            log.debug("sanitiser: %s left as sent", tag, exc_info=True)  # is then the job's reason
+            continue
         if repair is not None:
             yield repair
 
