@@ -120,8 +120,9 @@ def _busy_study_uids() -> ColumnElement[bool]:
     return Study.uid.in_(busy_jobs.union(busy_forwards, busy_results, busy_hl7).scalar_subquery())
 
 
-def _finished() -> ColumnElement[bool]:
-    return and_(Study.state.in_(FINISHED), ~_busy_study_uids())
+def study_finished() -> ColumnElement[bool]:
+    """Finished, and not being erased (storage/erasure.py removes those itself)."""
+    return and_(Study.state.in_(FINISHED), ~_busy_study_uids(), Study.erasure_id.is_(None))
 
 
 def _candidates_query() -> Select[Any]:
@@ -148,7 +149,7 @@ def _candidates_query() -> Select[Any]:
         .outerjoin(images, images.c.study_uid == Study.uid)
         .outerjoin(results, results.c.study_uid == Study.uid)
         .where(
-            _finished(),
+            study_finished(),
             Study.purging_images_since.is_(None),
             Study.purging_results_since.is_(None),
             (func.coalesce(images.c.count, 0) > 0) | (func.coalesce(results.c.count, 0) > 0),
@@ -283,7 +284,7 @@ class Purger:
                     update(Study)
                     .where(
                         Study.uid == item.study_uid,
-                        _finished(),
+                        study_finished(),
                         Study.purging_images_since.is_(None),
                         Study.purging_results_since.is_(None),
                     )
@@ -356,7 +357,7 @@ class Purger:
                 )
                 removed += deleted.rowcount
         for folder in sorted(folders, reverse=True):
-            _remove_empty(folder, self.store.root)
+            remove_empty_folders(folder, self.store.root)
         return removed, sum(size for _, _, size in rows)
 
     def _purge_results(self, study_uid: str, mark: datetime) -> int:
@@ -383,11 +384,11 @@ class Purger:
                     .execution_options(synchronize_session=False)
                 )
         for folder in folders:
-            _remove_empty(folder, self.store.root)
+            remove_empty_folders(folder, self.store.root)
         return len(ids)
 
 
-def _remove_empty(folder: Path, root: Path) -> None:
+def remove_empty_folders(folder: Path, root: Path) -> None:
     """Remove ``folder`` and its empty parents up to (not including) the storage root's top folders."""
     while folder.is_relative_to(root) and len(folder.relative_to(root).parts) > 1:
         try:
