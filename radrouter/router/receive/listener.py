@@ -253,7 +253,8 @@ def run_scp(settings: Settings, reading_list: ReadingListEntry) -> None:
         stops.append(start_reconciler(settings, index, celery, router, assembler.pending))
         if settings.retention.enabled:
             # Finishes a purge a crash interrupted, then purges what retention or the watermark allows.
-            stops.append(start_purger(settings.retention, index, store))
+            reserve_bytes = settings.storage.free_space_reserve_mb * 1024 * 1024
+            stops.append(start_purger(settings.retention, index, store, reserve_bytes))
 
     try:
         ReceiverPool(settings, assembler).run(started=start_threads)
