@@ -7,7 +7,7 @@ VENV := .venv
 APT_PACKAGES := redis-server orthanc dcmtk dicom3tools postgresql iproute2 chromium openssl
 APT_TOOLS := /usr/bin/redis-server /usr/sbin/Orthanc /usr/bin/storescu /usr/bin/echoscu /usr/bin/dciodvfy /usr/lib/postgresql/15/bin/postgres /usr/sbin/ip /usr/bin/chromium /usr/bin/openssl
 
-.PHONY: run test lint system-packages bench-ingest bench-e2e bench-soak bench-results-fuzz
+.PHONY: run test lint system-packages bench-ingest bench-e2e bench-soak bench-results-fuzz bench-retention
 
 run: system-packages $(VENV)/.installed
 	$(VENV)/bin/radrouter up
@@ -30,6 +30,10 @@ bench-soak: system-packages $(VENV)/.installed
 # Mutated real headers through the SEG/SR write path, validated by dciodvfy (README, Benchmarks).
 bench-results-fuzz: system-packages $(VENV)/.installed
 	$(VENV)/bin/python -m bench.results_fuzz
+
+# A simulated week of storage: GB received against peak disk used, C-STOREs refused (README).
+bench-retention: $(VENV)/.installed
+	$(VENV)/bin/python -m bench.retention
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check radrouter tests bench

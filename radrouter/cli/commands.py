@@ -12,7 +12,7 @@ from radrouter.cli.pipelines import pipelines_app
 from radrouter.cli.rules import rules_app
 from radrouter.cli.send import send_files
 from radrouter.cli.services import scp, up, web, worker
-from radrouter.cli.storage import purge, storage_app
+from radrouter.cli.storage import erase, purge, storage_app
 
 app = typer.Typer(
     help="radrouter: a DICOM node that puts AI into the radiology workflow.", no_args_is_help=True
@@ -28,6 +28,7 @@ app.command("send")(send_files)
 app.add_typer(deliveries_app, name="deliveries")
 app.add_typer(storage_app, name="storage")
 app.command("purge")(purge)
+app.command("erase")(erase)
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 from typing import Annotated
 
 import typer
@@ -9,6 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from radrouter.cli.common import ConfigOption, settings_or_exit
+from radrouter.storage.erasure import ErasureRefused
+from radrouter.storage.erasure import erase as erase_stored
 from radrouter.storage.index import Index
 from radrouter.storage.retention import (
     Purger,
@@ -116,3 +119,38 @@ def purge(
             f"purged {len(report.purged)} study(ies): {report.instances_removed} instance(s), "
             f"{_size(report.bytes_removed)}, {report.results_removed} result(s)"
         )
+
+
+def erase(
+    patient_id: Annotated[
+        str | None, typer.Option("--patient-id", help="Erase every study the stored headers name it in.")
+    ] = None,
+    study: Annotated[str | None, typer.Option("--study", help="Erase this study (its UID).")] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Erase studies with work in progress too (their jobs are lost).")
+    ] = False,
+    requested_by: Annotated[
+        str | None,
+        typer.Option("--requested-by", help="Who asked, for the audit (default: the OS user running this)."),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Erase on request every stored instance, result, pseudonym and index row of one patient or one
+    study. The audit keeps that an erasure happened, when, who asked and how much went; not whose."""
+    if (patient_id is None) == (study is None):
+        console.print("[red]give one of --patient-id or --study[/red]")
+        raise typer.Exit(2)
+    index, store, _ = _open(config)
+    who = requested_by or getpass.getuser()
+    try:
+        report = erase_stored(
+            index, store, requested_by=who, patient_id=patient_id, study_uid=study, force=force
+        )
+    except ErasureRefused as refused:
+        console.print(f"[red]not erased: {refused}[/red]")
+        raise typer.Exit(1) from refused
+    console.print(
+        f"erasure {report.erasure_id} (requested by {who}): {len(report.studies)} study(ies), "
+        f"{report.instances} instance(s), {_size(report.bytes)}, {report.results} result(s), "
+        f"{report.pseudonyms} pseudonym(s) erased"
+    )

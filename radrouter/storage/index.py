@@ -15,7 +15,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, Enum, ForeignKey, Integer, String, UniqueConstraint, create_engine, event
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Enum,
+    ForeignKey,
+    Integer,
+    String,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
@@ -139,6 +149,9 @@ class Study(Base):
     #: When its received instances, and its results, were last purged (the study row stays).
     images_purged_at: Mapped[datetime | None]
     results_purged_at: Mapped[datetime | None]
+    #: Set while an erasure on request removes the study (mark, files, rows; the row goes last): an
+    #: erasure a crash interrupted is finished by the next ``radrouter erase`` or SCP start.
+    erasure_id: Mapped[int | None] = mapped_column(Integer, index=True)
 
     series: Mapped[list[Series]] = relationship(back_populates="study", order_by="Series.series_number")
     jobs: Mapped[list[Job]] = relationship(back_populates="study", order_by="Job.id")
@@ -296,6 +309,31 @@ class AuditEvent(Base):
     hop: Mapped[Hop] = mapped_column(Enum(Hop))
     at: Mapped[datetime] = mapped_column(default=utcnow)
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ErasureScope(enum.StrEnum):
+    PATIENT = "patient"
+    STUDY = "study"
+
+
+class Erasure(Base):
+    """One erasure on request (``radrouter erase``): when, who asked, what went; never which patient
+    or study (the audit keeps the fact, not the identifiers)."""
+
+    __tablename__ = "erasures"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    scope: Mapped[ErasureScope] = mapped_column(coded(ErasureScope))
+    requested_by: Mapped[str] = mapped_column(String(100))
+    forced: Mapped[bool] = mapped_column(default=False)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: None while its files and rows are being removed (or a crash interrupted it).
+    finished_at: Mapped[datetime | None]
+    studies: Mapped[int] = mapped_column(Integer, default=0)
+    instances: Mapped[int] = mapped_column(Integer, default=0)
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    results: Mapped[int] = mapped_column(Integer, default=0)
+    pseudonyms: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Pseudonym(Base):

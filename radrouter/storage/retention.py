@@ -120,8 +120,9 @@ def _busy_study_uids() -> ColumnElement[bool]:
     return Study.uid.in_(busy_jobs.union(busy_forwards, busy_results, busy_hl7).scalar_subquery())
 
 
-def _finished() -> ColumnElement[bool]:
-    return and_(Study.state.in_(FINISHED), ~_busy_study_uids())
+def study_finished() -> ColumnElement[bool]:
+    """Finished, and not being erased (storage/erasure.py removes those itself)."""
+    return and_(Study.state.in_(FINISHED), ~_busy_study_uids(), Study.erasure_id.is_(None))
 
 
 def _candidates_query() -> Select[Any]:
@@ -148,7 +149,7 @@ def _candidates_query() -> Select[Any]:
         .outerjoin(images, images.c.study_uid == Study.uid)
         .outerjoin(results, results.c.study_uid == Study.uid)
         .where(
-            _finished(),
+            study_finished(),
             Study.purging_images_since.is_(None),
             Study.purging_results_since.is_(None),
             (func.coalesce(images.c.count, 0) > 0) | (func.coalesce(results.c.count, 0) > 0),
@@ -213,10 +214,15 @@ def plan_purge(candidates: list[Candidate], retention: RetentionSettings, disk: 
 class Purger:
     """Runs retention passes: finish interrupted purges, then purge what is due or over the watermark."""
 
-    def __init__(self, retention: RetentionSettings, index: Index, store: InstanceStore) -> None:
+    def __init__(
+        self, retention: RetentionSettings, index: Index, store: InstanceStore, reserve_bytes: int = 0
+    ) -> None:
         self.retention = retention
         self.index = index
         self.store = store
+        #: ``storage.free_space_reserve_mb``: a pass that ends within it with nothing left to purge
+        #: says why the SCP refuses (a WARNING); 0: not checked.
+        self.reserve_bytes = reserve_bytes
         self._lock = threading.Lock()
 
     def run_once(self, dry_run: bool = False, now: datetime | None = None) -> PurgeReport:
@@ -252,6 +258,10 @@ class Purger:
                 totals[2],
                 disk.used_pct,
             )
+        if self.reserve_bytes and not dry_run and disk_usage(self.store).free <= self.reserve_bytes:
+            overview = storage_overview(self.index, self.store, self.retention, self.reserve_bytes, now)
+            if overview.stuck:
+                log.warning(overview.why_stuck())
         return PurgeReport(resumed, purged, totals[0], totals[1], totals[2], disk, dry_run)
 
     @staticmethod
@@ -283,7 +293,7 @@ class Purger:
                     update(Study)
                     .where(
                         Study.uid == item.study_uid,
-                        _finished(),
+                        study_finished(),
                         Study.purging_images_since.is_(None),
                         Study.purging_results_since.is_(None),
                     )
@@ -356,7 +366,7 @@ class Purger:
                 )
                 removed += deleted.rowcount
         for folder in sorted(folders, reverse=True):
-            _remove_empty(folder, self.store.root)
+            remove_empty_folders(folder, self.store.root)
         return removed, sum(size for _, _, size in rows)
 
     def _purge_results(self, study_uid: str, mark: datetime) -> int:
@@ -383,11 +393,11 @@ class Purger:
                     .execution_options(synchronize_session=False)
                 )
         for folder in folders:
-            _remove_empty(folder, self.store.root)
+            remove_empty_folders(folder, self.store.root)
         return len(ids)
 
 
-def _remove_empty(folder: Path, root: Path) -> None:
+def remove_empty_folders(folder: Path, root: Path) -> None:
     """Remove ``folder`` and its empty parents up to (not including) the storage root's top folders."""
     while folder.is_relative_to(root) and len(folder.relative_to(root).parts) > 1:
         try:
@@ -397,10 +407,12 @@ def _remove_empty(folder: Path, root: Path) -> None:
         folder = folder.parent
 
 
-def start_purger(retention: RetentionSettings, index: Index, store: InstanceStore) -> threading.Event:
+def start_purger(
+    retention: RetentionSettings, index: Index, store: InstanceStore, reserve_bytes: int = 0
+) -> threading.Event:
     """Run a retention pass now and then every ``retention.interval_s`` on a daemon thread; set the
     event to stop."""
-    purger = Purger(retention, index, store)
+    purger = Purger(retention, index, store, reserve_bytes)
     stop = threading.Event()
 
     def loop() -> None:
@@ -452,3 +464,71 @@ def purged_studies(index: Index) -> int:
     """Studies whose instances retention has purged at least once."""
     with index.session() as session:
         return session.scalar(select(func.count(Study.uid)).where(Study.images_purged_at.is_not(None))) or 0
+
+
+@dataclass(frozen=True)
+class StorageOverview:
+    """What the dashboard and /metrics show of the storage volume and retention."""
+
+    disk: DiskUsage
+    by_state: list[StateUsage]
+    #: Finished studies' instances: purged when due, or earlier above the high watermark.
+    eligible_bytes: int
+    #: The part of those whose keep time has passed.
+    due_bytes: int
+    purged_studies: int
+    #: ``storage.free_space_reserve_mb``: below it the SCP answers Out of Resources.
+    reserve_bytes: int
+
+    @property
+    def reserve_reached(self) -> bool:
+        return self.disk.free <= self.reserve_bytes
+
+    @property
+    def stuck(self) -> bool:
+        """The reserve is reached and retention has nothing to purge: C-STOREs are refused until a
+        study finishes (its work done and delivered) or the volume grows."""
+        return self.reserve_reached and self.eligible_bytes == 0
+
+    def why_stuck(self) -> str:
+        unfinished = sum(row.bytes for row in self.by_state if row.state not in FINISHED)
+        return (
+            f"storage free space {self.disk.free / 1e6:.0f} MB is within the reserve of "
+            f"{self.reserve_bytes / 1e6:.0f} MB and no finished study is left to purge "
+            f"({unfinished / 1e6:.0f} MB belong to studies with work in progress): the SCP answers "
+            "Out of Resources until studies finish or the volume grows"
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "total_bytes": self.disk.total,
+            "used_bytes": self.disk.used,
+            "free_bytes": self.disk.free,
+            "used_pct": round(self.disk.used_pct, 1),
+            "reserve_bytes": self.reserve_bytes,
+            "eligible_bytes": self.eligible_bytes,
+            "due_bytes": self.due_bytes,
+            "purged_studies": self.purged_studies,
+            "bytes_by_state": {row.state.value: row.bytes for row in self.by_state},
+            "reserve_reached": self.reserve_reached,
+            "stuck": self.stuck,
+            "why": self.why_stuck() if self.stuck else None,
+        }
+
+
+def storage_overview(
+    index: Index,
+    store: InstanceStore,
+    retention: RetentionSettings,
+    reserve_bytes: int,
+    now: datetime | None = None,
+) -> StorageOverview:
+    candidates = finished_studies(index, retention, now)
+    return StorageOverview(
+        disk=disk_usage(store),
+        by_state=usage_by_state(index),
+        eligible_bytes=sum(c.image_bytes for c in candidates),
+        due_bytes=sum(c.image_bytes for c in candidates if c.images_due),
+        purged_studies=purged_studies(index),
+        reserve_bytes=reserve_bytes,
+    )

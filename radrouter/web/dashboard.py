@@ -25,7 +25,7 @@ from radrouter.router.deliver.view import DeliveryView
 from radrouter.router.dispatch.retry import NotRetryable, retry_job
 from radrouter.storage.index import Delivery, DeliveryState, Hop, Index, Job, JobState, Study
 from radrouter.storage.node_status import read_node_status
-from radrouter.web.prometheus import queue_depths, served_queues
+from radrouter.web.prometheus import node_storage, queue_depths, served_queues
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).with_name("templates"))
 HOPS_SHOWN = (Hop.COMPLETE, Hop.ROUTED, Hop.INFERENCE_STARTED, Hop.INFERRED, Hop.DELIVERED)
@@ -90,7 +90,9 @@ def dashboard_router(settings: Settings, index: Index, celery: Celery) -> APIRou
             queues: dict[str, int] | None = queue_depths(celery, served_queues(settings))
         except (BrokerUnavailable, OSError):
             queues = None
+        storage = node_storage(settings, index)
         context: dict[str, Any] = {
+            "storage": storage.as_json(),
             "studies": study_rows,
             "hops": [hop.value for hop in HOPS_SHOWN],
             "queues": queues,
@@ -101,6 +103,12 @@ def dashboard_router(settings: Settings, index: Index, celery: Celery) -> APIRou
             "config": config_in_use(settings),
         }
         return TEMPLATES.TemplateResponse(request, "dashboard.html", context)
+
+    @router.get("/api/storage")
+    def storage_status() -> dict[str, Any]:
+        """The dashboard's storage panel as JSON: the volume, bytes by study state, what may be purged,
+        and whether the SCP is refusing with nothing to purge (``stuck``, with ``why``)."""
+        return node_storage(settings, index).as_json()
 
     def _retry(action: Callable[[], None]) -> RedirectResponse:
         try:

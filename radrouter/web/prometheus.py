@@ -19,6 +19,8 @@ from radrouter.config.settings import Settings
 from radrouter.router.dispatch.contract import DELIVERY_QUEUE, queue_for
 from radrouter.storage.index import Delivery, DeliveryState, Index, Job, JobState
 from radrouter.storage.node_status import ProcessState, read_node_status
+from radrouter.storage.retention import StorageOverview, storage_overview
+from radrouter.storage.store import InstanceStore
 
 # Seconds from a job's start to its end; brain extraction on a CPU takes tens of seconds.
 INFERENCE_BUCKETS = (1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0, 640.0)
@@ -46,6 +48,7 @@ class NodeCollector:
     def collect(self) -> Iterator[Metric]:
         yield from self._queues()
         yield from self._processes()
+        yield from storage_metrics(node_storage(self.settings, self.index))
         with self.index.session() as session:
             deliveries = dict(
                 session.execute(select(Delivery.state, func.count()).group_by(Delivery.state)).all()
@@ -91,6 +94,46 @@ class NodeCollector:
             buckets.append(("+Inf", int(count)))
             histogram.add_metric([pipeline], buckets, sum_value=float(total))
         return histogram
+
+
+def node_storage(settings: Settings, index: Index) -> StorageOverview:
+    """The storage volume and what retention may purge, as the dashboard and /metrics show them."""
+    store = InstanceStore(settings.storage.root, fsync=False)
+    reserve = settings.storage.free_space_reserve_mb * 1024 * 1024
+    return storage_overview(index, store, settings.retention, reserve)
+
+
+def storage_metrics(overview: StorageOverview) -> Iterator[Metric]:
+    by_state = GaugeMetricFamily(
+        "radrouter_storage_bytes", "Bytes of stored instances by their study's state", labels=["state"]
+    )
+    for row in overview.by_state:
+        by_state.add_metric([row.state.value], row.bytes)
+    yield by_state
+    yield GaugeMetricFamily(
+        "radrouter_storage_eligible_bytes",
+        "Bytes of finished studies' instances that retention may purge (when due, or above the watermark)",
+        value=overview.eligible_bytes,
+    )
+    yield GaugeMetricFamily(
+        "radrouter_storage_purged_studies",
+        "Studies whose instances retention has purged",
+        value=overview.purged_studies,
+    )
+    yield GaugeMetricFamily(
+        "radrouter_storage_disk_used_percent",
+        "Use of the storage volume, in percent",
+        value=round(overview.disk.used_pct, 2),
+    )
+    yield GaugeMetricFamily(
+        "radrouter_storage_free_bytes", "Free bytes on the storage volume", value=overview.disk.free
+    )
+    yield GaugeMetricFamily(
+        "radrouter_storage_full",
+        "1 while free space is within storage.free_space_reserve_mb and nothing is eligible to purge: "
+        "the SCP answers Out of Resources",
+        value=float(overview.stuck),
+    )
 
 
 def _inference_buckets(dialect: str) -> Select[*tuple[Any, ...]]:

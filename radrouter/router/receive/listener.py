@@ -231,12 +231,14 @@ def run_scp(settings: Settings, reading_list: ReadingListEntry) -> None:
     from radrouter.router.dispatch.worker import process_incarnation
     from radrouter.router.route.study_router import StudyRouter
     from radrouter.storage.consistency import reconcile_store
+    from radrouter.storage.erasure import resume_erasures
     from radrouter.storage.retention import start_purger
 
     index = Index(settings.storage.resolved_index_url())
     # Before any receiver runs, so no temp file found is a write still in progress.
     store = InstanceStore(settings.storage.root, fsync=settings.storage.fsync)
     reconcile_store(store, index, settle_s=0)
+    resume_erasures(index, store)  # an erasure a crash interrupted: its studies never come back
     celery = celery_app(settings)
     router = StudyRouter(settings, index, celery, reading_list)
     assembler = StudyAssembler(settings.completion, router, router.series_complete)
@@ -251,7 +253,8 @@ def run_scp(settings: Settings, reading_list: ReadingListEntry) -> None:
         stops.append(start_reconciler(settings, index, celery, router, assembler.pending))
         if settings.retention.enabled:
             # Finishes a purge a crash interrupted, then purges what retention or the watermark allows.
-            stops.append(start_purger(settings.retention, index, store))
+            reserve_bytes = settings.storage.free_space_reserve_mb * 1024 * 1024
+            stops.append(start_purger(settings.retention, index, store, reserve_bytes))
 
     try:
         ReceiverPool(settings, assembler).run(started=start_threads)
