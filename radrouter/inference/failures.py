@@ -24,9 +24,18 @@ class JobFailed(RuntimeError):
     """A job that cannot give results; the message is the reason the API and the dashboard show."""
 
 
+def _message(error: BaseException) -> str:
+    """The message on one line: its first line, and its last where they differ (TorchScript and other
+    wrappers put the cause last, after a traceback of their own)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if len(lines) > 1:
+        return f"{lines[0]} … {lines[-1]}"
+    return lines[0] if lines else ""
+
+
 def in_words(error: BaseException) -> str:
     """What went wrong, as a clause: the missing attribute, the exhausted resource, or the message."""
-    message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    message = _message(error)
     if isinstance(error, JobFailed):
         return message
     if isinstance(error, AttributeError) and (match := _NO_ATTRIBUTE.search(message)):
