@@ -17,7 +17,8 @@ from radrouter.inference.failures import JobFailed, in_words, stage
         (RuntimeError("The following operation failed in the TorchScript interpreter.\n"
                       "Traceback of TorchScript (most recent call last):\n  File \"m.py\"\n"
                       "RuntimeError: simulated model failure\n"),
-         "The following operation failed in the TorchScript interpreter. … RuntimeError: simulated model failure"),
+         "The following operation failed in the TorchScript interpreter. … "
+         "RuntimeError: simulated model failure"),
         (ValueError(), "an unexpected value error"),
     ],
 )  # fmt: skip
