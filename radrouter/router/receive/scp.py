@@ -134,7 +134,6 @@ class StorageSCP:
             NODELAY_HANDLER,
             (evt.EVT_C_ECHO, self.handle_echo),
             (evt.EVT_C_STORE, self.handle_store),
-            (evt.EVT_CONN_CLOSE, self.handle_connection_closed),
             (evt.EVT_ACCEPTED, lambda _event: ASSOCIATIONS.labels("accepted").inc()),
             (evt.EVT_REJECTED, lambda _event: ASSOCIATIONS.labels("rejected").inc()),
         ]
@@ -150,6 +149,7 @@ class StorageSCP:
             server_class=SharedSocketServer,
             listening_socket=listening_socket,
             counts=self.counts,
+            association_ended=self.association_ended,
         )
         self.ae._servers.append(server)
         log.info(
@@ -168,9 +168,9 @@ class StorageSCP:
     def handle_echo(self, event: Any) -> int:
         return StoreStatus.SUCCESS
 
-    def handle_connection_closed(self, event: Any) -> None:
-        self.counts.change(-1)
-        self.arrivals.association_ended(_association_key(event.assoc))
+    def association_ended(self, assoc: Any) -> None:
+        """At the end of the association's thread, however it ended (released, aborted, or killed)."""
+        self.arrivals.association_ended(_association_key(assoc))
 
     def handle_store(self, event: Any) -> int:
         status = self._store(event)
