@@ -38,6 +38,7 @@ from radrouter.router.assemble import ArrivalSink
 from radrouter.router.dispatch.worker import process_incarnation
 from radrouter.router.receive.acceptor import AcceptorContexts, ConnectionCounts, NodeAE, SharedSocketServer
 from radrouter.router.receive.free_space import FreeSpace
+from radrouter.router.receive.lengths import check_lengths
 from radrouter.router.receive.negotiation import install as keep_senders_transfer_syntax
 from radrouter.router.transport import NODELAY_HANDLER, tls_server_context
 from radrouter.storage.ingest import ReceivedInstance, record_instance
@@ -53,6 +54,7 @@ class StoreStatus(enum.IntEnum):
     SUCCESS = 0x0000
     PROCESSING_FAILURE = 0x0110
     OUT_OF_RESOURCES = 0xA700
+    DATASET_MISMATCH = 0xA900  # the data set does not match the command's SOP class or instance
     CANNOT_UNDERSTAND = 0xC000
     INVALID_UID = 0xC001
 
@@ -65,6 +67,8 @@ _HEADER_TAGS = [
     "SeriesNumber",
     "SeriesDescription",
     "PatientID",
+    "SOPClassUID",
+    "SOPInstanceUID",
 ]
 #: Where reading stops, as pydicom's ``stop_before_pixels`` does: Float, Double Float and Pixel Data.
 _PIXEL_DATA_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
@@ -82,9 +86,11 @@ def _index_header(dataset: bytes, transfer_syntax: UID) -> Dataset:
     Every element's structure is read (a data set that cannot be read back is refused here, not found
     later by routing or a pipeline), but only the indexed elements are converted, and the data set is
     read straight from the received bytes rather than through a File Meta group built for the purpose.
+    Every element must hold the bytes it declares, pixel data included (``check_lengths``).
     """
     if transfer_syntax == DeflatedExplicitVRLittleEndian:
         dataset = zlib.decompress(dataset, -zlib.MAX_WBITS)
+    check_lengths(dataset, transfer_syntax.is_implicit_VR, transfer_syntax.is_little_endian)
     header = read_dataset(
         BytesIO(dataset),
         transfer_syntax.is_implicit_VR,
@@ -183,6 +189,19 @@ class StorageSCP:
         try:
             header = _index_header(dataset, transfer_syntax)
             sop_uid = validate_uid(str(event.request.AffectedSOPInstanceUID), "SOPInstanceUID")
+            sop_class_uid = validate_uid(str(event.request.AffectedSOPClassUID), "SOPClassUID")
+            own_uids = (
+                validate_uid(str(header.get("SOPInstanceUID", "")), "the data set's SOPInstanceUID"),
+                validate_uid(str(header.get("SOPClassUID", "")), "the data set's SOPClassUID"),
+            )
+            if own_uids != (sop_uid, sop_class_uid):
+                log.warning(
+                    "refused an instance whose data set is %s of %s, sent as %s of %s",
+                    *own_uids,
+                    sop_uid,
+                    sop_class_uid,
+                )
+                return StoreStatus.DATASET_MISMATCH
             raw = part10_file(dataset, str(event.request.AffectedSOPClassUID), sop_uid, transfer_syntax)
             if is_pseudonymous(header.get("PatientID")):
                 raw, header = self._reidentified(raw)
