@@ -143,6 +143,12 @@ class StorageSCP:
             (evt.EVT_ACCEPTED, lambda _event: ASSOCIATIONS.labels("accepted").inc()),
             (evt.EVT_REJECTED, lambda _event: ASSOCIATIONS.labels("rejected").inc()),
         ]
+        self.allowed_calling_aes = frozenset(title.rstrip(" ") for title in settings.node.allowed_calling_aes)
+        if self.allowed_calling_aes:
+            self.handlers += [
+                (evt.EVT_DATA_RECV, _note_calling_ae_as_sent),
+                (evt.EVT_REQUESTED, self.reject_unlisted_calling_ae),
+            ]
 
     def serve(self, block: bool = True, listening_socket: socket.socket | None = None) -> Any:
         """Serve on our own port, or on a socket bound before the node's SCP processes forked."""
@@ -170,6 +176,21 @@ class StorageSCP:
             return None
         threading.Thread(target=server.serve_forever, name="scp-acceptor", daemon=True).start()
         return server
+
+    def reject_unlisted_calling_ae(self, event: Any) -> None:
+        """The allow-list compares the calling AE title as sent, less only its trailing padding.
+
+        pynetdicom strips every kind of white space from both ends, so ``MODALITY1\\r\\n`` passed
+        for ``MODALITY1``; the title as sent is noted from the raw A-ASSOCIATE-RQ.
+        """
+        assoc = event.assoc
+        sent = getattr(assoc, _CALLING_AE_AS_SENT, None)
+        if sent in self.allowed_calling_aes or assoc.is_rejected or assoc.is_aborted:
+            return
+        log.warning("rejected calling AE title %r from %s", sent, assoc.requestor.address)
+        assoc.acse.send_reject(0x01, 0x01, 0x03)  # permanent, service user, calling AE not recognised
+        evt.trigger(assoc, evt.EVT_REJECTED, {})
+        assoc.kill()
 
     def handle_echo(self, event: Any) -> int:
         return StoreStatus.SUCCESS
@@ -261,6 +282,17 @@ class StorageSCP:
         dataset.save_as(restored, enforce_file_format=True)
         log.info("re-identified an instance returned by an external destination")
         return restored.getvalue(), dataset
+
+
+_CALLING_AE_AS_SENT = "radrouter_calling_ae_as_sent"
+
+
+def _note_calling_ae_as_sent(event: Any) -> None:
+    """On the raw A-ASSOCIATE-RQ (PS3.8 9.3.2: Calling AE Title in bytes 27-42), before pynetdicom
+    decodes and strips it."""
+    data: bytes = event.data
+    if data[:1] == b"\x01" and len(data) >= 42:
+        setattr(event.assoc, _CALLING_AE_AS_SENT, data[26:42].decode("latin-1").rstrip(" "))
 
 
 def _association_key(assoc: Any) -> str:

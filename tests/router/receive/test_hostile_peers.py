@@ -125,3 +125,27 @@ def test_a_peer_breaking_the_protocol_leaves_no_connection_counted(
         wait_until(lambda: counts.slots[counts.slot] == 0, 10, "no connection counted after the echo")
         # Every association that started also ended for the assembler (the echo's too).
         wait_until(lambda: len(ended) == connections + 1, 10, "every association ended, once")
+
+
+def _answer_to(port: int, calling: bytes) -> bytes:
+    """The first PDU the SCP answers an A-ASSOCIATE-RQ from ``calling`` with."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(associate_rq(calling=calling))
+        answer = sock.recv(10)
+        if answer[:1] == b"\x02":
+            sock.sendall(RELEASE_RQ)
+            _read_until_closed(sock)
+        return answer
+
+
+def test_the_allow_list_compares_calling_ae_titles_as_sent(tmp_path: Path) -> None:
+    """Only trailing spaces are padding (PS3.8 9.3.2): ``MODALITY1\\r\\n`` is not ``MODALITY1``."""
+    with RunningSCP(tmp_path / "data", allowed_calling_aes=["MODALITY1"]) as scp:
+        port = scp.settings.node.port
+        assert _answer_to(port, b"MODALITY1")[:1] == b"\x02"  # padded with spaces to 16 bytes
+        for impostor in (b"MODALITY1\r\n", b"MODALITY1\t", b" MODALITY1", b"MODALITY"):
+            answer = _answer_to(port, impostor)
+            # A-ASSOCIATE-RJ: rejected permanent, by the service user, calling AE title not recognised
+            assert answer[:1] == b"\x03" and answer[7:10] == b"\x01\x01\x03", (impostor, answer)
+        counts = scp.scp.counts
+        wait_until(lambda: counts.slots[counts.slot] == 0, 10, "no connection counted")

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
+from radrouter.config.settings import Settings
 from radrouter.router.receive.self_check import CachedEcho, echo_own_scp
 from radrouter.web.app import create_app
 from tests.router.receive.test_scp import RunningSCP
@@ -44,3 +45,8 @@ def test_the_echo_is_cached_for_a_few_seconds(tmp_path: Path) -> None:
         echo = CachedEcho(scp.settings.node, max_age_s=60, timeout_s=1)
         assert echo() == "ok"
     assert echo() == "ok"  # the SCP is gone, but the answer is younger than max_age_s
+
+
+def test_the_scp_metrics_listen_on_loopback_unless_configured() -> None:
+    assert Settings().node.metrics_host == "127.0.0.1"
+    assert Settings(node={"metrics_host": "0.0.0.0"}).node.metrics_host == "0.0.0.0"
