@@ -28,6 +28,9 @@ from tests.fuzz.cases import ABORT, RELEASE_RQ, associate_rq, p_data
 from tests.router.receive.test_scp import RunningSCP
 from tests.services import ECHOSCU, wait_until
 
+#: How long a peer waits for the SCP to close before closing itself (garbage reads to the SCP as the
+#: start of a huge PDU, which it waits for).
+PEER_PATIENCE_S = 2
 #: More connections than the SCP allows associations at once.
 CONNECTIONS = 12
 MAX_ASSOCIATIONS = 4
@@ -49,7 +52,7 @@ def let_the_dul_act(event: Any) -> None:
 
 def _before_the_answer(follow: bytes | None) -> Any:
     def peer(port: int) -> int:
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        with socket.create_connection(("127.0.0.1", port), timeout=PEER_PATIENCE_S) as sock:
             sock.sendall(associate_rq() + (follow or b""))
             if follow is not None:  # else closed right after the request
                 _read_until_closed(sock)
@@ -64,7 +67,7 @@ def _after_the_answer(follow: bytes) -> Any:
         # The peers before this one may still hold their places for a moment after their socket
         # closed (their thread is ending): a rejection for the association limit is tried again.
         for attempt in range(1, 100):
-            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            with socket.create_connection(("127.0.0.1", port), timeout=PEER_PATIENCE_S) as sock:
                 sock.sendall(associate_rq())
                 answer = sock.recv(6)
                 if answer[:1] == b"\x02":
