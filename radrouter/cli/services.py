@@ -35,7 +35,7 @@ def scp(config: ConfigOption = None) -> None:
     if settings.node.metrics_port:
         # Before the receivers import prometheus_client: they count in files the exporter sums.
         share_metrics_between_processes(settings.storage.root / "scp-metrics")
-        serve_metrics(settings.node.metrics_port, settings.node.host)
+        serve_metrics(settings.node.metrics_port, settings.node.metrics_host)
     from radrouter.router.receive.listener import run_scp
     from radrouter.worklist.items import open_for_study
 

@@ -80,6 +80,13 @@ class NodeSettings(BaseModel):
     metrics_port: int = Field(
         9112, ge=0, le=65535, description="Prometheus port of the SCP process (associations, bytes); 0: off."
     )
+    metrics_host: str = Field(
+        "127.0.0.1", description="Address the SCP's Prometheus port listens on (0.0.0.0: every interface)."
+    )
+    health_echo_host: str = Field(
+        "",
+        description="Host `/api/health` sends its C-ECHO to; empty: `host` (loopback when that is 0.0.0.0).",
+    )
 
 
 class WebSettings(BaseModel):

@@ -17,6 +17,7 @@ from radrouter.config.settings import Settings
 from radrouter.monitoring.service import keep_alerts_current
 from radrouter.router.deliver.view import DeliveryView
 from radrouter.router.dispatch.contract import celery_app
+from radrouter.router.receive.self_check import CachedEcho
 from radrouter.storage.index import Index, Job, Result, Study, StudyState, utc_iso
 from radrouter.storage.node_status import read_node_status
 from radrouter.storage.store import InstanceStore
@@ -108,6 +109,8 @@ def create_app(settings: Settings, index: Index | None = None) -> FastAPI:
         dependencies=PROTECTED,
     )
 
+    echo_scp = CachedEcho(settings.node)
+
     @app.get("/api/health")
     def health() -> dict[str, Any]:
         checks: dict[str, str] = {}
@@ -122,6 +125,7 @@ def create_app(settings: Settings, index: Index | None = None) -> FastAPI:
             checks["broker"] = "ok"
         except redis.RedisError as error:
             checks["broker"] = f"error: {type(error).__name__}"
+        checks["scp"] = echo_scp()  # a real C-ECHO to our own port: a process that runs may not answer
         supervised = read_node_status(settings.storage.root)
         if supervised is not None:  # under `radrouter up`: is every one of its processes running?
             checks["processes"] = supervised.summary()

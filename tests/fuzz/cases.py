@@ -147,10 +147,19 @@ def p_data(pdv: bytes, context_id: int = 1, control: int = 0x03) -> bytes:
     return struct.pack(">BBI", 0x04, 0, len(item)) + item
 
 
+#: A-RELEASE-RQ and A-ABORT (PS3.8 9.3.6, 9.3.8).
+RELEASE_RQ = struct.pack(">BBII", 0x05, 0, 4, 0)
+ABORT = struct.pack(">BBIHBB", 0x07, 0, 4, 0, 0, 0)
+
+
 @dataclass(frozen=True)
 class PduCase:
+    """``pdu`` on a fresh connection: alone, or after an A-ASSOCIATE-RQ, then after its answer
+    (``wait``) or at once, as a peer that does not wait for the SCP would send it."""
+
     handshake: bool
     pdu: bytes
+    wait: bool = True
 
 
 def _mutated(base: bytes) -> st.SearchStrategy[bytes]:
@@ -182,20 +191,21 @@ def pdu_cases() -> st.SearchStrategy[PduCase]:
         st.builds(PduCase, st.just(False), random_pdu),
         st.builds(PduCase, st.just(True), random_pdu),
         st.builds(PduCase, st.just(True), command.flatmap(lambda pdv: _mutated(p_data(pdv)))),
+        # The association request and what follows in one go, before the SCP has answered it.
+        st.builds(PduCase, st.just(True), st.sampled_from([RELEASE_RQ, ABORT]) | random_pdu, st.just(False)),
+        st.builds(PduCase, st.just(True), command.map(p_data), st.just(False)),
     )
 
 
 def send_raw(port: int, case: PduCase, timeout_s: float = 5.0) -> bytes:
     """Send the case over a fresh connection, close our side, and return what the SCP answered."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
-        if case.handshake:
-            sock.sendall(associate_rq())
-            header = _recv_exactly(sock, 6)
-            (length,) = struct.unpack(">I", header[2:6])
-            body = _recv_exactly(sock, length)
-            if header[:1] != b"\x02":
-                raise AssertionError(f"the SCP refused a valid association: {header + body!r}")
-        sock.sendall(case.pdu)
+        if case.handshake and not case.wait:
+            sock.sendall(associate_rq() + case.pdu)
+        else:
+            if case.handshake:
+                await_accept(sock)
+            sock.sendall(case.pdu)
         sock.shutdown(socket.SHUT_WR)
         answer = b""
         try:
@@ -204,6 +214,16 @@ def send_raw(port: int, case: PduCase, timeout_s: float = 5.0) -> bytes:
         except (ConnectionResetError, TimeoutError):
             pass
         return answer
+
+
+def await_accept(sock: socket.socket) -> None:
+    """Send a valid A-ASSOCIATE-RQ and read the SCP's A-ASSOCIATE-AC."""
+    sock.sendall(associate_rq())
+    header = _recv_exactly(sock, 6)
+    (length,) = struct.unpack(">I", header[2:6])
+    body = _recv_exactly(sock, length)
+    if header[:1] != b"\x02":
+        raise AssertionError(f"the SCP refused a valid association: {header + body!r}")
 
 
 def _recv_exactly(sock: socket.socket, length: int) -> bytes:

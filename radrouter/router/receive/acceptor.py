@@ -4,14 +4,20 @@ and presentation contexts pynetdicom can copy cheaply for every association."""
 from __future__ import annotations
 
 import copy
+import logging
 import socket
+import ssl
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, cast
 
-from pynetdicom import AE
+from pynetdicom import AE, evt
+from pynetdicom.association import Association
 from pynetdicom.presentation import PresentationContext
-from pynetdicom.transport import ThreadedAssociationServer
+from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
+
+log = logging.getLogger(__name__)
 
 #: How long a busier SCP process leaves a new connection to the others before taking it itself.
 _YIELD_TO_IDLER_PROCESS_S = 0.005
@@ -78,6 +84,27 @@ class AcceptorContexts(list[PresentationContext]):
         return copies
 
 
+class _AssociationToItsEnd(RequestHandler):
+    """Runs the association in its own thread, as pynetdicom does, and waits here for its end.
+
+    pynetdicom's handler returns as soon as the association thread has started, so the request's
+    thread says nothing about the association's life; waiting for it here makes the end of the
+    request thread the end of the association, whatever ended it (a peer that breaks pynetdicom's
+    state machine kills its DUL thread, and no ``EVT_CONN_CLOSE`` ever fires).
+    """
+
+    server: SharedSocketServer
+
+    def handle(self) -> None:
+        assoc = self._create_association()
+        try:
+            evt.trigger(assoc, evt.EVT_CONN_OPEN, {"address": self.client_address})
+            assoc.start()
+            assoc.join()
+        finally:
+            self.server.association_over(assoc)
+
+
 class SharedSocketServer(ThreadedAssociationServer):
     """An association server on a listening socket that several SCP processes accept from.
 
@@ -85,17 +112,28 @@ class SharedSocketServer(ThreadedAssociationServer):
     the race for a connection gets ``BlockingIOError`` and goes back to waiting. Every process wakes
     for a new connection; one that holds more connections than another waits a moment first, so the
     associations spread over the processes (and cores) instead of piling on whichever woke first.
+
+    Each accepted connection counts once in the node-wide counts, from its accept to the end of its
+    thread (a ``finally``): nothing a peer sends can leave it counted.
     """
+
+    #: Associations left open do not hold up the server's shutdown (pynetdicom's threads are daemons too).
+    daemon_threads = True
 
     def __init__(
         self,
         *args: Any,
         listening_socket: socket.socket | None = None,
         counts: ConnectionCounts | None = None,
+        association_ended: Callable[[Association], None] | None = None,
         **kwargs: Any,
     ) -> None:
         self._listening_socket = listening_socket
         self.counts = counts or ConnectionCounts([0], 0)
+        self._association_ended = association_ended
+        self._counted: set[int] = set()  # ids of the request sockets counted and not yet counted down
+        self._counted_lock = threading.Lock()
+        kwargs.setdefault("request_handler", _AssociationToItsEnd)
         super().__init__(*args, **kwargs)
 
     def server_bind(self) -> None:
@@ -111,8 +149,8 @@ class SharedSocketServer(ThreadedAssociationServer):
             super().server_activate()
 
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
-        """Accept, then finish the TLS handshake within the network timeout (a silent client holds up
-        this process's accept loop no longer than that; the other processes go on accepting).
+        """Accept; a TLS connection's handshake is left to its own thread (``process_request_thread``),
+        so a client that never sends its ClientHello holds up nobody else.
 
         The connection counts from here, not from the association thread's start, so that a burst of
         connections sees each one taken at once.
@@ -121,8 +159,43 @@ class SharedSocketServer(ThreadedAssociationServer):
             time.sleep(_YIELD_TO_IDLER_PROCESS_S)
         client, address = cast(socket.socket, self.socket).accept()
         if self.ssl_context is not None:
-            client.settimeout(self.ae.network_timeout)
-            client = self.ssl_context.wrap_socket(client, server_side=True)
-            client.settimeout(None)
+            client = self.ssl_context.wrap_socket(client, server_side=True, do_handshake_on_connect=False)
+        with self._counted_lock:
+            self._counted.add(id(client))
         self.counts.change(+1)
         return client, address
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Start the connection's thread; a thread that cannot start does not leave it counted."""
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._count_down(request)
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        """The connection's whole life: TLS handshake, association, and the count down at its end."""
+        try:
+            if isinstance(request, ssl.SSLSocket):
+                request.settimeout(self.ae.network_timeout)
+                request.do_handshake()
+                request.settimeout(None)
+            self.finish_request(request, client_address)
+        except Exception as error:
+            log.warning("connection from %s ended by %s: %s", client_address, type(error).__name__, error)
+        finally:
+            self.shutdown_request(request)
+            self._count_down(request)
+
+    def association_over(self, assoc: Association) -> None:
+        """Called once per association, at the end of its thread, however it ended."""
+        if self._association_ended is not None:
+            self._association_ended(assoc)
+
+    def _count_down(self, request: Any) -> None:
+        """Count the connection down, the first time only."""
+        with self._counted_lock:
+            if id(request) not in self._counted:
+                return
+            self._counted.discard(id(request))
+        self.counts.change(-1)

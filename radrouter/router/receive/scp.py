@@ -38,6 +38,7 @@ from radrouter.router.assemble import ArrivalSink
 from radrouter.router.dispatch.worker import process_incarnation
 from radrouter.router.receive.acceptor import AcceptorContexts, ConnectionCounts, NodeAE, SharedSocketServer
 from radrouter.router.receive.free_space import FreeSpace
+from radrouter.router.receive.lengths import check_lengths
 from radrouter.router.receive.negotiation import install as keep_senders_transfer_syntax
 from radrouter.router.transport import NODELAY_HANDLER, tls_server_context
 from radrouter.storage.ingest import ReceivedInstance, record_instance
@@ -53,6 +54,7 @@ class StoreStatus(enum.IntEnum):
     SUCCESS = 0x0000
     PROCESSING_FAILURE = 0x0110
     OUT_OF_RESOURCES = 0xA700
+    DATASET_MISMATCH = 0xA900  # the data set does not match the command's SOP class or instance
     CANNOT_UNDERSTAND = 0xC000
     INVALID_UID = 0xC001
 
@@ -65,6 +67,8 @@ _HEADER_TAGS = [
     "SeriesNumber",
     "SeriesDescription",
     "PatientID",
+    "SOPClassUID",
+    "SOPInstanceUID",
 ]
 #: Where reading stops, as pydicom's ``stop_before_pixels`` does: Float, Double Float and Pixel Data.
 _PIXEL_DATA_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
@@ -82,9 +86,11 @@ def _index_header(dataset: bytes, transfer_syntax: UID) -> Dataset:
     Every element's structure is read (a data set that cannot be read back is refused here, not found
     later by routing or a pipeline), but only the indexed elements are converted, and the data set is
     read straight from the received bytes rather than through a File Meta group built for the purpose.
+    Every element must hold the bytes it declares, pixel data included (``check_lengths``).
     """
     if transfer_syntax == DeflatedExplicitVRLittleEndian:
         dataset = zlib.decompress(dataset, -zlib.MAX_WBITS)
+    check_lengths(dataset, transfer_syntax.is_implicit_VR, transfer_syntax.is_little_endian)
     header = read_dataset(
         BytesIO(dataset),
         transfer_syntax.is_implicit_VR,
@@ -134,10 +140,15 @@ class StorageSCP:
             NODELAY_HANDLER,
             (evt.EVT_C_ECHO, self.handle_echo),
             (evt.EVT_C_STORE, self.handle_store),
-            (evt.EVT_CONN_CLOSE, self.handle_connection_closed),
             (evt.EVT_ACCEPTED, lambda _event: ASSOCIATIONS.labels("accepted").inc()),
             (evt.EVT_REJECTED, lambda _event: ASSOCIATIONS.labels("rejected").inc()),
         ]
+        self.allowed_calling_aes = frozenset(title.rstrip(" ") for title in settings.node.allowed_calling_aes)
+        if self.allowed_calling_aes:
+            self.handlers += [
+                (evt.EVT_DATA_RECV, _note_calling_ae_as_sent),
+                (evt.EVT_REQUESTED, self.reject_unlisted_calling_ae),
+            ]
 
     def serve(self, block: bool = True, listening_socket: socket.socket | None = None) -> Any:
         """Serve on our own port, or on a socket bound before the node's SCP processes forked."""
@@ -150,6 +161,7 @@ class StorageSCP:
             server_class=SharedSocketServer,
             listening_socket=listening_socket,
             counts=self.counts,
+            association_ended=self.association_ended,
         )
         self.ae._servers.append(server)
         log.info(
@@ -165,12 +177,27 @@ class StorageSCP:
         threading.Thread(target=server.serve_forever, name="scp-acceptor", daemon=True).start()
         return server
 
+    def reject_unlisted_calling_ae(self, event: Any) -> None:
+        """The allow-list compares the calling AE title as sent, less only its trailing padding.
+
+        pynetdicom strips every kind of white space from both ends, so ``MODALITY1\\r\\n`` passed
+        for ``MODALITY1``; the title as sent is noted from the raw A-ASSOCIATE-RQ.
+        """
+        assoc = event.assoc
+        sent = getattr(assoc, _CALLING_AE_AS_SENT, None)
+        if sent in self.allowed_calling_aes or assoc.is_rejected or assoc.is_aborted:
+            return
+        log.warning("rejected calling AE title %r from %s", sent, assoc.requestor.address)
+        assoc.acse.send_reject(0x01, 0x01, 0x03)  # permanent, service user, calling AE not recognised
+        evt.trigger(assoc, evt.EVT_REJECTED, {})
+        assoc.kill()
+
     def handle_echo(self, event: Any) -> int:
         return StoreStatus.SUCCESS
 
-    def handle_connection_closed(self, event: Any) -> None:
-        self.counts.change(-1)
-        self.arrivals.association_ended(_association_key(event.assoc))
+    def association_ended(self, assoc: Any) -> None:
+        """At the end of the association's thread, however it ended (released, aborted, or killed)."""
+        self.arrivals.association_ended(_association_key(assoc))
 
     def handle_store(self, event: Any) -> int:
         status = self._store(event)
@@ -183,6 +210,19 @@ class StorageSCP:
         try:
             header = _index_header(dataset, transfer_syntax)
             sop_uid = validate_uid(str(event.request.AffectedSOPInstanceUID), "SOPInstanceUID")
+            sop_class_uid = validate_uid(str(event.request.AffectedSOPClassUID), "SOPClassUID")
+            own_uids = (
+                validate_uid(str(header.get("SOPInstanceUID", "")), "the data set's SOPInstanceUID"),
+                validate_uid(str(header.get("SOPClassUID", "")), "the data set's SOPClassUID"),
+            )
+            if own_uids != (sop_uid, sop_class_uid):
+                log.warning(
+                    "refused an instance whose data set is %s of %s, sent as %s of %s",
+                    *own_uids,
+                    sop_uid,
+                    sop_class_uid,
+                )
+                return StoreStatus.DATASET_MISMATCH
             raw = part10_file(dataset, str(event.request.AffectedSOPClassUID), sop_uid, transfer_syntax)
             if is_pseudonymous(header.get("PatientID")):
                 raw, header = self._reidentified(raw)
@@ -242,6 +282,17 @@ class StorageSCP:
         dataset.save_as(restored, enforce_file_format=True)
         log.info("re-identified an instance returned by an external destination")
         return restored.getvalue(), dataset
+
+
+_CALLING_AE_AS_SENT = "radrouter_calling_ae_as_sent"
+
+
+def _note_calling_ae_as_sent(event: Any) -> None:
+    """On the raw A-ASSOCIATE-RQ (PS3.8 9.3.2: Calling AE Title in bytes 27-42), before pynetdicom
+    decodes and strips it."""
+    data: bytes = event.data
+    if data[:1] == b"\x01" and len(data) >= 42:
+        setattr(event.assoc, _CALLING_AE_AS_SENT, data[26:42].decode("latin-1").rstrip(" "))
 
 
 def _association_key(assoc: Any) -> str:

@@ -10,6 +10,7 @@ import os
 import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from pydicom.uid import generate_uid
 from pynetdicom import AE
 
 from radrouter.storage.index import AuditEvent, Hop, Index, Instance, Series, Study, StudyState
+from tests.fuzz.cases import ABORT, RELEASE_RQ, associate_rq, p_data
 from tests.router.receive.test_scp import association, wait_for_a_free_place
 from tests.services import CT_HEAD, DATA, free_port, port_open, storescu, wait_until
 
@@ -123,6 +125,36 @@ def _connections_on(port: int) -> str:
         ["ss", "-tnpH", "state", "established", f"( sport = :{port} )"], capture_output=True, text=True
     )
     return listing.stdout
+
+
+def test_peers_that_do_not_wait_for_the_answer_leave_every_place_free(scp: ScpProcesses) -> None:
+    """Issue #23: about 40 such peers locked the port of a node until its restart. Here 60 over both
+    processes (the forced, deterministic version is in test_hostile_peers.py); then all four places
+    must be free again: four associations at once."""
+    request = associate_rq()
+    streams = [request + RELEASE_RQ, request + p_data(b"\x00"), request + ABORT, request]
+
+    def peer(number: int) -> None:
+        with socket.create_connection(("127.0.0.1", scp.port), timeout=2) as sock:
+            sock.sendall(streams[number % len(streams)])
+            try:
+                while sock.recv(65536):
+                    pass
+            except (ConnectionResetError, TimeoutError):
+                pass
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(peer, range(60)))
+
+    def four_at_once() -> bool:
+        held = [association(scp.port) for _ in range(4)]
+        free = all(assoc.is_established for assoc in held)
+        for assoc in held:
+            if assoc.is_established:
+                assoc.release()
+        return free
+
+    wait_until(four_at_once, 30, "four free places after the hostile peers", interval_s=0.5)
 
 
 def test_a_receiver_that_dies_is_replaced(scp: ScpProcesses) -> None:

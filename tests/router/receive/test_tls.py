@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import socket
+import ssl
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
+from pynetdicom import AE
+from pynetdicom.sop_class import Verification
 
 from tests.router.receive.test_scp import ONE_SLICE, RunningSCP, stored_files
 from tests.services import storescu
@@ -131,3 +136,34 @@ def test_a_client_refuses_a_server_certificate_from_another_ca(tmp_path: Path, p
         sent = storescu(scp.settings.node.port, ONE_SLICE, options=("+tla", "+cf", str(other / "ca.crt")))
         assert sent.returncode != 0
         assert scp.instances() == 0
+
+
+def _tls_echo_seconds(port: int, pki: Path) -> float:
+    """Seconds a TLS C-ECHO association takes, from connect to release."""
+    context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    scu = AE(ae_title="MODALITY")
+    scu.acse_timeout = scu.dimse_timeout = scu.network_timeout = scu.connection_timeout = 10
+    scu.add_requested_context(Verification)
+    started = time.monotonic()
+    assoc = scu.associate("127.0.0.1", port, ae_title="RADROUTER", tls_args=(context, "127.0.0.1"))
+    assert assoc.is_established
+    status = assoc.send_c_echo()
+    assoc.release()
+    assert int(status.Status) == 0
+    return time.monotonic() - started
+
+
+def test_silent_tls_clients_do_not_delay_another(tmp_path: Path, pki: Path) -> None:
+    """Two connections that never send a ClientHello: the handshake waits in their own threads, so a
+    third client is served as fast as without them (it waited 59.5 s behind them in the accept loop)."""
+    with RunningSCP(tmp_path / "data", tls=tls_settings(pki, mutual=False)) as scp:
+        port = scp.settings.node.port
+        normal = min(_tls_echo_seconds(port, pki) for _ in range(2))
+        silent = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+        try:
+            time.sleep(0.2)  # both accepted, their handshakes waiting
+            delayed = _tls_echo_seconds(port, pki)
+        finally:
+            for sock in silent:
+                sock.close()
+        assert delayed < normal + 1, f"{delayed:.2f} s with two silent clients, {normal:.2f} s without"
