@@ -303,7 +303,7 @@ class RecoverySettings(BaseModel):
         120.0,
         gt=0,
         description="A finished job whose triage or monitoring has not been recorded this long after it "
-        "ended (the delivery worker that had the task died) gets the task again; both are idempotent.",
+        "was sent (the delivery worker that had the task died) gets the task again; both are idempotent.",
     )
 
 

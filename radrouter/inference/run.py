@@ -133,6 +133,7 @@ class JobRunner:
                     session.add(delivery)
                     delivery_rows.append(delivery)
             done.state, done.finished_at, done.timings = JobState.DONE, utcnow(), timings
+            done.aftercare_sent_at = done.finished_at  # its triage and monitoring are sent next
             done.repairs = [repair.as_row() for repair in repairs]
             session.flush()
             self.index.record_event(

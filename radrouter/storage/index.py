@@ -212,13 +212,14 @@ class Job(Base):
     #: What the results do not carry as the source had it: ``{"attribute", "rule", "reason"}`` per
     #: attribute, never the value (see inference/results/sanitise.py).
     repairs: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
-    #: When the job's triage and monitoring tasks recorded their work, and when the reconciler last sent
-    #: them again: a task that died with its worker is sent again, not left to the visibility timeout.
+    #: When the job's triage and monitoring tasks were last sent, and when they recorded their work: a
+    #: task sent but never recorded (it died with its worker) is sent again, not left to the visibility
+    #: timeout.
+    aftercare_sent_at: Mapped[datetime | None]
     triaged_at: Mapped[datetime | None]
     #: How many times the job's worker was lost while it ran (see ``inference.max_worker_losses``).
     worker_losses: Mapped[int] = mapped_column(Integer, default=0)
     monitored_at: Mapped[datetime | None]
-    aftercare_resent_at: Mapped[datetime | None]
     #: The worker (Celery name) and the start of it (one per process) that took the job: a worker that
     #: starts again finds the jobs its previous start left RUNNING and queues them at once.
     worker: Mapped[str | None] = mapped_column(String(200))

@@ -129,3 +129,5 @@ def test_a_worker_killed_by_the_oom_killer_comes_back_and_the_study_gets_one_seg
     finally:
         node.stop()
         memory.remove()
+        # The greedy pipeline's results are not the built-in one's: later tests read this study's SR.
+        orthanc.delete_study(STUDY)

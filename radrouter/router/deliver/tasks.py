@@ -87,7 +87,7 @@ def take_over_lost_aftercare(app: Celery) -> list[int]:
     killed delivery worker held them) are sent again at once; both are idempotent."""
     settings, index = worker_settings(), worker_index()
     with index.session() as session:
-        tasks = requeue_aftercare(settings, index, session, ended_before=utcnow())
+        tasks = requeue_aftercare(settings, index, session, sent_before=utcnow())
     send_tasks(app, index, tasks)
     jobs = sorted({task.record_id for task in tasks})
     if jobs:

@@ -81,10 +81,11 @@ class StudyReconciler:
 
     def _resend_aftercare(self) -> list[int]:
         """Triage and monitoring that finished jobs have not recorded ``aftercare_after_s`` after they
-        ended: the delivery worker that held the task died (nothing records which worker that was)."""
-        ended_before = utcnow() - timedelta(seconds=self.settings.recovery.aftercare_after_s)
+        were sent: the delivery worker that held the task died (nothing records which worker that was),
+        or the job's worker died between committing the job and sending them."""
+        sent_before = utcnow() - timedelta(seconds=self.settings.recovery.aftercare_after_s)
         with self.index.session() as session:
-            tasks = requeue_aftercare(self.settings, self.index, session, ended_before)
+            tasks = requeue_aftercare(self.settings, self.index, session, sent_before)
         for task in tasks:
             log.warning("job %d: its %s was never recorded; sending it again", task.record_id, task.name)
         send_tasks(self.celery, self.index, tasks)

@@ -3,7 +3,8 @@ the triage and monitoring of finished jobs it had not recorded.
 
 A worker is known lost in two ways: it starts again (a new incarnation under the same name), or its
 heartbeat expires (the SCP's reconciler). Both hand the work on here, the same way. Triage and
-monitoring record no worker; a finished job whose aftercare is not recorded after a while is sent again.
+monitoring record no worker; a finished job whose aftercare was sent and not recorded after a while is
+sent again.
 """
 
 from __future__ import annotations
@@ -51,26 +52,25 @@ def requeue_delivery(settings: Settings, index: Index, session: Session, deliver
 
 
 def requeue_aftercare(
-    settings: Settings, index: Index, session: Session, ended_before: datetime
+    settings: Settings, index: Index, session: Session, sent_before: datetime
 ) -> list[QueuedTask]:
-    """The triage and monitoring tasks of DONE jobs that ended before ``ended_before`` and have not
-    recorded them (nor been sent again since then): idempotent tasks, sent once more."""
+    """The triage and monitoring tasks of DONE jobs that were sent before ``sent_before`` and have not
+    recorded their work: idempotent tasks, sent once more (and the clock starts again)."""
     jobs = session.scalars(
         select(Job).where(
             Job.state == JobState.DONE,
-            Job.finished_at < ended_before,
+            Job.aftercare_sent_at < sent_before,
             or_(Job.triaged_at.is_(None), Job.monitored_at.is_(None)),
-            or_(Job.aftercare_resent_at.is_(None), Job.aftercare_resent_at < ended_before),
         )
     ).all()
     priority = settings.default_priority.celery_priority
     tasks = []
     for job in jobs:
-        job.aftercare_resent_at = utcnow()
+        job.aftercare_sent_at = utcnow()
         recorded = ((TaskName.TRIAGE, job.triaged_at), (TaskName.MONITOR, job.monitored_at))
         undone = [name for name, at in recorded if at is None]
         index.record_event(
-            session, job.study_uid, Hop.RECOVERED, job=job.id, aftercare=[str(n) for n in undone]
+            session, job.study_uid, Hop.RECOVERED, job=job.id, aftercare=[str(name) for name in undone]
         )
         tasks += [QueuedTask(name, job.id, DELIVERY_QUEUE, priority) for name in undone]
     return tasks

@@ -76,8 +76,8 @@ def test_deliveries_a_broker_outage_kept_from_the_broker_are_sent_once(tmp_path:
 
 
 def test_triage_and_monitoring_a_dead_worker_held_are_sent_again_once(tmp_path: Path) -> None:
-    """Jobs DONE a while ago without their triage or monitoring recorded get those tasks again (the
-    delivery worker that held them was killed); recent jobs and recorded ones do not."""
+    """Jobs whose triage or monitoring was sent a while ago and never recorded get those tasks again
+    (the delivery worker that held them was killed); recent, recorded and never-sent ones do not."""
     broker = EmbeddedRedis(free_port(), tmp_path / "redis")
     broker.start()
     try:
@@ -89,6 +89,14 @@ def test_triage_and_monitoring_a_dead_worker_held_are_sent_again_once(tmp_path: 
             session.flush()
             session.add(Series(uid="1.3.1", study_uid="1.3"))
             session.flush()
+            cases = {
+                # name: (sent, triaged, monitored)
+                "lost": (long_ago, None, None),
+                "monitoring-lost": (long_ago, long_ago, None),
+                "sent-recently": (utcnow(), None, None),
+                "recorded": (long_ago, long_ago, long_ago),
+                "never-sent": (None, None, None),
+            }
             jobs = {
                 name: Job(
                     study_uid="1.3",
@@ -97,19 +105,13 @@ def test_triage_and_monitoring_a_dead_worker_held_are_sent_again_once(tmp_path: 
                     priority=Priority.ROUTINE,
                     rule="r",
                     state=JobState.DONE,
-                    finished_at=finished,
+                    finished_at=long_ago,
+                    aftercare_sent_at=sent,
                     triaged_at=triaged,
+                    monitored_at=monitored,
                 )
-                for name, finished, triaged in (
-                    ("lost", long_ago, None),
-                    ("untriaged-recent", utcnow(), None),
-                    ("monitoring-lost", long_ago, long_ago),
-                )
+                for name, (sent, triaged, monitored) in cases.items()
             }
-            jobs["done"] = Job(
-                study_uid="1.3", series_uid="1.3.1", pipeline="done", priority=Priority.ROUTINE, rule="r",
-                state=JobState.DONE, finished_at=long_ago, triaged_at=long_ago, monitored_at=long_ago,
-            )  # fmt: skip
             session.add_all(jobs.values())
             session.flush()
             ids = {name: job.id for name, job in jobs.items()}

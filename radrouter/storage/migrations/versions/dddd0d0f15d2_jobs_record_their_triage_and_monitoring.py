@@ -22,18 +22,14 @@ def upgrade() -> None:
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.add_column(sa.Column("triaged_at", sa.DateTime(), nullable=True))
         batch_op.add_column(sa.Column("monitored_at", sa.DateTime(), nullable=True))
-        batch_op.add_column(sa.Column("aftercare_resent_at", sa.DateTime(), nullable=True))
+        batch_op.add_column(sa.Column("aftercare_sent_at", sa.DateTime(), nullable=True))
         batch_op.add_column(sa.Column("worker_losses", sa.Integer(), nullable=False, server_default="0"))
-    # Jobs that ended before this revision had their triage and monitoring: none is sent again.
-    op.execute(
-        "UPDATE jobs SET triaged_at = finished_at, monitored_at = finished_at"
-        " WHERE state = 'DONE' AND finished_at IS NOT NULL"
-    )
+    # Jobs that ended before this revision have no aftercare_sent_at: none of them is sent again.
 
 
 def downgrade() -> None:
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.drop_column("worker_losses")
-        batch_op.drop_column("aftercare_resent_at")
+        batch_op.drop_column("aftercare_sent_at")
         batch_op.drop_column("monitored_at")
         batch_op.drop_column("triaged_at")
