@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from radrouter.config.settings import CONFIG_ENV
 from tests.services import DATA, Node, Orthanc, PostgreSQL, RisListener, port_open
 
 pytest_plugins = ["tests.browser"]
@@ -69,3 +71,15 @@ def postgres() -> Iterator[PostgreSQL]:
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def _config_file_of_the_test_only() -> Iterator[None]:
+    """A command run in-process with ``--config`` names its file in RADROUTER_CONFIG for the processes it
+    starts; the next test must not read that file as its own settings."""
+    before = os.environ.get(CONFIG_ENV)
+    yield
+    if before is None:
+        os.environ.pop(CONFIG_ENV, None)
+    else:
+        os.environ[CONFIG_ENV] = before
