@@ -225,14 +225,18 @@ class Purger:
         self.reserve_bytes = reserve_bytes
         self._lock = threading.Lock()
 
-    def run_once(self, dry_run: bool = False, now: datetime | None = None) -> PurgeReport:
+    def run_once(
+        self, dry_run: bool = False, now: datetime | None = None, resume: bool = True
+    ) -> PurgeReport:
+        """``resume``: first finish the purges a crash left marked (the SCP's timed pass does; a pass
+        the SCP runs before refusing an instance leaves them to it, as one may be running now)."""
         with self._lock:
-            return self._pass(dry_run, now)
+            return self._pass(dry_run, now, resume)
 
-    def _pass(self, dry_run: bool, now: datetime | None) -> PurgeReport:
+    def _pass(self, dry_run: bool, now: datetime | None, resume: bool = True) -> PurgeReport:
         resumed: list[str] = []
         totals = [0, 0, 0]
-        if not dry_run:
+        if resume and not dry_run:
             for study_uid, images_mark, results_mark in self._interrupted():
                 log.warning("finishing the purge of study %s that a crash interrupted", study_uid)
                 resumed.append(study_uid)
