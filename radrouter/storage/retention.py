@@ -145,7 +145,16 @@ def _candidates_query() -> Select[Any]:
     )
     settled = func.coalesce(Study.settled_at, Study.last_received_at)
     return (
-        select(Study.uid, Study.state, settled, images.c.count, images.c.bytes, results.c.count)
+        select(
+            Study.uid,
+            Study.state,
+            settled,
+            images.c.count,
+            images.c.bytes,
+            results.c.count,
+            Study.keep_images_h,
+            Study.keep_results_h,
+        )
         .outerjoin(images, images.c.study_uid == Study.uid)
         .outerjoin(results, results.c.study_uid == Study.uid)
         .where(
@@ -161,10 +170,13 @@ def _candidates_query() -> Select[Any]:
 def finished_studies(
     index: Index, retention: RetentionSettings, now: datetime | None = None
 ) -> list[Candidate]:
-    """Every finished study that still has instances or results, the longest settled first."""
+    """Every finished study that still has instances or results, the longest settled first. Its keep
+    times are those its rules asked for (``retention:`` on a rule), else the global ones."""
     now = now or utcnow()
-    images_before = now - timedelta(hours=retention.keep_images_h)
-    results_before = now - timedelta(hours=retention.keep_results_h)
+
+    def kept_until(settled: datetime, rule_h: float | None, global_h: float) -> datetime:
+        return settled + timedelta(hours=global_h if rule_h is None else rule_h)
+
     with index.session() as session:
         rows = session.execute(_candidates_query()).all()
     return [
@@ -175,10 +187,10 @@ def finished_studies(
             instances=instances or 0,
             image_bytes=int(image_bytes or 0),
             results=results or 0,
-            images_due=bool(instances) and settled <= images_before,
-            results_due=bool(results) and settled <= results_before,
+            images_due=bool(instances) and kept_until(settled, keep_images, retention.keep_images_h) <= now,
+            results_due=bool(results) and kept_until(settled, keep_results, retention.keep_results_h) <= now,
         )
-        for uid, state, settled, instances, image_bytes, results in rows
+        for uid, state, settled, instances, image_bytes, results, keep_images, keep_results in rows
     ]
 
 

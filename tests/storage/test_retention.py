@@ -278,3 +278,24 @@ def test_purge_dry_run_lists_and_deletes_nothing(
     assert done.exit_code == 0, done.output
     assert "purged 1 study(ies): 3 instance(s)" in done.output
     assert _files(store, uid) == []
+
+
+def test_a_rule_retention_keeps_its_studies_longer_or_shorter(node: tuple[Index, InstanceStore]) -> None:
+    """``retention:`` on a rule, recorded on the study when routed, instead of the global keep (72 h)."""
+    index, store = node
+    research, external, plain = (_study(index, store, n, settled_h_ago=100) for n in (1, 2, 3))
+    recent = _study(index, store, 4, settled_h_ago=10)
+    with index.session() as session:
+        for uid, keep in ((research, 720.0), (external, 200.0), (recent, 1.0)):
+            study = session.get(Study, uid)
+            assert study is not None
+            study.keep_images_h = keep
+        external_study = session.get(Study, external)
+        assert external_study is not None
+        external_study.keep_images_h = None
+        external_study.keep_results_h = 24.0
+    due = {c.study_uid: c.images_due for c in finished_studies(index, KEEP)}
+    assert due == {research: False, external: True, plain: True, recent: True}
+
+    Purger(KEEP, index, store).run_once()
+    assert _files(store, research) and not _files(store, recent) and not _files(store, plain)
