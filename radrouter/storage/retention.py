@@ -18,27 +18,33 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, Select, and_, delete, func, select, update
+from sqlalchemy import ColumnElement, CursorResult, Select, and_, delete, exists, func, select, update
+from sqlalchemy.orm import Session
 
 from radrouter.config.settings import RetentionSettings
 from radrouter.storage.index import (
+    AuditEvent,
     Delivery,
     DeliveryState,
+    Feedback,
     Hl7Message,
     Hop,
     Index,
     Instance,
     Job,
     JobState,
+    MonitoredResult,
+    PriorityChange,
     Result,
     Series,
     Study,
     StudyState,
+    WorklistItem,
     utcnow,
 )
 from radrouter.storage.store import InstanceStore
@@ -88,7 +94,9 @@ class DiskUsage:
 
 @dataclass(frozen=True)
 class PurgeReport:
-    """One pass: purges a crash had interrupted and finished now, and the purges made (or planned)."""
+    """One pass: purges a crash had interrupted and finished now, and the purges made (or planned);
+    ``forgotten``: studies whose rows went (or would go), ``retention.keep_records_days`` after their
+    files."""
 
     resumed: list[str]
     purged: list[PurgeItem]
@@ -97,6 +105,7 @@ class PurgeReport:
     results_removed: int
     disk_before: DiskUsage
     dry_run: bool
+    forgotten: list[str] = field(default_factory=list)
 
 
 def disk_usage(store: InstanceStore) -> DiskUsage:
@@ -123,6 +132,31 @@ def _busy_study_uids() -> ColumnElement[bool]:
 def study_finished() -> ColumnElement[bool]:
     """Finished, and not being erased (storage/erasure.py removes those itself)."""
     return and_(Study.state.in_(FINISHED), ~_busy_study_uids(), Study.erasure_id.is_(None))
+
+
+def forgettable(purged_before: datetime) -> ColumnElement[bool]:
+    """True for a finished study that has no file left (every instance and result purged), the last
+    of them before ``purged_before``: its rows are all that is left of it."""
+    instances = (
+        select(Instance.sop_uid)
+        .join(Series, Series.uid == Instance.series_uid)
+        .where(Series.study_uid == Study.uid)
+    )
+    results = (
+        select(Result.id)
+        .join(Job, Job.id == Result.job_id)
+        .where(Job.study_uid == Study.uid, Result.purged_at.is_(None))
+    )
+    return and_(
+        study_finished(),
+        Study.purging_images_since.is_(None),
+        Study.purging_results_since.is_(None),
+        Study.images_purged_at.is_not(None),
+        Study.images_purged_at <= purged_before,
+        Study.results_purged_at.is_(None) | (Study.results_purged_at <= purged_before),
+        ~exists(instances),
+        ~exists(results),
+    )
 
 
 def _candidates_query() -> Select[Any]:
@@ -274,11 +308,45 @@ class Purger:
                 totals[2],
                 disk.used_pct,
             )
+        forgotten = self._forget(dry_run, now) if resume else []
         if self.reserve_bytes and not dry_run and disk_usage(self.store).free <= self.reserve_bytes:
             overview = storage_overview(self.index, self.store, self.retention, self.reserve_bytes, now)
             if overview.stuck:
                 log.warning(overview.why_stuck())
-        return PurgeReport(resumed, purged, totals[0], totals[1], totals[2], disk, dry_run)
+        return PurgeReport(resumed, purged, totals[0], totals[1], totals[2], disk, dry_run, forgotten)
+
+    def _forget(self, dry_run: bool, now: datetime | None) -> list[str]:
+        """The rows of studies whose files all went ``retention.keep_records_days`` ago: each study in one
+        transaction that first re-checks it (a late instance may have reopened it)."""
+        before = (now or utcnow()) - timedelta(days=self.retention.keep_records_days)
+        with self.index.session() as session:
+            uids = list(session.scalars(select(Study.uid).where(forgettable(before))))
+        if dry_run:
+            return uids
+        forgotten = []
+        for uid in uids:
+            with self.index.session() as session:
+                # The re-check takes the study row's lock (SQLite: the write lock) before any delete.
+                claimed = cast(
+                    CursorResult[Any],
+                    session.execute(
+                        update(Study)
+                        .where(Study.uid == uid, forgettable(before))
+                        .values(purging_images_since=None)
+                        .execution_options(synchronize_session=False)
+                    ),
+                )
+                if claimed.rowcount != 1:
+                    continue
+                delete_study_rows(session, uid)
+            forgotten.append(uid)
+        if forgotten:
+            log.info(
+                "retention deleted the index rows of %d study(ies) purged over %g day(s) ago",
+                len(forgotten),
+                self.retention.keep_records_days,
+            )
+        return forgotten
 
     @staticmethod
     def _add(totals: list[int], counts: tuple[int, int, int]) -> None:
@@ -411,6 +479,33 @@ class Purger:
         for folder in folders:
             remove_empty_folders(folder, self.store.root)
         return len(ids)
+
+
+def delete_study_rows(session: Session, study_uid: str) -> None:
+    """Every index row of a study, dependents first, the study row last (in the caller's transaction):
+    jobs, results, deliveries, HL7 messages, worklist items and priority changes, feedback, monitored
+    results, audit events, instances, series. Pseudonyms are not the study's rows: erasure drops them."""
+    jobs = select(Job.id).where(Job.study_uid == study_uid).scalar_subquery()
+    results = select(Result.id).where(Result.job_id.in_(jobs)).scalar_subquery()
+    series = select(Series.uid).where(Series.study_uid == study_uid).scalar_subquery()
+    statements = [
+        delete(Feedback).where(Feedback.result_id.in_(results)),
+        delete(MonitoredResult).where(
+            MonitoredResult.result_id.in_(results) | (MonitoredResult.study_uid == study_uid)
+        ),
+        delete(Delivery).where(Delivery.result_id.in_(results) | (Delivery.study_uid == study_uid)),
+        delete(Hl7Message).where(Hl7Message.job_id.in_(jobs) | (Hl7Message.study_uid == study_uid)),
+        delete(Result).where(Result.id.in_(results)),
+        delete(Job).where(Job.study_uid == study_uid),
+        delete(PriorityChange).where(PriorityChange.study_uid == study_uid),
+        delete(WorklistItem).where(WorklistItem.study_uid == study_uid),
+        delete(AuditEvent).where(AuditEvent.study_uid == study_uid),
+        delete(Instance).where(Instance.series_uid.in_(series)),
+        delete(Series).where(Series.study_uid == study_uid),
+        delete(Study).where(Study.uid == study_uid),
+    ]
+    for statement in statements:
+        session.execute(statement.execution_options(synchronize_session=False))
 
 
 def remove_empty_folders(folder: Path, root: Path) -> None:

@@ -7,7 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from typer.testing import CliRunner
 
 from radrouter import cli
@@ -299,3 +299,40 @@ def test_a_rule_retention_keeps_its_studies_longer_or_shorter(node: tuple[Index,
 
     Purger(KEEP, index, store).run_once()
     assert _files(store, research) and not _files(store, recent) and not _files(store, plain)
+
+
+def test_the_rows_of_a_study_purged_keep_records_days_ago_are_deleted(
+    node: tuple[Index, InstanceStore],
+) -> None:
+    """Once every file of a finished study is gone, its rows (jobs, results, deliveries, audit events)
+    stay ``retention.keep_records_days``; then the pass deletes them, and only them."""
+    index, store = node
+    keep = RetentionSettings(keep_images_h=72, keep_results_h=72, keep_records_days=30)
+    old = _study(index, store, 1, job=JobState.DONE, delivery=DeliveryState.DELIVERED, settled_h_ago=100)
+    young = _study(index, store, 2, job=JobState.DONE, delivery=DeliveryState.DELIVERED, settled_h_ago=100)
+    only_images = _study(index, store, 3, job=JobState.DONE, delivery=DeliveryState.DELIVERED)
+    purger = Purger(keep, index, store)
+    assert {item.study_uid for item in purger.run_once().purged} == {old, young, only_images}
+    with index.session() as session:
+        for uid, days_ago in ((old, 31), (young, 29), (only_images, 31)):
+            study = session.get(Study, uid)
+            assert study is not None
+            study.images_purged_at = utcnow() - timedelta(days=days_ago)
+            study.results_purged_at = utcnow() - timedelta(days=days_ago)
+        # a result of this one still stored (say, one a re-run wrote after the purge)
+        session.execute(update(Result).where(Result.sop_uid == "1.2.3.1.99").values(purged_at=None))
+
+    assert purger.run_once(dry_run=True).forgotten == [old]
+    report = purger.run_once()
+    assert report.forgotten == [old]
+    with index.session() as session:
+        assert session.get(Study, old) is None
+        for table, column in (
+            (Job, Job.study_uid),
+            (AuditEvent, AuditEvent.study_uid),
+            (Series, Series.study_uid),
+        ):
+            assert session.scalars(select(table).where(column == old)).all() == []
+        assert session.scalars(select(Delivery)).all() != []  # the others' deliveries stay
+        assert {uid for uid in session.scalars(select(Study.uid))} == {young, only_images}
+    assert purger.run_once().forgotten == []
