@@ -1,11 +1,14 @@
 """Retention on a real, small disk (a tmpfs as the storage root) with the node as separate processes:
 studies keep arriving, the watermark purges the oldest finished ones and the SCP never refuses; a study
 with work in flight is never touched and its job delivers; kill -9 of the SCP (which runs the purger)
-in the middle of a purge, then a restart: the index and the disk agree."""
+in the middle of a purge, then a restart: the index and the disk agree; a late instance reopens a
+purged study; ``radrouter erase`` of one patient leaves nothing of it and the others intact."""
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 from sqlalchemy import select
@@ -177,6 +180,23 @@ def test_watermark_purges_finished_studies_and_survives_kill_mid_purge(
         assert storescu(node.port, late).stderr.count("(Success)") == 1
         wait_until(lambda: _study(node.index, cts[0]).revision == 1, 30, "the study reopened", 0.2)
         node.wait_for_state(cts[0], "DONE", timeout_s=30)
+
+        # Erasure of the MPRAGE's patient (its instances purged: found by its result files) while the
+        # node runs: nothing of that patient is left, the CT patient's studies are intact.
+        erased = subprocess.run(
+            [sys.executable, "-m", "radrouter.cli", "erase", "--patient-id", "d2n_Philips_3T_R571"],
+            env={**os.environ, "RADROUTER_CONFIG": str(node.config_path)},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert erased.returncode == 0, erased.stdout + erased.stderr
+        with node.index.session() as session:
+            assert session.get(Study, MPRAGE_STUDY) is None
+            assert len(session.scalars(select(Study.uid).where(Study.uid.in_(cts))).all()) == len(cts)
+        assert not (root / "results" / MPRAGE_STUDY).exists()
+        assert len(_rows(node.index, cts[-1])) == len(CT_FILES)
+        assert_index_and_disk_agree(node.index, root)
     finally:
         for path in mounted:
             subprocess.run(["umount", "-l", str(path)], check=False)
