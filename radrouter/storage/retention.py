@@ -424,6 +424,7 @@ class Purger:
                 select(Instance.sop_uid, Instance.path, Instance.size)
                 .join(Series, Series.uid == Instance.series_uid)
                 .where(Series.study_uid == study_uid, Instance.received_at <= mark)
+                .order_by(Instance.path)
             ).all()
         # A file newer than the mark is a late instance (written again under the same path): it stays.
         newest = mark.replace(tzinfo=UTC).timestamp()

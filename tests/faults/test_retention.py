@@ -25,7 +25,7 @@ DISK_MB = 80
 
 
 def _rows(index: Index, study_uid: str) -> list[tuple[str, str]]:
-    """(SOP UID, path) of a study's instances, in the order the purger reads them."""
+    """(SOP UID, path) of a study's instances."""
     with index.session() as session:
         return [
             (sop_uid, path)
@@ -141,7 +141,7 @@ def test_watermark_purges_finished_studies_and_survives_kill_mid_purge(
         # the volume over the watermark and its purge starts. A bind mount over the last file the
         # purger reads makes that unlink fail (EBUSY, even for root), so the purge stops half done
         # (marked, the other files gone, every row still there) and stays so: then the SCP is killed.
-        last = Path(_rows(node.index, MPRAGE_STUDY)[-1][1])
+        last = Path(max(path for _, path in _rows(node.index, MPRAGE_STUDY)))  # it reads them by path
         subprocess.run(["mount", "--bind", str(last), str(last)], check=True)
         mounted.append(last)
         cts.append(send_ct(5))
