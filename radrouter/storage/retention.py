@@ -285,8 +285,8 @@ class Purger:
         if resume and not dry_run:
             for study_uid, images_mark, results_mark in self._interrupted():
                 log.warning("finishing the purge of study %s that a crash interrupted", study_uid)
-                resumed.append(study_uid)
-                self._add(totals, self._finish(study_uid, images_mark, results_mark, "resumed"))
+                if self._finish_or_log(totals, study_uid, images_mark, results_mark, "resumed"):
+                    resumed.append(study_uid)
         disk = disk_usage(self.store)
         plan = plan_purge(finished_studies(self.index, self.retention, now), self.retention, disk)
         purged: list[PurgeItem] = []
@@ -297,8 +297,8 @@ class Purger:
             marks = self._mark(item)
             if marks is None:
                 continue  # it was reopened or got work meanwhile
-            purged.append(item)
-            self._add(totals, self._finish(item.study_uid, *marks, item.reason))
+            if self._finish_or_log(totals, item.study_uid, *marks, item.reason):
+                purged.append(item)
         if purged and not dry_run:
             log.info(
                 "retention purged %d study(ies): %d instance(s), %d bytes, %d result(s); disk %.1f%% used",
@@ -348,10 +348,29 @@ class Purger:
             )
         return forgotten
 
-    @staticmethod
-    def _add(totals: list[int], counts: tuple[int, int, int]) -> None:
+    def _finish_or_log(
+        self,
+        totals: list[int],
+        study_uid: str,
+        images_mark: datetime | None,
+        results_mark: datetime | None,
+        reason: str,
+    ) -> bool:
+        """Finish one marked purge and count it; a file that cannot be deleted (EBUSY, EACCES) fails
+        that study's purge alone: it stays marked, the next pass tries again, the others go on."""
+        try:
+            counts = self._finish(study_uid, images_mark, results_mark, reason)
+        except OSError as error:
+            log.error(
+                "purge of study %s stopped (%s: %s); it stays marked and the next pass tries again",
+                study_uid,
+                type(error).__name__,
+                error.strerror,
+            )
+            return False
         for n, count in enumerate(counts):
             totals[n] += count
+        return True
 
     def _interrupted(self) -> list[tuple[str, datetime | None, datetime | None]]:
         with self.index.session() as session:

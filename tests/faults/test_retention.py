@@ -140,7 +140,8 @@ def test_watermark_purges_finished_studies_and_survives_kill_mid_purge(
         # Kill -9 mid-purge. The finished MPRAGE is now the oldest finished study: the next CT puts
         # the volume over the watermark and its purge starts. A bind mount over the last file the
         # purger reads makes that unlink fail (EBUSY, even for root), so the purge stops half done
-        # (marked, the other files gone, every row still there) and stays so: then the SCP is killed.
+        # (marked, the other files gone, every row still there) and stays so, each pass trying again:
+        # then the SCP is killed.
         last = Path(max(path for _, path in _rows(node.index, MPRAGE_STUDY)))  # it reads them by path
         subprocess.run(["mount", "--bind", str(last), str(last)], check=True)
         mounted.append(last)
@@ -148,7 +149,7 @@ def test_watermark_purges_finished_studies_and_survives_kill_mid_purge(
         wait_until(
             lambda: (
                 _study(node.index, MPRAGE_STUDY).purging_images_since is not None
-                and "retention pass failed" in node.log("scp").read_text()
+                and "stays marked" in node.log("scp").read_text()
             ),
             60,
             "the MPRAGE's purge interrupted",

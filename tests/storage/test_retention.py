@@ -336,3 +336,19 @@ def test_the_rows_of_a_study_purged_keep_records_days_ago_are_deleted(
         assert session.scalars(select(Delivery)).all() != []  # the others' deliveries stay
         assert {uid for uid in session.scalars(select(Study.uid))} == {young, only_images}
     assert purger.run_once().forgotten == []
+
+
+def test_a_file_that_cannot_be_deleted_stops_its_study_purge_alone(node: tuple[Index, InstanceStore]) -> None:
+    index, store = node
+    stuck, other = _study(index, store, 1, settled_h_ago=200), _study(index, store, 2, settled_h_ago=100)
+    blocked = _files(store, stuck)[-1]
+    blocked.unlink()
+    blocked.mkdir()  # unlink() of it fails, as a busy mount point's would
+    report = Purger(KEEP, index, store).run_once()
+    assert [item.study_uid for item in report.purged] == [other] and not _files(store, other)
+    with index.session() as session:
+        study = session.get(Study, stuck)
+        assert study is not None and study.purging_images_since is not None  # tried again next pass
+    blocked.rmdir()
+    assert Purger(KEEP, index, store).run_once().resumed == [stuck]
+    assert _rows(index, stuck) == 0
