@@ -119,6 +119,11 @@ def purge(
             f"purged {len(report.purged)} study(ies): {report.instances_removed} instance(s), "
             f"{_size(report.bytes_removed)}, {report.results_removed} result(s)"
         )
+    if report.forgotten:
+        console.print(
+            f"{len(report.forgotten)} study(ies) purged over {purger.retention.keep_records_days:g} day(s) "
+            f"ago: their index rows {'would be' if dry_run else 'were'} deleted"
+        )
 
 
 def erase(

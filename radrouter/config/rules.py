@@ -227,6 +227,31 @@ class PipelineRequest(BaseModel):
         return {"name": value} if isinstance(value, str) else value
 
 
+class RuleRetention(BaseModel):
+    """How long the studies a rule matched keep their files, instead of ``retention.keep_*_h``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    keep_images_h: float | None = Field(
+        None,
+        ge=0,
+        description="Hours the received instances of a study this rule matched stay once it is finished; "
+        "the longest of the matching rules wins; default: retention.keep_images_h.",
+    )
+    keep_results_h: float | None = Field(
+        None,
+        ge=0,
+        description="Hours its results stay; the longest of the matching rules wins; default: "
+        "retention.keep_results_h.",
+    )
+
+    @model_validator(mode="after")
+    def _says_something(self) -> RuleRetention:
+        if self.keep_images_h is None and self.keep_results_h is None:
+            raise ValueError("retention needs keep_images_h or keep_results_h")
+        return self
+
+
 class Rule(BaseModel):
     """Conditions on a series' header and what to do with the series when they all hold."""
 
@@ -259,17 +284,36 @@ class Rule(BaseModel):
         description="study: apply once the study is complete; series: apply to each series as soon as it"
         " is quiet, while the study's other series still arrive (select then sees one series at a time).",
     )
+    retention: RuleRetention | None = Field(
+        None,
+        description="keep_images_h, keep_results_h: how long the studies this rule matched keep their "
+        "files (e.g. research studies longer); the longest of the matching rules wins.",
+    )
 
     @model_validator(mode="after")
     def _actions_make_sense(self) -> Rule:
         if self.discard and (self.pipelines or self.forward_to or self.results_to):
             raise ValueError("discard cannot be combined with pipelines, forward_to or results_to")
-        # A priority alone is an action too: it sets the study's class on the reading list.
-        if not (self.discard or self.pipelines or self.forward_to or "priority" in self.model_fields_set):
-            raise ValueError("a rule needs an action: pipelines, forward_to, discard or priority")
+        # A priority alone is an action too: it sets the study's class on the reading list; and so is a
+        # retention alone (how long the study's files stay).
+        acts = self.discard or self.pipelines or self.forward_to or self.retention is not None
+        if not (acts or "priority" in self.model_fields_set):
+            raise ValueError("a rule needs an action: pipelines, forward_to, discard, priority or retention")
         if self.results_to and not self.pipelines:
             raise ValueError("results_to needs pipelines whose results it receives")
         return self
+
+
+def rule_retention(matched: list[Rule]) -> tuple[float | None, float | None]:
+    """The keep times (images, results, in hours) the rules that matched a study ask for: the longest
+    of those that say one; None where none does (the global ``retention`` setting applies)."""
+    images = [
+        r.retention.keep_images_h for r in matched if r.retention and r.retention.keep_images_h is not None
+    ]
+    results = [
+        r.retention.keep_results_h for r in matched if r.retention and r.retention.keep_results_h is not None
+    ]
+    return (max(images) if images else None, max(results) if results else None)
 
 
 def default_rules() -> list[Rule]:

@@ -320,6 +320,13 @@ class RetentionSettings(BaseModel):
     keep_results_h: float = Field(
         168.0, ge=0, description="Hours a finished study's results (SEG, SR) stay before they are purged."
     )
+    keep_records_days: float = Field(
+        365.0,
+        gt=0,
+        description="Days the index keeps the rows of a study whose instances and results were all purged "
+        "(jobs, deliveries, audit events, worklist items, feedback, monitoring points: UIDs and figures, no "
+        "patient data); then they are deleted and a late instance is a new study.",
+    )
     high_watermark_pct: float = Field(
         85.0,
         gt=0,

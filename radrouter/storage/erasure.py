@@ -24,26 +24,19 @@ from sqlalchemy import CursorResult, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from radrouter.storage.index import (
-    AuditEvent,
-    Delivery,
     Erasure,
     ErasureScope,
-    Feedback,
-    Hl7Message,
     Index,
     Instance,
     Job,
-    MonitoredResult,
-    PriorityChange,
     Pseudonym,
     PseudonymKind,
     Result,
     Series,
     Study,
-    WorklistItem,
     utcnow,
 )
-from radrouter.storage.retention import remove_empty_folders, study_finished
+from radrouter.storage.retention import delete_study_rows, remove_empty_folders, study_finished
 from radrouter.storage.store import InstanceStore
 
 log = logging.getLogger(__name__)
@@ -297,26 +290,6 @@ def _erase_study(index: Index, store: InstanceStore, study_uid: str) -> tuple[in
             folder.rmdir()
     # Step 3: the rows, dependents first, the study (and its mark) last.
     with index.session() as session:
-        jobs = select(Job.id).where(Job.study_uid == study_uid).scalar_subquery()
-        results = select(Result.id).where(Result.job_id.in_(jobs)).scalar_subquery()
-        series = select(Series.uid).where(Series.study_uid == study_uid).scalar_subquery()
-        statements = [
-            delete(Feedback).where(Feedback.result_id.in_(results)),
-            delete(MonitoredResult).where(
-                MonitoredResult.result_id.in_(results) | (MonitoredResult.study_uid == study_uid)
-            ),
-            delete(Delivery).where(Delivery.result_id.in_(results) | (Delivery.study_uid == study_uid)),
-            delete(Hl7Message).where(Hl7Message.job_id.in_(jobs) | (Hl7Message.study_uid == study_uid)),
-            delete(Result).where(Result.id.in_(results)),
-            delete(Job).where(Job.study_uid == study_uid),
-            delete(PriorityChange).where(PriorityChange.study_uid == study_uid),
-            delete(WorklistItem).where(WorklistItem.study_uid == study_uid),
-            delete(AuditEvent).where(AuditEvent.study_uid == study_uid),
-            delete(Instance).where(Instance.series_uid.in_(series)),
-            delete(Series).where(Series.study_uid == study_uid),
-        ]
-        for statement in statements:
-            session.execute(statement.execution_options(synchronize_session=False))
-        result_count = len(result_files)
-        session.execute(delete(Study).where(Study.uid == study_uid))
+        delete_study_rows(session, study_uid)
+    result_count = len(result_files)
     return len(instances), sum(size for _, size in instances), result_count

@@ -149,6 +149,10 @@ class Study(Base):
     #: When its received instances, and its results, were last purged (the study row stays).
     images_purged_at: Mapped[datetime | None]
     results_purged_at: Mapped[datetime | None]
+    #: The longest ``retention:`` of the rules that matched it when it was last routed, in hours;
+    #: None: ``retention.keep_images_h`` (``keep_results_h``) applies.
+    keep_images_h: Mapped[float | None]
+    keep_results_h: Mapped[float | None]
     #: Set while an erasure on request removes the study (mark, files, rows; the row goes last): an
     #: erasure a crash interrupted is finished by the next ``radrouter erase`` or SCP start.
     erasure_id: Mapped[int | None] = mapped_column(Integer, index=True)

@@ -18,27 +18,33 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, Select, and_, delete, func, select, update
+from sqlalchemy import ColumnElement, CursorResult, Select, and_, delete, exists, func, select, update
+from sqlalchemy.orm import Session
 
 from radrouter.config.settings import RetentionSettings
 from radrouter.storage.index import (
+    AuditEvent,
     Delivery,
     DeliveryState,
+    Feedback,
     Hl7Message,
     Hop,
     Index,
     Instance,
     Job,
     JobState,
+    MonitoredResult,
+    PriorityChange,
     Result,
     Series,
     Study,
     StudyState,
+    WorklistItem,
     utcnow,
 )
 from radrouter.storage.store import InstanceStore
@@ -88,7 +94,9 @@ class DiskUsage:
 
 @dataclass(frozen=True)
 class PurgeReport:
-    """One pass: purges a crash had interrupted and finished now, and the purges made (or planned)."""
+    """One pass: purges a crash had interrupted and finished now, and the purges made (or planned);
+    ``forgotten``: studies whose rows went (or would go), ``retention.keep_records_days`` after their
+    files."""
 
     resumed: list[str]
     purged: list[PurgeItem]
@@ -97,6 +105,7 @@ class PurgeReport:
     results_removed: int
     disk_before: DiskUsage
     dry_run: bool
+    forgotten: list[str] = field(default_factory=list)
 
 
 def disk_usage(store: InstanceStore) -> DiskUsage:
@@ -125,6 +134,31 @@ def study_finished() -> ColumnElement[bool]:
     return and_(Study.state.in_(FINISHED), ~_busy_study_uids(), Study.erasure_id.is_(None))
 
 
+def forgettable(purged_before: datetime) -> ColumnElement[bool]:
+    """True for a finished study that has no file left (every instance and result purged), the last
+    of them before ``purged_before``: its rows are all that is left of it."""
+    instances = (
+        select(Instance.sop_uid)
+        .join(Series, Series.uid == Instance.series_uid)
+        .where(Series.study_uid == Study.uid)
+    )
+    results = (
+        select(Result.id)
+        .join(Job, Job.id == Result.job_id)
+        .where(Job.study_uid == Study.uid, Result.purged_at.is_(None))
+    )
+    return and_(
+        study_finished(),
+        Study.purging_images_since.is_(None),
+        Study.purging_results_since.is_(None),
+        Study.images_purged_at.is_not(None),
+        Study.images_purged_at <= purged_before,
+        Study.results_purged_at.is_(None) | (Study.results_purged_at <= purged_before),
+        ~exists(instances),
+        ~exists(results),
+    )
+
+
 def _candidates_query() -> Select[Any]:
     images = (
         select(
@@ -145,7 +179,16 @@ def _candidates_query() -> Select[Any]:
     )
     settled = func.coalesce(Study.settled_at, Study.last_received_at)
     return (
-        select(Study.uid, Study.state, settled, images.c.count, images.c.bytes, results.c.count)
+        select(
+            Study.uid,
+            Study.state,
+            settled,
+            images.c.count,
+            images.c.bytes,
+            results.c.count,
+            Study.keep_images_h,
+            Study.keep_results_h,
+        )
         .outerjoin(images, images.c.study_uid == Study.uid)
         .outerjoin(results, results.c.study_uid == Study.uid)
         .where(
@@ -161,10 +204,13 @@ def _candidates_query() -> Select[Any]:
 def finished_studies(
     index: Index, retention: RetentionSettings, now: datetime | None = None
 ) -> list[Candidate]:
-    """Every finished study that still has instances or results, the longest settled first."""
+    """Every finished study that still has instances or results, the longest settled first. Its keep
+    times are those its rules asked for (``retention:`` on a rule), else the global ones."""
     now = now or utcnow()
-    images_before = now - timedelta(hours=retention.keep_images_h)
-    results_before = now - timedelta(hours=retention.keep_results_h)
+
+    def kept_until(settled: datetime, rule_h: float | None, global_h: float) -> datetime:
+        return settled + timedelta(hours=global_h if rule_h is None else rule_h)
+
     with index.session() as session:
         rows = session.execute(_candidates_query()).all()
     return [
@@ -175,10 +221,10 @@ def finished_studies(
             instances=instances or 0,
             image_bytes=int(image_bytes or 0),
             results=results or 0,
-            images_due=bool(instances) and settled <= images_before,
-            results_due=bool(results) and settled <= results_before,
+            images_due=bool(instances) and kept_until(settled, keep_images, retention.keep_images_h) <= now,
+            results_due=bool(results) and kept_until(settled, keep_results, retention.keep_results_h) <= now,
         )
-        for uid, state, settled, instances, image_bytes, results in rows
+        for uid, state, settled, instances, image_bytes, results, keep_images, keep_results in rows
     ]
 
 
@@ -225,18 +271,22 @@ class Purger:
         self.reserve_bytes = reserve_bytes
         self._lock = threading.Lock()
 
-    def run_once(self, dry_run: bool = False, now: datetime | None = None) -> PurgeReport:
+    def run_once(
+        self, dry_run: bool = False, now: datetime | None = None, resume: bool = True
+    ) -> PurgeReport:
+        """``resume``: first finish the purges a crash left marked (the SCP's timed pass does; a pass
+        the SCP runs before refusing an instance leaves them to it, as one may be running now)."""
         with self._lock:
-            return self._pass(dry_run, now)
+            return self._pass(dry_run, now, resume)
 
-    def _pass(self, dry_run: bool, now: datetime | None) -> PurgeReport:
+    def _pass(self, dry_run: bool, now: datetime | None, resume: bool = True) -> PurgeReport:
         resumed: list[str] = []
         totals = [0, 0, 0]
-        if not dry_run:
+        if resume and not dry_run:
             for study_uid, images_mark, results_mark in self._interrupted():
                 log.warning("finishing the purge of study %s that a crash interrupted", study_uid)
-                resumed.append(study_uid)
-                self._add(totals, self._finish(study_uid, images_mark, results_mark, "resumed"))
+                if self._finish_or_log(totals, study_uid, images_mark, results_mark, "resumed"):
+                    resumed.append(study_uid)
         disk = disk_usage(self.store)
         plan = plan_purge(finished_studies(self.index, self.retention, now), self.retention, disk)
         purged: list[PurgeItem] = []
@@ -247,8 +297,8 @@ class Purger:
             marks = self._mark(item)
             if marks is None:
                 continue  # it was reopened or got work meanwhile
-            purged.append(item)
-            self._add(totals, self._finish(item.study_uid, *marks, item.reason))
+            if self._finish_or_log(totals, item.study_uid, *marks, item.reason):
+                purged.append(item)
         if purged and not dry_run:
             log.info(
                 "retention purged %d study(ies): %d instance(s), %d bytes, %d result(s); disk %.1f%% used",
@@ -258,16 +308,69 @@ class Purger:
                 totals[2],
                 disk.used_pct,
             )
+        forgotten = self._forget(dry_run, now) if resume else []
         if self.reserve_bytes and not dry_run and disk_usage(self.store).free <= self.reserve_bytes:
             overview = storage_overview(self.index, self.store, self.retention, self.reserve_bytes, now)
             if overview.stuck:
                 log.warning(overview.why_stuck())
-        return PurgeReport(resumed, purged, totals[0], totals[1], totals[2], disk, dry_run)
+        return PurgeReport(resumed, purged, totals[0], totals[1], totals[2], disk, dry_run, forgotten)
 
-    @staticmethod
-    def _add(totals: list[int], counts: tuple[int, int, int]) -> None:
+    def _forget(self, dry_run: bool, now: datetime | None) -> list[str]:
+        """The rows of studies whose files all went ``retention.keep_records_days`` ago: each study in one
+        transaction that first re-checks it (a late instance may have reopened it)."""
+        before = (now or utcnow()) - timedelta(days=self.retention.keep_records_days)
+        with self.index.session() as session:
+            uids = list(session.scalars(select(Study.uid).where(forgettable(before))))
+        if dry_run:
+            return uids
+        forgotten = []
+        for uid in uids:
+            with self.index.session() as session:
+                # The re-check takes the study row's lock (SQLite: the write lock) before any delete.
+                claimed = cast(
+                    CursorResult[Any],
+                    session.execute(
+                        update(Study)
+                        .where(Study.uid == uid, forgettable(before))
+                        .values(purging_images_since=None)
+                        .execution_options(synchronize_session=False)
+                    ),
+                )
+                if claimed.rowcount != 1:
+                    continue
+                delete_study_rows(session, uid)
+            forgotten.append(uid)
+        if forgotten:
+            log.info(
+                "retention deleted the index rows of %d study(ies) purged over %g day(s) ago",
+                len(forgotten),
+                self.retention.keep_records_days,
+            )
+        return forgotten
+
+    def _finish_or_log(
+        self,
+        totals: list[int],
+        study_uid: str,
+        images_mark: datetime | None,
+        results_mark: datetime | None,
+        reason: str,
+    ) -> bool:
+        """Finish one marked purge and count it; a file that cannot be deleted (EBUSY, EACCES) fails
+        that study's purge alone: it stays marked, the next pass tries again, the others go on."""
+        try:
+            counts = self._finish(study_uid, images_mark, results_mark, reason)
+        except OSError as error:
+            log.error(
+                "purge of study %s stopped (%s: %s); it stays marked and the next pass tries again",
+                study_uid,
+                type(error).__name__,
+                error.strerror,
+            )
+            return False
         for n, count in enumerate(counts):
             totals[n] += count
+        return True
 
     def _interrupted(self) -> list[tuple[str, datetime | None, datetime | None]]:
         with self.index.session() as session:
@@ -340,6 +443,7 @@ class Purger:
                 select(Instance.sop_uid, Instance.path, Instance.size)
                 .join(Series, Series.uid == Instance.series_uid)
                 .where(Series.study_uid == study_uid, Instance.received_at <= mark)
+                .order_by(Instance.path)
             ).all()
         # A file newer than the mark is a late instance (written again under the same path): it stays.
         newest = mark.replace(tzinfo=UTC).timestamp()
@@ -395,6 +499,33 @@ class Purger:
         for folder in folders:
             remove_empty_folders(folder, self.store.root)
         return len(ids)
+
+
+def delete_study_rows(session: Session, study_uid: str) -> None:
+    """Every index row of a study, dependents first, the study row last (in the caller's transaction):
+    jobs, results, deliveries, HL7 messages, worklist items and priority changes, feedback, monitored
+    results, audit events, instances, series. Pseudonyms are not the study's rows: erasure drops them."""
+    jobs = select(Job.id).where(Job.study_uid == study_uid).scalar_subquery()
+    results = select(Result.id).where(Result.job_id.in_(jobs)).scalar_subquery()
+    series = select(Series.uid).where(Series.study_uid == study_uid).scalar_subquery()
+    statements = [
+        delete(Feedback).where(Feedback.result_id.in_(results)),
+        delete(MonitoredResult).where(
+            MonitoredResult.result_id.in_(results) | (MonitoredResult.study_uid == study_uid)
+        ),
+        delete(Delivery).where(Delivery.result_id.in_(results) | (Delivery.study_uid == study_uid)),
+        delete(Hl7Message).where(Hl7Message.job_id.in_(jobs) | (Hl7Message.study_uid == study_uid)),
+        delete(Result).where(Result.id.in_(results)),
+        delete(Job).where(Job.study_uid == study_uid),
+        delete(PriorityChange).where(PriorityChange.study_uid == study_uid),
+        delete(WorklistItem).where(WorklistItem.study_uid == study_uid),
+        delete(AuditEvent).where(AuditEvent.study_uid == study_uid),
+        delete(Instance).where(Instance.series_uid.in_(series)),
+        delete(Series).where(Series.study_uid == study_uid),
+        delete(Study).where(Study.uid == study_uid),
+    ]
+    for statement in statements:
+        session.execute(statement.execution_options(synchronize_session=False))
 
 
 def remove_empty_folders(folder: Path, root: Path) -> None:

@@ -156,6 +156,8 @@ rules:
             "discard cannot",
         ),
         ("match: {Modality: CT}", "rules[0] (r)", "a rule needs an action"),
+        ("retention: {}", "rules[0] (r).retention", "retention needs keep_images_h or keep_results_h"),
+        ("retention: {keep_images_h: -1}", "rules[0] (r).retention.keep_images_h", "greater than or equal"),
         (
             "forward_to: [nowhere]",
             "(top level)",

@@ -7,7 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from typer.testing import CliRunner
 
 from radrouter import cli
@@ -278,3 +278,77 @@ def test_purge_dry_run_lists_and_deletes_nothing(
     assert done.exit_code == 0, done.output
     assert "purged 1 study(ies): 3 instance(s)" in done.output
     assert _files(store, uid) == []
+
+
+def test_a_rule_retention_keeps_its_studies_longer_or_shorter(node: tuple[Index, InstanceStore]) -> None:
+    """``retention:`` on a rule, recorded on the study when routed, instead of the global keep (72 h)."""
+    index, store = node
+    research, external, plain = (_study(index, store, n, settled_h_ago=100) for n in (1, 2, 3))
+    recent = _study(index, store, 4, settled_h_ago=10)
+    with index.session() as session:
+        for uid, keep in ((research, 720.0), (external, 200.0), (recent, 1.0)):
+            study = session.get(Study, uid)
+            assert study is not None
+            study.keep_images_h = keep
+        external_study = session.get(Study, external)
+        assert external_study is not None
+        external_study.keep_images_h = None
+        external_study.keep_results_h = 24.0
+    due = {c.study_uid: c.images_due for c in finished_studies(index, KEEP)}
+    assert due == {research: False, external: True, plain: True, recent: True}
+
+    Purger(KEEP, index, store).run_once()
+    assert _files(store, research) and not _files(store, recent) and not _files(store, plain)
+
+
+def test_the_rows_of_a_study_purged_keep_records_days_ago_are_deleted(
+    node: tuple[Index, InstanceStore],
+) -> None:
+    """Once every file of a finished study is gone, its rows (jobs, results, deliveries, audit events)
+    stay ``retention.keep_records_days``; then the pass deletes them, and only them."""
+    index, store = node
+    keep = RetentionSettings(keep_images_h=72, keep_results_h=72, keep_records_days=30)
+    old = _study(index, store, 1, job=JobState.DONE, delivery=DeliveryState.DELIVERED, settled_h_ago=100)
+    young = _study(index, store, 2, job=JobState.DONE, delivery=DeliveryState.DELIVERED, settled_h_ago=100)
+    only_images = _study(index, store, 3, job=JobState.DONE, delivery=DeliveryState.DELIVERED)
+    purger = Purger(keep, index, store)
+    assert {item.study_uid for item in purger.run_once().purged} == {old, young, only_images}
+    with index.session() as session:
+        for uid, days_ago in ((old, 31), (young, 29), (only_images, 31)):
+            study = session.get(Study, uid)
+            assert study is not None
+            study.images_purged_at = utcnow() - timedelta(days=days_ago)
+            study.results_purged_at = utcnow() - timedelta(days=days_ago)
+        # a result of this one still stored (say, one a re-run wrote after the purge)
+        session.execute(update(Result).where(Result.sop_uid == "1.2.3.1.99").values(purged_at=None))
+
+    assert purger.run_once(dry_run=True).forgotten == [old]
+    report = purger.run_once()
+    assert report.forgotten == [old]
+    with index.session() as session:
+        assert session.get(Study, old) is None
+        for table, column in (
+            (Job, Job.study_uid),
+            (AuditEvent, AuditEvent.study_uid),
+            (Series, Series.study_uid),
+        ):
+            assert session.scalars(select(table).where(column == old)).all() == []
+        assert session.scalars(select(Delivery)).all() != []  # the others' deliveries stay
+        assert {uid for uid in session.scalars(select(Study.uid))} == {young, only_images}
+    assert purger.run_once().forgotten == []
+
+
+def test_a_file_that_cannot_be_deleted_stops_its_study_purge_alone(node: tuple[Index, InstanceStore]) -> None:
+    index, store = node
+    stuck, other = _study(index, store, 1, settled_h_ago=200), _study(index, store, 2, settled_h_ago=100)
+    blocked = _files(store, stuck)[-1]
+    blocked.unlink()
+    blocked.mkdir()  # unlink() of it fails, as a busy mount point's would
+    report = Purger(KEEP, index, store).run_once()
+    assert [item.study_uid for item in report.purged] == [other] and not _files(store, other)
+    with index.session() as session:
+        study = session.get(Study, stuck)
+        assert study is not None and study.purging_images_since is not None  # tried again next pass
+    blocked.rmdir()
+    assert Purger(KEEP, index, store).run_once().resumed == [stuck]
+    assert _rows(index, stuck) == 0

@@ -43,6 +43,7 @@ from radrouter.router.receive.negotiation import install as keep_senders_transfe
 from radrouter.router.transport import NODELAY_HANDLER, tls_server_context
 from radrouter.storage.ingest import ReceivedInstance, record_instance
 from radrouter.storage.part10 import part10_file
+from radrouter.storage.retention import Purger
 from radrouter.storage.store import InstanceStore, InvalidUID, validate_uid
 
 log = logging.getLogger(__name__)
@@ -132,6 +133,9 @@ class StorageSCP:
         self.ae.require_calling_aet = settings.node.allowed_calling_aes
         reserve_bytes = settings.storage.free_space_reserve_mb * 1024 * 1024
         self.free_space = FreeSpace(store, reserve_bytes, settings.node.processes)
+        #: An instance that would reach the reserve first has retention purge what the watermark
+        #: allows, here and now: the SCP's timed pass may be up to ``retention.interval_s`` away.
+        self.purger = Purger(settings.retention, index, store) if settings.retention.enabled else None
         for context in [*AllStoragePresentationContexts, *VerificationPresentationContexts]:
             if context.abstract_syntax is not None:
                 self.ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
@@ -192,6 +196,18 @@ class StorageSCP:
         evt.trigger(assoc, evt.EVT_REJECTED, {})
         assoc.kill()
 
+    def _purged_room_for(self, size: int) -> bool:
+        """Before Out of Resources: a retention pass (finished studies over the watermark, oldest
+        first); whether there is room now. Purges a crash left marked are the timed pass's to finish."""
+        if self.purger is None:
+            return False
+        try:
+            report = self.purger.run_once(resume=False)
+        except Exception as error:
+            log.error("retention pass before refusing failed (%s)", type(error).__name__)
+            return False
+        return bool(report.purged) and self.free_space.room_for(size)
+
     def handle_echo(self, event: Any) -> int:
         return StoreStatus.SUCCESS
 
@@ -237,7 +253,7 @@ class StorageSCP:
             return StoreStatus.CANNOT_UNDERSTAND
 
         path = self.store.instance_path(study_uid, series_uid, sop_uid)
-        if not self.free_space.room_for(len(raw)):
+        if not self.free_space.room_for(len(raw)) and not self._purged_room_for(len(raw)):
             log.error("refused %s: free disk space is below the reserve", sop_uid, extra=study(study_uid))
             return StoreStatus.OUT_OF_RESOURCES
         try:

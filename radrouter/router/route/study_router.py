@@ -15,7 +15,7 @@ from typing import Protocol
 from celery import Celery
 from sqlalchemy.orm import Session
 
-from radrouter.config.rules import Completion
+from radrouter.config.rules import Completion, rule_retention
 from radrouter.config.settings import Settings, config_file_from_environment
 from radrouter.router.dispatch.contract import DELIVERY_QUEUE, TaskName, queue_for
 from radrouter.router.dispatch.send import QueuedTask, send_tasks
@@ -113,6 +113,9 @@ class StudyRouter:
                 session, study, decision
             )
             routed_early = _has_work(session, study)  # series completion may have queued some already
+            study.keep_images_h, study.keep_results_h = rule_retention(
+                [rule for rule in routing.rules if rule.name in fired]
+            )
             study.state = StudyState.ROUTED if queued or routed_early else StudyState.DONE
             study.reason = None if queued or routed_early else "no rule asked for a pipeline or a forward"
             if study.state == StudyState.DONE:

@@ -27,10 +27,10 @@ from pynetdicom import AE
 from pynetdicom.association import Association
 from pynetdicom.sop_class import Verification
 
-from radrouter.config.settings import CompletionSettings, Settings
+from radrouter.config.settings import CompletionSettings, RetentionSettings, Settings
 from radrouter.router.assemble import StudyAssembler
 from radrouter.router.receive.scp import StorageSCP
-from radrouter.storage.index import Index, Instance, Series
+from radrouter.storage.index import Index, Instance, Series, Study
 from radrouter.storage.store import InstanceStore
 from tests.services import CT_HEAD, DATA, DCMSEND, ECHOSCU, MPRAGE, free_port, storescu, wait_until
 
@@ -310,3 +310,27 @@ def test_associations_beyond_the_maximum_are_rejected(root: Path) -> None:
         finally:
             first.release()
         wait_for_a_free_place(scp.settings.node.port)
+
+
+def test_an_instance_that_would_reach_the_reserve_has_retention_purge_first(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before it answers Out of Resources the SCP runs a retention pass (the timed one may be a minute
+    away): the finished study over the watermark goes, and the instance is stored."""
+    from tests.storage.test_retention import _study
+
+    with RunningSCP(root) as scp:
+        assert scp.scp.purger is not None
+        # every disk is over a watermark this low: the finished study is purged when a pass runs
+        scp.scp.purger.retention = RetentionSettings(high_watermark_pct=0.001, low_watermark_pct=0.001)
+        finished = _study(scp.index, scp.scp.store, 1, settled_h_ago=1)
+        # the reserve reached for as long as the finished study's files are there
+        monkeypatch.setattr(
+            scp.scp.free_space, "room_for", lambda size: not list((root / "instances" / finished).rglob("*"))
+        )
+        sent = storescu(scp.settings.node.port, ONE_SLICE)
+        assert "Received Store Response (Success)" in sent.stderr
+        assert scp.instances() == 1
+        with scp.index.session() as session:
+            study = session.get(Study, finished)
+            assert study is not None and study.images_purged_at is not None

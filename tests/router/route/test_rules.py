@@ -7,7 +7,7 @@ from typing import Any
 import pydicom
 import pytest
 
-from radrouter.config.rules import Priority, Rule, default_rules
+from radrouter.config.rules import Priority, Rule, default_rules, rule_retention
 from radrouter.router.route.conditions import evaluate_match
 from radrouter.router.route.header import SeriesHeader
 from radrouter.router.route.rules import PipelineRun, decide
@@ -348,3 +348,13 @@ def test_discard_drops_the_series_from_every_rule_and_from_default(
     assert decision.runs == []
     assert [f.series_uid for f in decision.forwards] == [ct.series_uid]
     assert decision.series[0].notes == ["discarded by rule 'test-sender': no pipeline, no forward"]
+
+
+def test_rule_retention_is_the_longest_of_the_matching_rules_that_say_one() -> None:
+    rules = [
+        Rule.model_validate({"name": "a", "retention": {"keep_images_h": 5}}),
+        Rule.model_validate({"name": "b", "retention": {"keep_images_h": 50, "keep_results_h": 1}}),
+        Rule.model_validate({"name": "c", "forward_to": ["pacs"]}),
+    ]
+    assert rule_retention(rules) == (50, 1)
+    assert rule_retention(rules[2:]) == (None, None)

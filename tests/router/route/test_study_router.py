@@ -169,3 +169,22 @@ def test_study_rules_wait_for_the_study(router: StudyRouter) -> None:
     record_instance(router.index, first)
     assert router.route_series(first.study_uid, first.series_uid) == []  # the default rule is a study rule
     assert len(router.route(first.study_uid)) == 1
+
+
+def test_a_study_keeps_the_longest_retention_of_the_rules_that_matched_it(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path / "radrouter.yaml",
+        "  - {name: research, match: {Modality: MR}, retention: {keep_images_h: 720}}\n"
+        "  - {name: short, match: {Modality: MR}, retention: {keep_images_h: 1, keep_results_h: 2}}\n"
+        "  - {name: ct-only, match: {Modality: CT}, retention: {keep_images_h: 9000}}\n",
+    )
+    settings = load_settings(config)
+    router = StudyRouter(
+        settings, Index(settings.storage.resolved_index_url()), celery_app(settings), open_for_study
+    )
+    record_instance(router.index, received(FIRST))
+    router.route(received(FIRST).study_uid)
+    with router.index.session() as session:
+        study = session.get(Study, received(FIRST).study_uid)
+        assert study is not None and study.state == StudyState.DONE  # retention is no work
+        assert (study.keep_images_h, study.keep_results_h) == (720, 2)
