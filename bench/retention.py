@@ -105,22 +105,7 @@ def _receive(
         path = store.instance_path(study_uid, series_uid, dataset.SOPInstanceUID)
         store.write(path, data)
         volume.add(len(data))
-        record_instance(
-            index,
-            ReceivedInstance(
-                study_uid=study_uid,
-                series_uid=series_uid,
-                sop_uid=dataset.SOPInstanceUID,
-                sop_class_uid=dataset.SOPClassUID,
-                transfer_syntax_uid=dataset.file_meta.TransferSyntaxUID,
-                modality="CT",
-                series_number=1,
-                series_description=None,
-                path=str(path),
-                size=len(data),
-                calling_ae="CT",
-            ),
-        )
+        record_instance(index, ReceivedInstance.of_stored_file(path, calling_ae="CT"))
         week.received_bytes += len(data)
         week.received_instances += 1
     with index.session() as session:

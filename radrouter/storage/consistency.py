@@ -13,14 +13,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import pydicom
 from pydicom.errors import InvalidDicomError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from radrouter.storage.index import Hop, Index, Instance
 from radrouter.storage.ingest import ReceivedInstance, record_instance
-from radrouter.storage.store import InstanceStore, InvalidUID, validate_uid
+from radrouter.storage.store import InstanceStore, InvalidUID
 
 log = logging.getLogger(__name__)
 
@@ -65,20 +64,7 @@ def reconcile_store(store: InstanceStore, index: Index, settle_s: float = SETTLE
 
 def _index_file(index: Index, path: Path) -> bool:
     try:
-        header = pydicom.dcmread(path, stop_before_pixels=True)
-        received = ReceivedInstance(
-            study_uid=validate_uid(str(header.StudyInstanceUID)),
-            series_uid=validate_uid(str(header.SeriesInstanceUID)),
-            sop_uid=validate_uid(path.stem),
-            sop_class_uid=str(header.file_meta.MediaStorageSOPClassUID),
-            transfer_syntax_uid=str(header.file_meta.TransferSyntaxUID),
-            modality=header.get("Modality"),
-            series_number=int(header.SeriesNumber) if header.get("SeriesNumber") is not None else None,
-            series_description=str(header.get("SeriesDescription", "")) or None,
-            path=str(path),
-            size=path.stat().st_size,
-            calling_ae="",
-        )
+        received = ReceivedInstance.of_stored_file(path)
     except (InvalidDicomError, InvalidUID, AttributeError, ValueError, EOFError, OSError) as error:
         log.error("stored file %s cannot be indexed: %s", path.name, type(error).__name__)
         return False

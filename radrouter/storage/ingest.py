@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
+import pydicom
 from sqlalchemy import bindparam, func, insert, update
 from sqlalchemy.exc import IntegrityError
 
 from radrouter.storage.index import Hop, Index, Instance, Series, Study, StudyState, utcnow
+from radrouter.storage.store import validate_uid
 
 HIGH_PRIORITY = 1
 
@@ -33,6 +36,26 @@ class ReceivedInstance:
     calling_address: str = ""
     #: The SCP start that received it (``router.dispatch.worker.process_incarnation``).
     receiver: str = ""
+
+    @classmethod
+    def of_stored_file(cls, path: Path, calling_ae: str = "") -> ReceivedInstance:
+        """The record of a Part 10 file already in the store, from its header (the SCP has these facts
+        from the association; a file found on disk has only itself). Raises on an unreadable file or
+        an invalid UID (``InvalidUID``)."""
+        header = pydicom.dcmread(path, stop_before_pixels=True)
+        return cls(
+            study_uid=validate_uid(str(header.StudyInstanceUID)),
+            series_uid=validate_uid(str(header.SeriesInstanceUID)),
+            sop_uid=validate_uid(path.stem),
+            sop_class_uid=str(header.file_meta.MediaStorageSOPClassUID),
+            transfer_syntax_uid=str(header.file_meta.TransferSyntaxUID),
+            modality=header.get("Modality"),
+            series_number=int(header.SeriesNumber) if header.get("SeriesNumber") is not None else None,
+            series_description=str(header.get("SeriesDescription", "")) or None,
+            path=str(path),
+            size=path.stat().st_size,
+            calling_ae=calling_ae,
+        )
 
 
 def record_instance(index: Index, received: ReceivedInstance) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from io import BytesIO
 from pathlib import Path
 
@@ -45,6 +44,7 @@ from radrouter.storage.index import (
 from radrouter.storage.ingest import ReceivedInstance, record_instance
 from radrouter.storage.store import InstanceStore
 from tests.services import CT_HEAD
+from tests.storage.commands import config_for
 
 SLICES = sorted(CT_HEAD.iterdir())[:3]
 
@@ -68,22 +68,7 @@ def _study(index: Index, store: InstanceStore, patient_id: str, state: StudyStat
         dataset.save_as(buffer, enforce_file_format=True)
         path = store.instance_path(study_uid, series_uid, dataset.SOPInstanceUID)
         store.write(path, buffer.getvalue())
-        record_instance(
-            index,
-            ReceivedInstance(
-                study_uid=study_uid,
-                series_uid=series_uid,
-                sop_uid=dataset.SOPInstanceUID,
-                sop_class_uid=dataset.SOPClassUID,
-                transfer_syntax_uid=dataset.file_meta.TransferSyntaxUID,
-                modality="CT",
-                series_number=1,
-                series_description=None,
-                path=str(path),
-                size=len(buffer.getvalue()),
-                calling_ae="CT",
-            ),
-        )
+        record_instance(index, ReceivedInstance.of_stored_file(path, calling_ae="CT"))
     seg_uid, seg_series = generate_uid(), generate_uid()
     seg_path = store.result_path(study_uid, seg_uid)
     store.write(seg_path, b"SEG of " + patient_id.encode())
@@ -249,13 +234,7 @@ def test_erase_command(
 ) -> None:
     index, store = node
     kept, busy = _study(index, store, "PAT-5"), _study(index, store, "PAT-6", state=StudyState.ROUTED)
-    for key in list(os.environ):
-        if key.startswith("RADROUTER_"):
-            monkeypatch.delenv(key)
-    config = tmp_path / "radrouter.yaml"
-    config.write_text(
-        f"storage: {{root: {store.root}, index_url: 'sqlite:///{tmp_path / 'index.sqlite3'}'}}\n"
-    )
+    config = config_for(store, tmp_path, monkeypatch)
     runner = CliRunner()
     refused = runner.invoke(cli.app, ["erase", "--patient-id", "PAT-6", "--config", str(config)])
     assert refused.exit_code == 1 and "work in progress" in refused.output and "--force" in refused.output

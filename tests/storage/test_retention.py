@@ -34,6 +34,7 @@ from radrouter.storage.index import (
 from radrouter.storage.ingest import ReceivedInstance, record_instance
 from radrouter.storage.retention import DiskUsage, Purger, finished_studies
 from radrouter.storage.store import InstanceStore
+from tests.storage.commands import config_for
 
 KEEP = RetentionSettings(keep_images_h=72, keep_results_h=168)
 QUIET_DISK = DiskUsage(total=10**12, used=10**11, free=9 * 10**11)
@@ -257,13 +258,7 @@ def test_purge_dry_run_lists_and_deletes_nothing(
 ) -> None:
     index, store = node
     uid = _study(index, store, 1)
-    for key in list(os.environ):
-        if key.startswith("RADROUTER_"):
-            monkeypatch.delenv(key)
-    config = tmp_path / "radrouter.yaml"
-    config.write_text(
-        f"storage: {{root: {store.root}, index_url: 'sqlite:///{tmp_path / 'index.sqlite3'}'}}\n"
-    )
+    config = config_for(store, tmp_path, monkeypatch)
     runner = CliRunner()
     dry = runner.invoke(cli.app, ["purge", "--dry-run", "--config", str(config)])
     assert dry.exit_code == 0, dry.output
