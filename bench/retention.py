@@ -37,8 +37,10 @@ from radrouter.storage.index import Index, Instance, Series, Study, StudyState, 
 from radrouter.storage.ingest import ReceivedInstance, record_instance
 from radrouter.storage.retention import DiskUsage, Purger
 from radrouter.storage.store import InstanceStore
+from tests.services import CT_HEAD
 
-SOURCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "ct-head-philips-phantom-5mm"
+#: Found as the tests find it (``../shared/data`` beside the checkout, else the workplace's copy).
+SOURCE = CT_HEAD
 MB = 1024 * 1024
 
 
