@@ -25,6 +25,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    select,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
@@ -498,8 +499,14 @@ class Index:
 
 
 def settle_study(session: Session, study_uid: str) -> None:
-    """Move a study to DONE or FAILED once every job of its revision and every delivery has ended."""
-    study = session.get(Study, study_uid)
+    """Move a study to DONE or FAILED once every job of its revision and every delivery has ended.
+
+    The study's row is locked first, and what this session had loaded is read again: two deliveries of
+    one study ending at once on PostgreSQL would otherwise each see the other still PENDING (read
+    committed) and neither settle the study."""
+    session.flush()
+    study = session.scalars(select(Study).where(Study.uid == study_uid).with_for_update()).one_or_none()
+    session.expire_all()
     if study is None or study.state not in (StudyState.ROUTED, StudyState.PROCESSING):
         return
     jobs = [job for job in study.jobs if job.revision == study.revision]
