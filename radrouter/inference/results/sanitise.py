@@ -259,11 +259,10 @@ def _vr(dataset: Dataset, tag: BaseTag) -> str | None:
         return None
 
 
-def _element(dataset: Dataset, tag: BaseTag, encodings: list[str]) -> tuple[str, list[str]] | None:
+def _element(dataset: Dataset, tag: BaseTag, vr: str, encodings: list[str]) -> tuple[str, list[str]] | None:
     """(VR, values as text) without the conversion that fails on a non-conforming DS, IS or date."""
     item = dataset.get_item(tag)
-    vr = _vr(dataset, tag)
-    if item is None or isinstance(item, Dataset) or vr is None:
+    if item is None or isinstance(item, Dataset):
         return None
     if vr not in _REPAIRS and vr not in TEXT_VRS and vr not in MAX_LENGTH:
         return None
@@ -279,9 +278,9 @@ def _element(dataset: Dataset, tag: BaseTag, encodings: list[str]) -> tuple[str,
 
 
 def _sanitise_element(
-    dataset: Dataset, tag: BaseTag, encodings: list[str], keep: frozenset[str]
+    dataset: Dataset, tag: BaseTag, vr: str, encodings: list[str], keep: frozenset[str]
 ) -> Repair | None:
-    found = _element(dataset, tag, encodings)
+    found = _element(dataset, tag, vr, encodings)
     if found is None:
         return None
     vr, values = found
@@ -336,12 +335,15 @@ def _walk(dataset: Dataset, encodings: list[str]) -> Iterator[Repair]:
     for tag in list(dataset.keys()):
         if tag.is_private or tag.group in (0x0002, 0x7FE0) or tag.element == 0:
             continue
-        if _vr(dataset, tag) == "SQ":
+        vr = _vr(dataset, tag)  # once per element: this runs on every attribute of every slice
+        if vr is None:
+            continue
+        if vr == "SQ":
             for nested in dataset[tag].value:
                 yield from _walk(nested, encodings)
             continue
         try:
-            repair = _sanitise_element(dataset, tag, encodings, IDENTIFYING_UIDS)
+            repair = _sanitise_element(dataset, tag, vr, encodings, IDENTIFYING_UIDS)
         except Exception:  # a value this gate has no rule for: leave it to highdicom, whose failure
             log.debug("sanitiser: %s left as sent", tag, exc_info=True)  # is then the job's reason
             continue
