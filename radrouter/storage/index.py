@@ -91,10 +91,14 @@ class Hop(enum.StrEnum):
 
 
 class ResultKind(enum.StrEnum):
-    """What a job wrote: a DICOM-SEG, or the TID 1500 SR that reports on it."""
+    """What a job wrote: a DICOM-SEG, the TID 1500 SR that reports on it, and for SEG-blind viewers
+    key images (Secondary Capture) with the Key Object Selection that flags them; values are the
+    objects' modalities."""
 
     SEG = "SEG"
     SR = "SR"
+    KEY_IMAGE = "SC"
+    KEY_OBJECTS = "KO"
 
 
 class Verdict(enum.StrEnum):

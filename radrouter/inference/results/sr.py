@@ -67,15 +67,7 @@ def build_report(
     """The report; ``replaces`` are earlier reports of the same job on an older study revision, which
     the new one lists in its Predecessor Documents Sequence (PS3.3 C.17.2.3)."""
     algorithm = identity.tid4019()
-    observer = hd.sr.ObserverContext(
-        observer_type=codes.DCM.Device,
-        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=identity.uid("device"),
-            name=identity.model_name,
-            manufacturer_name=MANUFACTURER,
-            model_name=identity.pipeline[:64],
-        ),
-    )
+    observer = identity.device_observer()
     present = {int(item.SegmentNumber) for item in segmentation.SegmentSequence}
     segments = {m.segment.label: m.segment for m in measurements if m.segment is not None}
     groups: list[
