@@ -236,7 +236,7 @@ class JobRunner:
         written: list[Path] = []
         for kind, dataset, stand_in in (
             (ResultKind.SEG, built.segmentation, built.stand_in),
-            (ResultKind.SR, built.report, None),
+            (ResultKind.SR, built.report, built.stand_in_report),
             *((ResultKind.KEY_IMAGE, image, None) for image in built.key_images),
             *([(ResultKind.KEY_OBJECTS, built.key_objects, None)] if built.key_objects else []),
         ):

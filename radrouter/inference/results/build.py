@@ -30,8 +30,8 @@ from radrouter.inference.results.summary import ResultSummary
 
 @dataclass(frozen=True)
 class ResultObjects:
-    """What one job writes: the SEG, its stand-in (LABELMAP SEGs only), the SR, the key images with
-    their Key Object Selection (when asked), and what changed."""
+    """What one job writes: the SEG, its stand-in (LABELMAP SEGs only), the SR and the SR on the
+    stand-in, the key images with their Key Object Selection (when asked), and what changed."""
 
     segmentation: hd.seg.Segmentation
     stand_in: hd.seg.Segmentation | None
@@ -42,6 +42,8 @@ class ResultObjects:
     timings: dict[str, float] = field(default_factory=dict)
     key_images: list[hd.sc.SCImage] = field(default_factory=list)
     key_objects: hd.ko.KeyObjectSelectionDocument | None = None
+    #: The same report referencing the stand-in: a destination that gets the stand-in gets this SR.
+    stand_in_report: hd.sr.Comprehensive3DSR | None = None
 
 
 def _finish(result: Dataset, source: Dataset, repairs: list[Repair]) -> None:
@@ -80,6 +82,18 @@ def build_results(
         report = build_report(
             datasets, segmentation, measurements, findings, pipeline.procedure, identity, replaces=replaces
         )
+        stand_in_report = None
+        if stand_in is not None:
+            stand_in_report = build_report(
+                datasets,
+                stand_in,
+                measurements,
+                findings,
+                pipeline.procedure,
+                identity,
+                replaces=replaces,
+                role="sr-stand-in",
+            )
     built_sr = time.perf_counter()
     images: list[hd.sc.SCImage] = []
     key_objects = None
@@ -88,11 +102,13 @@ def build_results(
             labels = prediction.labelmap.array
             images = build_key_images(datasets, labels, pipeline.segments, measurements, identity, key_images)
             key_objects = build_key_objects(images, identity) if images else None
-    for result in (segmentation, stand_in, report, *images, key_objects):
+    for result in (segmentation, stand_in, report, stand_in_report, *images, key_objects):
         if result is not None:
             _finish(result, datasets[0], repairs)
     timings = {"seg_s": round(built_seg - started, 3), "sr_s": round(built_sr - built_seg, 3)}
     if key_images is not None:
         timings["key_images_s"] = round(time.perf_counter() - built_sr, 3)
     summary = result_summary(pipeline, measurements, findings)
-    return ResultObjects(segmentation, stand_in, report, summary, repairs, timings, images, key_objects)
+    return ResultObjects(
+        segmentation, stand_in, report, summary, repairs, timings, images, key_objects, stand_in_report
+    )

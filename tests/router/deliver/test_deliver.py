@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from io import BytesIO
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from highdicom.seg import SegmentationTypeValues
 from pydicom.sr.codedict import codes
@@ -13,12 +15,15 @@ from pydicom.uid import generate_uid
 from radrouter.config.settings import Destination
 from radrouter.inference.pipeline import Prediction, SegmentSpec
 from radrouter.inference.results.content import ResultIdentity
+from radrouter.inference.results.measurements import reported_measurements
 from radrouter.inference.results.seg import build_segmentation
+from radrouter.inference.results.sr import build_report
 from radrouter.inference.volume import load_volume, read_series
-from radrouter.router.deliver.scu import OutgoingObject, RefusedByDestination, send
+from radrouter.router.deliver.scu import OutgoingObject, RefusedByDestination, Sent, send
 from tests.services import CT_HEAD, Orthanc
 
 BINARY_SEG = "1.2.840.10008.5.1.4.1.1.66.4"
+COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"
 LABELMAP_SEG = "1.2.840.10008.5.1.4.1.1.66.7"
 
 SEGMENTS = (
@@ -28,7 +33,12 @@ SEGMENTS = (
 
 
 @pytest.fixture(scope="module")
-def labelmap_seg(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def labelmap_seg(labelmap_results: list[Path]) -> tuple[Path, Path]:
+    return labelmap_results[0], labelmap_results[1]
+
+
+@pytest.fixture(scope="module")
+def labelmap_results(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """A two-label SEG over the real head CT phantom (labels by HU threshold), and its BINARY stand-in."""
     datasets = read_series(sorted(p for p in CT_HEAD.iterdir() if p.name.startswith("I")))
     volume = load_volume(datasets)
@@ -42,10 +52,21 @@ def labelmap_seg(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     binary = build_segmentation(datasets, prediction, SEGMENTS, identity, SegmentationTypeValues.BINARY)
     assert (labelmap.SOPClassUID, binary.SOPClassUID) == (LABELMAP_SEG, BINARY_SEG)
     assert labelmap.SOPInstanceUID != binary.SOPInstanceUID
-    paths = folder / "labelmap.dcm", folder / "binary.dcm"
-    labelmap.save_as(paths[0], enforce_file_format=True)
-    binary.save_as(paths[1], enforce_file_format=True)
+    measurements = reported_measurements(_Thresholds(), prediction)
+    reports = [
+        build_report(datasets, seg, measurements, [], codes.LN.CTUnspecifiedBodyRegion, identity, role=role)
+        for seg, role in ((labelmap, "sr"), (binary, "sr-stand-in"))
+    ]
+    paths = [folder / name for name in ("labelmap.dcm", "binary.dcm", "sr.dcm", "sr-stand-in.dcm")]
+    for dataset, path in zip((labelmap, binary, *reports), paths, strict=True):
+        dataset.save_as(path, enforce_file_format=True)
     return paths
+
+
+class _Thresholds:
+    """The pipeline declaration the SR needs: two segments, no measurements or findings of its own."""
+
+    name, version, segments, measurements, findings = "threshold-test", "1.0", SEGMENTS, (), ()
 
 
 def test_a_refused_labelmap_seg_falls_back_to_binary(
@@ -53,7 +74,37 @@ def test_a_refused_labelmap_seg_falls_back_to_binary(
 ) -> None:
     pacs = Destination(host="127.0.0.1", port=orthanc.dicom_port, ae_title=orthanc.ae_title)
     sent = send(pacs, [OutgoingObject(labelmap_seg[0], fallback_path=labelmap_seg[1])], "RADROUTER", 30)
-    assert sent == [BINARY_SEG]
+    assert sent == [Sent(BINARY_SEG, stand_in=True)]
+
+
+def test_the_sr_follows_its_seg_to_the_stand_in_and_its_references_resolve_there(
+    orthanc: Orthanc, labelmap_results: list[Path]
+) -> None:
+    labelmap, binary, sr, sr_stand_in = labelmap_results
+    pacs = Destination(host="127.0.0.1", port=orthanc.dicom_port, ae_title=orthanc.ae_title)
+    outgoing = [OutgoingObject(labelmap, binary), OutgoingObject(sr, sr_stand_in, follows=labelmap)]
+    sent = send(pacs, outgoing, "RADROUTER", 30)
+    assert sent == [Sent(BINARY_SEG, stand_in=True), Sent(COMPREHENSIVE_3D_SR, stand_in=True)]
+    held = pydicom.dcmread(sr_stand_in)
+    study_uid = str(held.StudyInstanceUID)
+    in_pacs = [
+        pydicom.dcmread(BytesIO(f))
+        for s in orthanc.find_series(study_uid, "SR")
+        for f in orthanc.instance_files(s)
+    ]
+    assert [d.SOPInstanceUID for d in in_pacs] == [held.SOPInstanceUID]
+    evidence = in_pacs[0].CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence
+    segs = {
+        i.ReferencedSOPInstanceUID
+        for s in evidence
+        for i in s.ReferencedSOPSequence
+        if i.ReferencedSOPClassUID == BINARY_SEG
+    }
+    seg_series = orthanc.find_series(study_uid, "SEG")
+    held_segs = {
+        pydicom.dcmread(BytesIO(f)).SOPInstanceUID for s in seg_series for f in orthanc.instance_files(s)
+    }
+    assert segs and segs <= held_segs
 
 
 def test_a_refused_class_without_stand_in_is_an_error(
