@@ -28,6 +28,8 @@ from radrouter.inference.volume import is_multiframe
 
 #: CID 7202: why the SC references its source slice.
 SOURCE_FOR_PROCESSING = hd.sr.CodedConcept("121322", "DCM", "Source image for image processing operation")
+#: How a radiologist writes the UCUM units whose codes are not meant for reading.
+_UNIT_TEXT = {"[hnsf'U]": "HU", "1": ""}
 _BAND_COLOUR = (0, 0, 0)
 _TEXT_COLOUR = (255, 255, 255)
 
@@ -54,9 +56,9 @@ def notice(identity: ResultIdentity) -> str:
     return f"AI result: {identity.pipeline} {identity.algorithm_version}. Not for diagnosis on its own."
 
 
-def outline(mask: np.ndarray) -> np.ndarray:
-    """The segment's boundary pixels on a slice: in the segment, next to a pixel outside it."""
-    inner: np.ndarray = np.asarray(ndimage.binary_erosion(mask, border_value=0), dtype=bool)
+def outline(mask: np.ndarray, width: int = 1) -> np.ndarray:
+    """The segment's boundary on a slice: its pixels within ``width`` pixels of a pixel outside it."""
+    inner: np.ndarray = np.asarray(ndimage.binary_erosion(mask, iterations=width, border_value=0), dtype=bool)
     edge: np.ndarray = mask & ~inner
     return edge
 
@@ -125,18 +127,23 @@ def _window(dataset: Dataset, values: np.ndarray) -> tuple[float, float]:
     return float(low), float(high) if high > low else float(low) + 1.0
 
 
+def _value(measurement: ReportedMeasurement, name: str) -> str:
+    unit = _UNIT_TEXT.get(measurement.unit.value, measurement.unit.value)
+    return f"{name} {measurement.value:g} {unit}".rstrip()
+
+
 def _legend(
     segments: Sequence[SegmentSpec], measurements: Sequence[ReportedMeasurement]
 ) -> list[tuple[str, tuple[int, int, int] | None]]:
     lines: list[tuple[str, tuple[int, int, int] | None]] = []
     for spec in segments:
         values = [
-            f"{m.name.removeprefix(spec.name).strip() or m.name} {m.value:g} {m.unit.value}"
+            _value(m, m.name.removeprefix(spec.name).strip() or m.name)
             for m in measurements
             if m.segment == spec
         ]
         lines.append((f"{spec.name}: {'; '.join(values)}" if values else spec.name, spec.color_rgb))
-    series = [f"{m.name} {m.value:g} {m.unit.value}" for m in measurements if m.segment is None]
+    series = [_value(m, m.name) for m in measurements if m.segment is None]
     if series:
         lines.append(("; ".join(series), None))
     return lines
@@ -160,8 +167,9 @@ def render(
     width = max(columns, text_width)
     canvas = Image.new("RGB", (width, rows + line_height * len(texts) + line_height // 2), _BAND_COLOUR)
     slice_rgb = np.repeat(grey[:, :, None], 3, axis=2)
+    width = max(1, columns // 256)  # seen at a glance on a 512-pixel CT slice too
     for spec in segments:
-        slice_rgb[outline(labels == spec.label)] = spec.color_rgb
+        slice_rgb[outline(labels == spec.label, width)] = spec.color_rgb
     canvas.paste(Image.fromarray(slice_rgb, "RGB"), (0, 0))
     draw = ImageDraw.Draw(canvas)
     y = rows + line_height // 4
