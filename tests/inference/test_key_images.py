@@ -3,6 +3,8 @@ burned-in outlines are the boundary of the SEG read back, with the legend and no
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import highdicom as hd
 import numpy as np
 import pytest
@@ -14,7 +16,13 @@ from radrouter.inference.results.build import ResultObjects, build_results
 from radrouter.inference.results.content import PROCESSING_ALGORITHM, ResultIdentity
 from radrouter.inference.results.key_images import KeyImageRequest, choose_slices, notice
 from radrouter.inference.volume import load_volume, read_series
-from tests.inference.variants import dataset_bytes, dciodvfy_elements, reread, threshold_prediction
+from tests.inference.variants import (
+    dataset_bytes,
+    dciodvfy_elements,
+    enhanced_copy,
+    reread,
+    threshold_prediction,
+)
 from tests.services import MPRAGE
 
 SPREAD = 2  # the default of key_images.spread_slices
@@ -107,3 +115,30 @@ def test_a_retry_writes_the_same_key_images(built: tuple[ResultObjects, list[str
     assert [i.SOPInstanceUID for i in again.key_images] == [i.SOPInstanceUID for i in results.key_images]
     assert again.key_objects is not None and results.key_objects is not None
     assert again.key_objects.SOPInstanceUID == results.key_objects.SOPInstanceUID
+
+
+def test_key_images_of_a_multiframe_source_name_the_frame_they_show(tmp_path: Path) -> None:
+    enhanced = read_series([enhanced_copy(sorted(MPRAGE.glob("*.dcm")), tmp_path / "enhanced.dcm")])
+    volume = load_volume(enhanced)
+    identity = ResultIdentity(str(generate_uid()), "brain-extraction", "test", 9100)
+    built = build_results(
+        enhanced,
+        threshold_prediction(volume),
+        BrainExtraction(),
+        identity,
+        key_images=KeyImageRequest(volume, spread_slices=SPREAD, max_images=24),
+    )
+    seg = hd.seg.Segmentation.from_dataset(reread(built.segmentation))
+    assert built.key_images
+    for image in built.key_images:
+        source = image.SourceImageSequence[0]
+        assert source.ReferencedSOPInstanceUID == enhanced[0].SOPInstanceUID
+        frame = int(source.ReferencedFrameNumber)
+        assert 1 <= frame <= int(enhanced[0].NumberOfFrames)
+        mask = seg.get_pixels_by_source_frame(enhanced[0].SOPInstanceUID, [frame], segment_numbers=[1])[
+            0, :, :, 0
+        ].astype(bool)
+        colour = np.array(BrainExtraction.segments[0].color_rgb, dtype=np.uint8)
+        drawn = np.all(image.pixel_array[: mask.shape[0], : mask.shape[1]] == colour, axis=-1)
+        assert drawn.any() and (drawn <= mask).all()  # the outline of the segment on that frame
+        assert dciodvfy_elements(dataset_bytes(image)) == set()
