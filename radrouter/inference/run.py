@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from radrouter.config.results import ResultPart
-from radrouter.config.settings import Settings
+from radrouter.config.settings import Settings, config_file_from_environment
 from radrouter.inference.failures import REASON_LENGTH, JobFailed, in_words, series_name, stage
 from radrouter.inference.node_link import encode_file, node_link
 from radrouter.inference.pipeline import Pipeline, PipelineInputError, Prediction
@@ -27,6 +27,7 @@ from radrouter.inference.results.key_images import KeyImageRequest
 from radrouter.inference.results.sanitise import Repair
 from radrouter.inference.volume import NoFrameOfReference, load_volume, read_series
 from radrouter.logs import study
+from radrouter.router.route.rulebook import RuleBook
 from radrouter.storage.index import (
     Delivery,
     Hop,
@@ -72,6 +73,8 @@ class JobRunner:
         self.store = store
         self.pipelines = pipelines
         self.node = node_link(settings, store)
+        #: Destinations as the config file says now, as the delivery workers read them.
+        self.rulebook = RuleBook(settings, config_file_from_environment())
 
     def run(self, job_id: int, worker: str = "", incarnation: str | None = None) -> JobOutcome:
         """Compute job ``job_id``; ``worker`` (the Celery worker's name) and its ``incarnation`` (this
@@ -165,9 +168,9 @@ class JobRunner:
             return JobOutcome(job_id, [d.id for d in delivery_rows])
 
     def _parts(self, destination: str) -> set[ResultPart]:
-        """What ``destination`` receives of a job's results (the defaults for one not configured here:
+        """What ``destination`` receives of a job's results (for one no longer configured, the defaults:
         its delivery then fails with the reason)."""
-        configured = self.settings.destinations.get(destination)
+        configured = self.rulebook.current().destinations.get(destination)
         return set(configured.results) if configured is not None else {ResultPart.SEG, ResultPart.SR}
 
     def _compute(
