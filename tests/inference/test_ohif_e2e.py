@@ -46,6 +46,8 @@ def study(node: Node, orthanc: Orthanc, tmp_path_factory: pytest.TempPathFactory
     )
     assert settled["state"] == "DONE", settled
     assert {d["state"] for d in settled["deliveries"] + settled["forwards"]} == {"DELIVERED"}
+    # `viewer` lists key images: the Secondary Captures and their Key Object Selection went too.
+    assert {d["kind"] for d in settled["deliveries"]} == {"SEG", "SR", "SC", "KO"}
     return study_uid
 
 

@@ -169,6 +169,8 @@ def test_every_seg_an_sr_in_the_pacs_references_is_in_the_pacs(chest: dict[str, 
     }
     assert ("SEG", "stand-in") in variants and ("SR", "stand-in") in variants  # ct-lung's
     assert ("SEG", "primary") in variants and ("SR", "primary") in variants  # the one-label SEGs
+    # `pacs` has the default results, [seg, sr]: no key images were sent there.
+    assert {d["kind"] for d in chest["study"]["deliveries"]} == {"SEG", "SR"}
 
 
 def test_ct_lung_gives_two_lungs_with_plausible_hu(chest: dict[str, Any]) -> None:
