@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
 
@@ -20,10 +23,11 @@ from radrouter.inference.results.seg import build_segmentation
 from radrouter.inference.results.sr import build_report
 from radrouter.inference.volume import load_volume, read_series
 from radrouter.router.deliver.scu import OutgoingObject, RefusedByDestination, Sent, send
-from tests.services import CT_HEAD, Orthanc
+from tests.services import CT_HEAD, Orthanc, free_port, port_open, wait_until
 
 BINARY_SEG = "1.2.840.10008.5.1.4.1.1.66.4"
 COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"
+STORESCP = "/usr/bin/storescp"
 LABELMAP_SEG = "1.2.840.10008.5.1.4.1.1.66.7"
 
 SEGMENTS = (
@@ -105,6 +109,34 @@ def test_the_sr_follows_its_seg_to_the_stand_in_and_its_references_resolve_there
         pydicom.dcmread(BytesIO(f)).SOPInstanceUID for s in seg_series for f in orthanc.instance_files(s)
     }
     assert segs and segs <= held_segs
+
+
+@pytest.fixture
+def accepts_label_maps(tmp_path: Path) -> Iterator[tuple[Destination, Path]]:
+    """dcmtk's storescp, promiscuous: a peer that accepts the Label Map Segmentation class."""
+    port = free_port()
+    process = subprocess.Popen(
+        [STORESCP, "-pm", "+xa", "-od", str(tmp_path), "-aet", "LABELMAPS", str(port)],
+        env={**os.environ, "TCP_NODELAY": "1"},
+    )
+    try:
+        wait_until(lambda: port_open(port), 30, "storescp")
+        yield Destination(host="127.0.0.1", port=port, ae_title="LABELMAPS"), tmp_path
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_where_the_label_map_seg_is_accepted_its_own_sr_goes_with_it(
+    accepts_label_maps: tuple[Destination, Path], labelmap_results: list[Path]
+) -> None:
+    peer, received = accepts_label_maps
+    labelmap, binary, sr, sr_stand_in = labelmap_results
+    outgoing = [OutgoingObject(labelmap, binary), OutgoingObject(sr, sr_stand_in, follows=labelmap)]
+    sent = send(peer, outgoing, "RADROUTER", 30)
+    assert sent == [Sent(LABELMAP_SEG, stand_in=False), Sent(COMPREHENSIVE_3D_SR, stand_in=False)]
+    stored = {str(pydicom.dcmread(path).SOPInstanceUID) for path in received.iterdir()}
+    assert stored == {str(pydicom.dcmread(path).SOPInstanceUID) for path in (labelmap, sr)}
 
 
 def test_a_refused_class_without_stand_in_is_an_error(
