@@ -24,6 +24,7 @@ from pydantic_settings import (
 from radrouter.config.deidentification import Deidentification
 from radrouter.config.monitoring import MonitoringSettings
 from radrouter.config.pipelines import NetworkPipelineSetting, WorkerPool
+from radrouter.config.results import KeyImageSettings, ResultPart, default_result_parts
 from radrouter.config.rules import Priority, Rule, default_rules
 from radrouter.config.worklist import WorklistSettings
 
@@ -359,6 +360,12 @@ class Destination(BaseModel):
     deidentify: Deidentification | None = Field(
         None, description="De-identification on the way to this destination; required when it is external."
     )
+    results: list[ResultPart] = Field(
+        default_factory=default_result_parts,
+        min_length=1,
+        description="What it receives of a job's results: `seg`, `sr`, `key_images` (outlined slices "
+        "with a legend, for a viewer that shows no DICOM-SEG).",
+    )
 
     @model_validator(mode="after")
     def _external_needs_deidentification(self) -> Destination:
@@ -385,6 +392,7 @@ class Settings(BaseSettings):
     completion: CompletionSettings = CompletionSettings()
     delivery: DeliverySettings = DeliverySettings()
     inference: InferenceSettings = InferenceSettings()
+    key_images: KeyImageSettings = KeyImageSettings()
     worklist: WorklistSettings = WorklistSettings()
     routing: RoutingSettings = RoutingSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
