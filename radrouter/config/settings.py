@@ -373,6 +373,13 @@ class Destination(BaseModel):
             raise ValueError("an external destination needs a `deidentify` block (with its `key`)")
         return self
 
+    @model_validator(mode="after")
+    def _sr_with_its_seg(self) -> Destination:
+        """The SR references the SEG it measures: without the SEG, a viewer following it finds nothing."""
+        if ResultPart.SR in self.results and ResultPart.SEG not in self.results:
+            raise ValueError("results: `sr` needs `seg` too (the SR references the SEG's segments)")
+        return self
+
 
 def _default_destinations() -> dict[str, Destination]:
     return {"pacs": Destination(host="127.0.0.1", port=4242, ae_title="ORTHANC")}

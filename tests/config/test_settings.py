@@ -296,3 +296,10 @@ rules:
     )
     with pytest.raises(ValidationError, match="ambiguous"):
         load_settings(path)
+
+
+def test_a_destination_given_the_sr_without_its_seg_is_rejected() -> None:
+    """The SR references the SEG: sent alone, its references would resolve nowhere at that PACS."""
+    with pytest.raises(ValidationError, match="`sr` needs `seg`"):
+        Destination(host="pacs", port=104, ae_title="PACS", results=["sr"])
+    assert Destination(host="pacs", port=104, ae_title="PACS", results=["seg", "key_images"]).results
