@@ -23,7 +23,7 @@ from radrouter.storage.index import (
     Study,
     StudyState,
 )
-from radrouter.web.dashboard import config_in_use
+from radrouter.web.configuration import config_in_use
 from tests.services import DATA, Node, Orthanc, wait_until
 
 LIVER_SEG = DATA / "ct-abdomen-3slice-with-seg" / "seg" / "liver.dcm"
