@@ -175,9 +175,10 @@ def activity_chart(seen: Activity) -> str:
         axes.tick_params(axis="y", labelsize=8)
         axes.set_xlim(-0.6, len(labels) - 0.4)
         axes.spines[["top", "right"]].set_visible(False)
-    for axes, values in ((counts, seen.received + seen.delivered), (failures, seen.failed)):
+    highest = {counts: max(seen.received + seen.delivered), failures: max(seen.failed)}
+    for axes, top in highest.items():
         axes.yaxis.get_major_locator().set_params(integer=True)
-        axes.set_ylim(0, max(values, default=0) + 1)
+        axes.set_ylim(0, top + 1)
     if not any(seen.p95_s):
         latency.set_ylim(0, 60)
     buffer = io.StringIO()

@@ -47,10 +47,9 @@ def worklist_router(settings: Settings, index: Index, clock: Callable[[], dateti
         ``X-Total-Count`` says how many match the filter; ``X-Worklist-Version`` is the change
         counter this page was read at (poll ``/api/worklist/version`` to know when to read again).
         """
-        version = reading_list.version()
         page = reading_list.page(ListFilter(modality, priority), limit, offset)
         response.headers["X-Total-Count"] = str(page.total)
-        response.headers["X-Worklist-Version"] = version
+        response.headers["X-Worklist-Version"] = page.version
         return page.entries
 
     @router.get("/api/worklist/version")

@@ -40,6 +40,7 @@ class ReadingPage:
 
     total: int
     entries: list[dict[str, Any]]
+    version: str = ""
 
 
 def _unread(chosen: ListFilter) -> Any:
@@ -70,21 +71,28 @@ def _viewer_url(settings: Settings, study_uid: str) -> str | None:
     return template.format(study_uid=study_uid) if template else None
 
 
+def ordered(
+    settings: Settings, index: Index, now: datetime, chosen: ListFilter = EVERYTHING
+) -> list[WaitingStudy]:
+    """The unread studies ``chosen`` matches, in reading order at ``now`` (one narrow query and a sort)."""
+    with index.session() as session:
+        waiting = [WaitingStudy(uid, priority, at) for uid, priority, at in session.execute(_unread(chosen))]
+    return [placement.study for placement in reading_order(waiting, now, settings.worklist.max_wait_s())]
+
+
 def list_page(
     settings: Settings,
     index: Index,
     now: datetime,
-    chosen: ListFilter = EVERYTHING,
+    order: list[WaitingStudy],
     limit: int | None = None,
     offset: int = 0,
 ) -> ReadingPage:
-    """Unread studies in reading order from ``offset``, at most ``limit`` of them, with identity."""
+    """``order`` from ``offset``, at most ``limit`` studies, with their details and identity."""
     caps = settings.worklist.max_wait_s()
+    shown = order[offset : offset + limit if limit is not None else None]
+    uids = [study.study_uid for study in shown]
     with index.session() as session:
-        waiting = [WaitingStudy(uid, priority, at) for uid, priority, at in session.execute(_unread(chosen))]
-        order = reading_order(waiting, now, caps)
-        shown = order[offset : offset + limit if limit is not None else None]
-        uids = [placement.study.study_uid for placement in shown]
         items = {
             i.study_uid: i
             for i in session.scalars(select(WorklistItem).where(WorklistItem.study_uid.in_(uids)))
@@ -99,8 +107,11 @@ def list_page(
             modalities[uid].add(str(modality))
         paths = _one_instance_per_study(session, uids)
     entries = []
-    for position, placement in enumerate(shown, start=offset + 1):
-        item = items[placement.study.study_uid]
+    for position, study in enumerate(shown, start=offset + 1):
+        item = items.get(study.study_uid)
+        if item is None:  # read and purged since the order was computed
+            continue
+        waited = (now - study.arrived_at).total_seconds()
         path = paths.get(item.study_uid)
         identity = read_identity(settings.storage.root / path) if path else None
         entries.append(
@@ -111,9 +122,9 @@ def list_page(
                 "base_priority": item.base_priority,
                 "reason": item.reason,
                 "finding": item.finding,
-                "waited_s": round(placement.waited_s, 1),
+                "waited_s": round(waited, 1),
                 "max_wait_s": caps[item.priority],
-                "overdue": placement.overdue,
+                "overdue": waited >= caps[item.priority],
                 "arrived_at": utc_iso(item.arrived_at),
                 "state": states[item.study_uid].value if item.study_uid in states else None,
                 "modalities": sorted(modalities[item.study_uid]),
@@ -128,7 +139,8 @@ def list_version(settings: Settings, index: Index, now: datetime) -> str:
     """A short token that changes whenever the reading list or its order does, from one aggregate query.
 
     Reads, reopenings, new studies, priority changes and findings move the counts and latest times;
-    ageing moves the order only when a study passes its class's cap, which the overdue count catches.
+    ageing moves the order only when a study passes its class's cap, which the overdue count catches;
+    the latest reception catches a new series (a modality filter may then match the study).
     """
     caps = settings.worklist.max_wait_s()
     unread = WorklistItem.read_at.is_(None)
@@ -155,6 +167,7 @@ def list_version(settings: Settings, index: Index, now: datetime) -> str:
         func.max(WorklistItem.arrived_at),
         func.max(WorklistItem.changed_at),
         func.max(WorklistItem.read_at),
+        select(func.max(Study.last_received_at)).scalar_subquery(),
         *overdue,
     )
     with index.session() as session:

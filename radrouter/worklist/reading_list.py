@@ -32,8 +32,11 @@ from radrouter.storage.index import (
     utcnow,
 )
 from radrouter.worklist.items import open_item, raise_priority
-from radrouter.worklist.listing import EVERYTHING, ListFilter, ReadingPage, list_page, list_version
-from radrouter.worklist.triage import evaluate, most_urgent
+from radrouter.worklist.listing import EVERYTHING, ListFilter, ReadingPage, list_page, list_version, ordered
+from radrouter.worklist.triage import WaitingStudy, evaluate, most_urgent
+
+#: Reading orders kept (one per filter in use) until the change counter moves.
+ORDERS_KEPT = 16
 
 
 class AlreadyRead(Exception):
@@ -55,14 +58,29 @@ class ReadingList:
         self.settings = settings
         self.index = index
         self.clock = clock
+        self._orders: dict[tuple[str, ListFilter], list[WaitingStudy]] = {}
 
     def in_reading_order(self, chosen: ListFilter = EVERYTHING) -> list[dict[str, Any]]:
         """Unread studies, the next to read first, with class, reason, seconds waited and identity."""
         return self.page(chosen).entries
 
     def page(self, chosen: ListFilter = EVERYTHING, limit: int | None = None, offset: int = 0) -> ReadingPage:
-        """One page of the unread studies in reading order, and how many the filter matches."""
-        return list_page(self.settings, self.index, self.clock(), chosen, limit, offset)
+        """One page of the unread studies in reading order, how many the filter matches, and the version.
+
+        The order of each filter is kept for as long as the change counter stays the same (it moves
+        whenever the order could), so paging through a long list sorts it once.
+        """
+        now = self.clock()
+        key = (list_version(self.settings, self.index, now), chosen)
+        order = self._orders.get(key)
+        if order is None:
+            order = ordered(self.settings, self.index, now, chosen)
+            if len(self._orders) >= ORDERS_KEPT:
+                self._orders.clear()
+            self._orders[key] = order
+        page = list_page(self.settings, self.index, now, order, limit, offset)
+        page.version = key[0]
+        return page
 
     def version(self) -> str:
         """The change counter: equal answers mean the same list in the same order."""
