@@ -63,7 +63,7 @@ def _percentiles(seconds: list[float]) -> tuple[float | None, float | None]:
     if not seconds:
         return None, None
     if len(seconds) == 1:
-        return seconds[0], seconds[0]
+        return round(seconds[0], 1), round(seconds[0], 1)
     cuts = quantiles(seconds, n=100, method="inclusive")
     return round(cuts[49], 1), round(cuts[94], 1)
 
