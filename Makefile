@@ -7,7 +7,7 @@ VENV := .venv
 APT_PACKAGES := redis-server orthanc orthanc-dicomweb dcmtk dicom3tools postgresql iproute2 chromium openssl
 APT_TOOLS := /usr/bin/redis-server /usr/sbin/Orthanc /usr/share/orthanc/plugins/libOrthancDicomWeb.so /usr/bin/storescu /usr/bin/echoscu /usr/bin/dciodvfy /usr/lib/postgresql/15/bin/postgres /usr/sbin/ip /usr/bin/chromium /usr/bin/openssl
 
-.PHONY: run test lint ohif system-packages bench-ingest bench-e2e bench-soak bench-results-fuzz bench-retention
+.PHONY: run test lint ohif system-packages bench-ingest bench-e2e bench-soak bench-results-fuzz bench-retention bench-worklist
 
 run: system-packages $(VENV)/.installed
 	$(VENV)/bin/radrouter up
@@ -38,6 +38,10 @@ bench-results-fuzz: system-packages $(VENV)/.installed
 # A simulated week of storage: GB received against peak disk used, C-STOREs refused (README).
 bench-retention: $(VENV)/.installed
 	$(VENV)/bin/python -m bench.retention
+
+# The reading list with 5,000 open studies: one page and the change counter against the whole list.
+bench-worklist: $(VENV)/.installed
+	$(VENV)/bin/python -m bench.worklist_page
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check radrouter tests bench

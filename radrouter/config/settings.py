@@ -102,6 +102,27 @@ class WebSettings(BaseModel):
     )
 
 
+class ViewerSettings(BaseModel):
+    """The image viewer the reading list opens a study in (OHIF, a PACS web viewer)."""
+
+    url_template: str = Field(
+        "",
+        description="URL of a study in the viewer, with `{study_uid}` for its Study Instance UID, e.g. "
+        "`https://ohif.example/viewer?StudyInstanceUIDs={study_uid}`; empty: rows link nowhere.",
+    )
+
+    @model_validator(mode="after")
+    def _names_the_study(self) -> ViewerSettings:
+        if self.url_template:
+            try:
+                formatted = self.url_template.format(study_uid="1.2.3")
+            except (KeyError, IndexError, ValueError) as error:
+                raise ValueError(f"viewer.url_template may name only {{study_uid}}: {error}") from error
+            if "1.2.3" not in formatted:
+                raise ValueError("viewer.url_template must contain {study_uid}")
+        return self
+
+
 class StorageSettings(BaseModel):
     """Where received instances, results and the index live."""
 
@@ -394,6 +415,7 @@ class Settings(BaseSettings):
 
     node: NodeSettings = NodeSettings()
     web: WebSettings = WebSettings()
+    viewer: ViewerSettings = ViewerSettings()
     storage: StorageSettings = StorageSettings()
     broker: BrokerSettings = BrokerSettings()
     completion: CompletionSettings = CompletionSettings()

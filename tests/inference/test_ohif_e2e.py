@@ -3,14 +3,13 @@
 The session node's `viewer` destination (the test Orthanc 1.10, which refuses Label Map SEG) receives
 the forwarded CT, ct-lung's SEG (its BINARY stand-in) with the SR on it, and the key images. OHIF's
 built app reads it over Orthanc's DICOMweb in headless Chromium; the screenshots are kept in
-test-artefacts/ohif/ (README shows one).
+artefacts/ohif/ (README shows one).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from io import BytesIO
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,13 +19,14 @@ from PIL import Image
 from playwright.sync_api import Page, expect, sync_playwright
 
 from radrouter.inference.models.ct_lung import CTLung
+from tests.browser import ARTEFACTS as BROWSER_ARTEFACTS
 from tests.browser import CHROMIUM
 from tests.ohif import OhifServer, ohif_dist
 from tests.services import CT_CHEST, Node, Orthanc, as_new_study, storescu, wait_until
 from tests.user_models import VIEWER_TESTER
 
 expect.set_options(timeout=60_000)  # the shared test machine is slow at times
-ARTEFACTS = Path(__file__).resolve().parents[2] / "test-artefacts" / "ohif"
+ARTEFACTS = BROWSER_ARTEFACTS / "ohif"
 SEG, SR, KEY_IMAGES = CTLung.series_number, CTLung.series_number + 1, CTLung.series_number + 2
 #: Software WebGL: the test machine has no GPU, and OHIF draws with WebGL.
 SOFTWARE_WEBGL = ["--use-gl=angle", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
