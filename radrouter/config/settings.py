@@ -149,6 +149,33 @@ class CompletionSettings(BaseModel):
     )
 
 
+class ClusterSettings(BaseModel):
+    """Several SCP nodes behind one address, sharing completion through the PostgreSQL index."""
+
+    enabled: bool = Field(
+        False,
+        description="Decide study completion in the shared index, so that several SCP nodes (behind "
+        "HAProxy or DNS round-robin) complete a study once; needs a PostgreSQL index_url. Off: the "
+        "node's own in-memory assembler, the fastest for one machine.",
+    )
+    node_name: str = Field(
+        "", max_length=64, description="This node's name in the index and logs; empty means the host name."
+    )
+    node_timeout_s: float = Field(
+        10.0,
+        ge=1,
+        description="A node whose heartbeat (every fifth of this) stopped this long ago is gone: its "
+        "associations count as ended and its studies complete from what it stored.",
+    )
+    flush_interval_s: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="Seconds between writes of arrivals to the index (batched, so no C-STORE waits on "
+        "them); less than completion.quiet_period_s.",
+    )
+
+
 class DeliverySettings(BaseModel):
     """C-STORE of results (and forwarded originals) to destinations."""
 
@@ -383,6 +410,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = StorageSettings()
     broker: BrokerSettings = BrokerSettings()
     completion: CompletionSettings = CompletionSettings()
+    cluster: ClusterSettings = ClusterSettings()
     delivery: DeliverySettings = DeliverySettings()
     inference: InferenceSettings = InferenceSettings()
     worklist: WorklistSettings = WorklistSettings()
@@ -420,6 +448,8 @@ class Settings(BaseSettings):
         twice = sorted({name for name in pooled if pooled.count(name) > 1})
         if twice:
             raise ValueError(f"pipelines in more than one pool: {twice}")
+        if self.cluster.enabled and not self.storage.resolved_index_url().startswith("postgresql"):
+            raise ValueError("cluster.enabled needs a PostgreSQL storage.index_url, shared by every node")
         return self
 
     @classmethod

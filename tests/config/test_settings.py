@@ -296,3 +296,10 @@ rules:
     )
     with pytest.raises(ValidationError, match="ambiguous"):
         load_settings(path)
+
+
+def test_a_cluster_needs_a_shared_postgresql_index() -> None:
+    with pytest.raises(ValidationError, match=r"cluster\.enabled needs a PostgreSQL storage\.index_url"):
+        Settings(cluster={"enabled": True})
+    shared = Settings(cluster={"enabled": True}, storage={"index_url": "postgresql+psycopg://db/radrouter"})
+    assert shared.cluster.enabled
