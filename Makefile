@@ -4,8 +4,8 @@
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
-APT_PACKAGES := redis-server orthanc dcmtk dicom3tools postgresql iproute2 chromium openssl
-APT_TOOLS := /usr/bin/redis-server /usr/sbin/Orthanc /usr/bin/storescu /usr/bin/echoscu /usr/bin/dciodvfy /usr/lib/postgresql/15/bin/postgres /usr/sbin/ip /usr/bin/chromium /usr/bin/openssl
+APT_PACKAGES := redis-server orthanc dcmtk dicom3tools postgresql iproute2 chromium openssl haproxy
+APT_TOOLS := /usr/bin/redis-server /usr/sbin/Orthanc /usr/bin/storescu /usr/bin/echoscu /usr/bin/dciodvfy /usr/lib/postgresql/15/bin/postgres /usr/sbin/ip /usr/bin/chromium /usr/bin/openssl /usr/sbin/haproxy
 
 .PHONY: run test lint system-packages bench-ingest bench-e2e bench-soak bench-results-fuzz bench-retention
 
@@ -44,7 +44,8 @@ lint: $(VENV)/.installed
 # modality and validator; PostgreSQL is the shared index the tests migrate and run a node on, and
 # iproute2's `ip netns` gives the remote-worker test its own network; chromium runs the worklist and
 # dashboard tests headless (Playwright drives it; no browser download); openssl makes the TLS tests'
-# CA. Installed only when one of them is missing.
+# CA; HAProxy is the one address in front of the cluster tests' two SCP nodes. Installed only when one
+# of them is missing.
 system-packages:
 	@missing=0; for tool in $(APT_TOOLS); do [ -x $$tool ] || missing=1; done; \
 	if [ $$missing = 1 ]; then \

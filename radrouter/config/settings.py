@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import os
+import socket
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
@@ -174,6 +175,9 @@ class ClusterSettings(BaseModel):
         description="Seconds between writes of arrivals to the index (batched, so no C-STORE waits on "
         "them); less than completion.quiet_period_s.",
     )
+
+    def resolved_node_name(self) -> str:
+        return self.node_name or socket.gethostname()
 
 
 class DeliverySettings(BaseModel):

@@ -10,7 +10,6 @@ completes once; the router's revision check and the index's unique keys make a s
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 from collections.abc import Callable
 from datetime import datetime
@@ -45,7 +44,7 @@ class SharedStudyAssembler:
         self.settings = settings
         self.index = index
         self.incarnation = incarnation
-        self.name = settings.cluster.node_name or socket.gethostname()
+        self.name = settings.cluster.resolved_node_name()
         self._on_complete = on_complete
         self._on_series_complete = on_series_complete
         self._clock = clock

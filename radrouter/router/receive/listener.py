@@ -249,7 +249,9 @@ def run_scp(settings: Settings, reading_list: ReadingListEntry) -> None:
     index = Index(settings.storage.resolved_index_url())
     # Before any receiver runs, so no temp file found is a write still in progress.
     store = InstanceStore(settings.storage.root, fsync=settings.storage.fsync)
-    reconcile_store(store, index, settle_s=0)
+    # A cluster's other nodes may be writing to a shared storage root now: their files in progress
+    # are young, and left alone.
+    reconcile_store(store, index, **({} if settings.cluster.enabled else {"settle_s": 0}))
     resume_erasures(index, store)  # an erasure a crash interrupted: its studies never come back
     celery = celery_app(settings)
     router = StudyRouter(settings, index, celery, reading_list)
