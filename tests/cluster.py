@@ -24,6 +24,8 @@ from tests.services import PostgreSQL, free_port, port_open, wait_until
 HAPROXY = "/usr/sbin/haproxy"
 #: Every node listens on this port in its own namespace (no clash: each has its own network).
 NODE_PORT = 11112
+#: The nodes of the README's example haproxy.cfg.
+README_SERVERS = [("node-a", "10.0.0.11", NODE_PORT), ("node-b", "10.0.0.12", NODE_PORT)]
 
 
 def haproxy_config(port: int, servers: list[tuple[str, str, int]], bind: str = "0.0.0.0") -> str:
