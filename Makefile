@@ -7,7 +7,7 @@ VENV := .venv
 APT_PACKAGES := redis-server orthanc dcmtk dicom3tools postgresql iproute2 chromium openssl haproxy
 APT_TOOLS := /usr/bin/redis-server /usr/sbin/Orthanc /usr/bin/storescu /usr/bin/echoscu /usr/bin/dciodvfy /usr/lib/postgresql/15/bin/postgres /usr/sbin/ip /usr/bin/chromium /usr/bin/openssl /usr/sbin/haproxy
 
-.PHONY: run test lint system-packages bench-ingest bench-e2e bench-soak bench-results-fuzz bench-retention
+.PHONY: run test lint system-packages bench-ingest bench-e2e bench-soak bench-results-fuzz bench-retention bench-cluster
 
 run: system-packages $(VENV)/.installed
 	$(VENV)/bin/radrouter up
@@ -30,6 +30,11 @@ bench-soak: system-packages $(VENV)/.installed
 # Mutated real headers through the SEG/SR write path, validated by dciodvfy (README, Benchmarks).
 bench-results-fuzz: system-packages $(VENV)/.installed
 	$(VENV)/bin/python -m bench.results_fuzz
+
+# Ingest through HAProxy with 1 and 2 SCP nodes (own network namespace and CPU each): instances/s,
+# completion latency, the ratio (README, Benchmarks). Needs root for `ip netns`, as the tests do.
+bench-cluster: system-packages $(VENV)/.installed
+	$(VENV)/bin/python -m bench.cluster
 
 # A simulated week of storage: GB received against peak disk used, C-STOREs refused (README).
 bench-retention: $(VENV)/.installed

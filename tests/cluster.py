@@ -88,8 +88,12 @@ class Cluster:
     """PostgreSQL, Redis, ``nodes`` SCP nodes in namespaces and HAProxy; with ``destinations``, also a
     pipeline worker and a delivery worker on the host for the ``pipelines`` that ``extra`` declares."""
 
-    def __init__(self, workdir: Path, nodes: int, extra: str = "", workers: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, workdir: Path, nodes: int, extra: str = "", workers: tuple[str, ...] = (), shared: bool = True
+    ) -> None:
+        """``shared`` False: each node's own in-memory assembler (the bench's one-node peer)."""
         self.workdir = workdir
+        self.shared = shared
         self.extra = extra
         self.workers = workers
         self.namespaces = [NetworkNamespace(slot=1 + n) for n in range(nodes)]
@@ -107,7 +111,8 @@ class Cluster:
         # Overrides, each for a reason: the shared index and broker at the address this machine reaches
         # them by; node names, as the test's "machines" share one host name; the metrics port on the
         # namespace's own address, so the test reads each node's counters; a 64 MB reserve (CI disks).
-        cluster = f"cluster: {{enabled: true, node_name: {node}}}\n" if node else "cluster: {enabled: true}\n"
+        enabled = "true" if self.shared else "false"
+        cluster = f"cluster: {{enabled: {enabled}" + (f", node_name: {node}}}\n" if node else "}\n")
         return (
             f"storage: {{root: {self.storage}, index_url: '{database.replace('127.0.0.1', host)}', "
             "free_space_reserve_mb: 64}\n"
