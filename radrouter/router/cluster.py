@@ -16,7 +16,16 @@ from datetime import datetime
 
 from radrouter.config.settings import Settings
 from radrouter.logs import study as study_context
-from radrouter.storage.arrivals import ArrivalBatch, Quiet, forget, heartbeat, hold_lease, prune, quiet
+from radrouter.storage.arrivals import (
+    ArrivalBatch,
+    Quiet,
+    end_associations,
+    forget,
+    heartbeat,
+    hold_lease,
+    prune,
+    quiet,
+)
 from radrouter.storage.arrivals import tracked_studies as ledger_studies
 from radrouter.storage.arrivals import write_batch as write_ledger
 from radrouter.storage.index import Index, utcnow
@@ -52,6 +61,10 @@ class SharedStudyAssembler:
         self._batch = ArrivalBatch()
         self._stop = threading.Event()
         self._leading = False
+        #: The lease lasts ``node_timeout_s`` and is renewed every fifth of it, like the heartbeat.
+        self._lease_s = settings.cluster.node_timeout_s
+        self._renew_every_s = self._lease_s / 5
+        self._renewed_at = clock()
         self._threads = [
             threading.Thread(target=self._write, name="ledger-writer", daemon=True),
             threading.Thread(target=self._sweep, name="ledger-sweeper", daemon=True),
@@ -67,9 +80,15 @@ class SharedStudyAssembler:
             thread.start()
 
     def stop(self) -> None:
+        """Write what is left, and end the associations the stopped receivers held."""
         self._stop.set()
         for thread in self._threads:
-            thread.join(timeout=10)
+            if thread.ident is not None:
+                thread.join(timeout=10)
+        try:
+            end_associations(self.index, self.incarnation, self._clock())
+        except Exception as error:  # they end when the heartbeat is found stale
+            log.error("associations not ended in the ledger (%s)", type(error).__name__)
 
     def instance_received(self, study_uid: str, association: str, series_uid: str | None = None) -> None:
         with self._lock:
@@ -102,22 +121,28 @@ class SharedStudyAssembler:
                 self._batch = batch
             raise
 
-    def sweep_once(self) -> None:
-        """If this node holds the lease: complete what is quiet now, on every node's arrivals."""
+    def sweep_once(self) -> float:
+        """If this node holds the lease: complete what is quiet now, on every node's arrivals.
+
+        Returns the seconds until the next sweep: the earliest deadline, but at most a quarter of
+        ``completion.quiet_period_s`` (a study another node just began is due no sooner), or, on a
+        node that does not lead, the lease's renewal interval."""
         now = self._clock()
-        self._leading = hold_lease(
-            self.index, SWEEPER, self.incarnation, now, self.settings.cluster.node_timeout_s
-        )
+        if not self._leading or (now - self._renewed_at).total_seconds() >= self._renew_every_s:
+            self._leading = hold_lease(self.index, SWEEPER, self.incarnation, now, self._lease_s)
+            self._renewed_at = now
         if not self._leading:
-            return
-        studies, series = quiet(
-            self.index, self.settings.completion, self.settings.cluster.node_timeout_s, now
-        )
-        for done in series:
+            return self._renew_every_s
+        sweep = quiet(self.index, self.settings.completion, self.settings.cluster.node_timeout_s, now)
+        for done in sweep.series:
             assert self._on_series_complete is not None and done.series_uid is not None
             self._call(done, self._on_series_complete, done.study_uid, done.series_uid)
-        for done in studies:
+        for done in sweep.studies:
             self._call(done, self._on_complete, done.study_uid)
+        longest = self.settings.completion.quiet_period_s / 4
+        if sweep.next_due is None:
+            return longest
+        return min(longest, max((sweep.next_due - self._clock()).total_seconds(), 0.0))
 
     def _call(self, done: Quiet, callback: Callable[..., None], *args: str) -> None:
         try:
@@ -145,13 +170,14 @@ class SharedStudyAssembler:
 
     def _sweep(self) -> None:
         last_prune = self._clock()
-        while not self._stop.wait(self.settings.cluster.flush_interval_s):
+        wait_s = self.settings.cluster.flush_interval_s
+        while not self._stop.wait(wait_s):
             try:
-                self.sweep_once()
+                wait_s = self.sweep_once()
                 now = self._clock()
                 if self._leading and (now - last_prune).total_seconds() >= _PRUNE_EVERY_S:
                     prune(self.index, now, self.settings.cluster.node_timeout_s)
                     last_prune = now
             except Exception as error:
-                self._leading = False
+                self._leading, wait_s = False, self._renew_every_s
                 log.error("completion sweep failed (%s); again shortly", type(error).__name__)

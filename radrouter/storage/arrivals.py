@@ -16,7 +16,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Mapped, aliased, mapped_column
 
 from radrouter.config.settings import CompletionSettings
-from radrouter.storage.index import Base, Index
+from radrouter.storage.index import Base, Index, Study, StudyState
 
 #: The series UID of the row that stands for the whole study.
 WHOLE_STUDY = ""
@@ -147,6 +147,16 @@ def write_batch(index: Index, incarnation: str, batch: ArrivalBatch) -> None:
             )
 
 
+def end_associations(index: Index, incarnation: str, now: datetime) -> None:
+    """A node stopping cleanly: every association it still held is over (not waited for)."""
+    with index.session() as session:
+        session.execute(
+            update(LedgerAssociation)
+            .where(LedgerAssociation.incarnation == incarnation, LedgerAssociation.ended_at.is_(None))
+            .values(ended_at=now)
+        )
+
+
 def hold_lease(index: Index, name: str, holder: str, now: datetime, ttl_s: float) -> bool:
     """Take or renew the lease ``name`` for ``ttl_s``; whether ``holder`` holds it now."""
     statement = insert(Lease).values(name=name, holder=holder, expires_at=now + timedelta(seconds=ttl_s))
@@ -168,9 +178,16 @@ class Quiet:
     last_seen: datetime
 
 
-def quiet(
-    index: Index, completion: CompletionSettings, node_timeout_s: float, now: datetime
-) -> tuple[list[Quiet], list[Quiet]]:
+@dataclass(frozen=True)
+class Sweep:
+    """What is complete now, and when the earliest of the rest could be (None: nothing waits)."""
+
+    studies: list[Quiet]
+    series: list[Quiet]
+    next_due: datetime | None
+
+
+def quiet(index: Index, completion: CompletionSettings, node_timeout_s: float, now: datetime) -> Sweep:
     """The studies complete now, and the series complete now of studies that are not (the assembler's
     rules, on every node's arrivals: an association is open while its node is alive and has not
     released it)."""
@@ -193,22 +210,33 @@ def quiet(
     rows = rows.outerjoin(ScpNode, ScpNode.incarnation == LedgerArrival.incarnation).group_by(
         LedgerArrival.study_uid, LedgerArrival.series_uid
     )
+    # A receiver indexes an instance before its node writes the arrival: a study indexed later than
+    # the ledger says has an arrival on its way, and waits for it.
+    indexed = select(Study.uid, Study.last_received_at).where(
+        Study.state == StudyState.RECEIVING, Study.uid.in_(select(LedgerArrival.study_uid))
+    )
     with index.session() as session:
         found = session.execute(rows).all()
+        last_indexed: dict[str, datetime] = dict(session.execute(indexed).tuples().all())
     studies: list[Quiet] = []
     waiting: set[str] = set()
     series: list[Quiet] = []
+    deadlines: list[datetime] = []
     for study_uid, series_uid, last_seen, open_ in found:
         quiet_s = completion.open_quiet_period_s if open_ else completion.quiet_period_s
-        due = now >= last_seen + timedelta(seconds=quiet_s)
-        if series_uid != WHOLE_STUDY:
-            if due:
-                series.append(Quiet(study_uid, series_uid, last_seen))
-        elif due:
+        if series_uid == WHOLE_STUDY:
+            last_seen = max(last_seen, last_indexed.get(study_uid, last_seen))
+        deadline = last_seen + timedelta(seconds=quiet_s)
+        if now < deadline:
+            deadlines.append(deadline)
+            if series_uid == WHOLE_STUDY:
+                waiting.add(study_uid)
+        elif series_uid == WHOLE_STUDY:
             studies.append(Quiet(study_uid, None, last_seen))
         else:
-            waiting.add(study_uid)
-    return studies, [entry for entry in series if entry.study_uid in waiting]
+            series.append(Quiet(study_uid, series_uid, last_seen))
+    series = [entry for entry in series if entry.study_uid in waiting]
+    return Sweep(studies, series, min(deadlines) if deadlines else None)
 
 
 def forget(index: Index, done: Quiet) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from radrouter.config.settings import Settings
 from radrouter.router.cluster import SharedStudyAssembler
-from radrouter.storage.index import Index, utcnow
+from radrouter.storage.index import Index, Study, StudyState, utcnow
 from tests.services import PostgreSQL
 
 
@@ -159,3 +159,32 @@ def test_a_restarted_node_s_earlier_associations_end_at_once(cluster: tuple[Sett
     Node(again, index, "c" * 32, clock)  # b started again, with a new incarnation
     a.sweep()
     assert a.completed == ["1.6"]
+
+
+def test_a_node_stopped_cleanly_ends_the_associations_it_held(cluster: tuple[Settings, Index, Clock]) -> None:
+    a, b, clock = two_nodes(cluster)
+    b.assembler.instance_received("1.7", "held-at-stop")
+    b.sweep()
+    b.assembler.stop()  # SIGTERM: its receivers end without telling each association's end
+    clock.advance(cluster[0].completion.quiet_period_s + 0.1)
+    a.sweep()
+    assert a.completed == ["1.7"]  # not the open quiet period, nor the node timeout
+
+
+def test_a_study_indexed_after_its_last_written_arrival_waits_for_it(
+    cluster: tuple[Settings, Index, Clock],
+) -> None:
+    """A receiver indexes before its node writes the arrival (up to flush_interval_s later)."""
+    a, _, clock = two_nodes(cluster)
+    settings, index, _ = cluster
+    a.assembler.instance_received("1.8", "x")
+    a.assembler.association_ended("x")
+    a.sweep()
+    clock.advance(settings.completion.quiet_period_s + 0.1)
+    with index.session() as session:  # the next instance is indexed; its arrival not yet written
+        session.add(Study(uid="1.8", state=StudyState.RECEIVING, last_received_at=clock.now))
+    a.sweep()
+    assert a.completed == []
+    clock.advance(settings.completion.quiet_period_s + 0.1)
+    a.sweep()
+    assert a.completed == ["1.8"]
