@@ -5,7 +5,8 @@ pinned by taskset to a CPU of its own when the machine has enough (node 1 on CPU
 one PostgreSQL index, one Redis, HAProxy in front (the README's haproxy.cfg). The same synthetic
 300-slice CT studies are sent over 4 associations with dcmtk's storescu through HAProxy to: one node
 with its in-memory assembler (``cluster.enabled: false``, the peer), one node and two nodes with the
-shared ledger. Prints instances/s, completion latency (last instance indexed -> study routed, and
+shared ledger; the three set-ups run side by side, each with its own index, Redis and HAProxy, and
+are sent to in turn (interleaved repetitions). Prints instances/s, completion latency (last instance indexed -> study routed, and
 from the sender's exit), the nodes' CPU per instance, and the ratios two nodes / one node and
 ledger / in-memory.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -28,7 +30,7 @@ from tests.cluster import Cluster
 from tests.services import storescu_command, wait_until
 
 NODELAY = {**os.environ, "TCP_NODELAY": "1"}
-#: (label, nodes, shared ledger)
+#: (label, nodes, shared ledger); each set-up has its own PostgreSQL, Redis and HAProxy.
 SETUPS = [("1 node, in-memory", 1, False), ("1 node, ledger", 1, True), ("2 nodes, ledger", 2, True)]
 
 
@@ -81,52 +83,57 @@ def cpu_sets(nodes: int) -> list[str]:
     return [str(cpus[n]) for n in range(nodes)] if len(cpus) >= nodes else [""] * nodes
 
 
-def measure(
-    workdir: Path, nodes: int, shared: bool, studies: list[tuple[str, list[Path]]], associations: int
-) -> dict[str, list[float]]:
-    cluster = Cluster(workdir, nodes=nodes, shared=shared)
-    figures: dict[str, list[float]] = {"rate": [], "latency": [], "latency_sender": [], "cpu_ms": []}
-    try:
-        cluster.start(cpus=cpu_sets(nodes))
-        send(cluster.port, studies[0][1][:20], associations)  # warm-up: imports, first connections
-        for study_uid, files in studies:
-            cpu_before = cpu_seconds(node_pids(cluster))
-            seconds = send(cluster.port, files, associations)
-            done = datetime.now(UTC)
-            figures["cpu_ms"].append(1000 * (cpu_seconds(node_pids(cluster)) - cpu_before) / len(files))
-            latency, from_sender = completion_s(cluster, study_uid, done)
-            figures["rate"].append(len(files) / seconds)
-            figures["latency"].append(latency)
-            figures["latency_sender"].append(from_sender)
-            print(
-                f"  {len(files) / seconds:7.1f} instances/s, routed {latency:.2f} s after its last instance",
-                flush=True,
-            )
-    finally:
-        cluster.stop()
-    return figures
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=300, help="instances per study")
-    parser.add_argument("--reps", type=int, default=4, help="studies sent to each set-up")
+    parser.add_argument("--reps", type=int, default=5, help="studies sent to each set-up")
     parser.add_argument("--associations", type=int, default=4, help="parallel storescu per study")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="radrouter-bench-cluster-") as tmp:
-        workdir = Path(tmp)
-        studies = []
-        for rep in range(args.reps):  # the same studies for every set-up: each has its own index
-            folder = workdir / f"ct-{rep}"
-            study_uid = write_ct_series(folder, args.slices)
-            studies.append((study_uid, sorted(folder.glob("*.dcm"))))
-        results = {}
+        run(Path(tmp), args.slices, args.reps, args.associations)
+
+
+def run(workdir: Path, slices: int, reps: int, associations: int) -> None:
+    """All set-ups run side by side, idle but for the one being sent to, in turn: each repetition
+    meets the same load from the rest of the machine."""
+    clusters: dict[str, Cluster] = {}
+    figures: dict[str, dict[str, list[float]]] = {}
+    slot = 1
+    try:
         for label, nodes, shared in SETUPS:
-            print(f"{label} (CPUs {', '.join(cpu_sets(nodes)) or 'any'}):", flush=True)
             setup_dir = workdir / label.replace(" ", "-").replace(",", "")
             setup_dir.mkdir()
-            results[label] = measure(setup_dir, nodes, shared, studies, args.associations)
-    report(results, args.slices, args.associations)
+            clusters[label] = Cluster(setup_dir, nodes=nodes, shared=shared, first_slot=slot)
+            slot += nodes
+            clusters[label].start(cpus=cpu_sets(nodes))
+            figures[label] = {"rate": [], "latency": [], "latency_sender": [], "cpu_ms": []}
+        for rep in range(reps + 1):  # the first is a warm-up (imports, first connections)
+            folder = workdir / f"ct-{rep}"
+            study_uid = write_ct_series(folder, slices)  # one study, sent to every set-up's own index
+            files = sorted(folder.glob("*.dcm"))
+            order = list(clusters)[rep % len(clusters) :] + list(clusters)[: rep % len(clusters)]
+            for label in order:
+                cluster = clusters[label]
+                cpu_before = cpu_seconds(node_pids(cluster))
+                seconds = send(cluster.port, files, associations)
+                cpu_ms = 1000 * (cpu_seconds(node_pids(cluster)) - cpu_before) / len(files)
+                latency, from_sender = completion_s(cluster, study_uid, datetime.now(UTC))
+                print(
+                    f"rep {rep} {label:18} {len(files) / seconds:7.1f} instances/s, routed {latency:.2f} s "
+                    f"after its last instance{' (warm-up)' if rep == 0 else ''}",
+                    flush=True,
+                )
+                if rep:
+                    measured = figures[label]
+                    measured["rate"].append(len(files) / seconds)
+                    measured["latency"].append(latency)
+                    measured["latency_sender"].append(from_sender)
+                    measured["cpu_ms"].append(cpu_ms)
+            shutil.rmtree(folder)
+    finally:
+        for cluster in clusters.values():
+            cluster.stop()
+    report(figures, slices, associations)
 
 
 def report(results: dict[str, dict[str, list[float]]], slices: int, associations: int) -> None:

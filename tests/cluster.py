@@ -89,14 +89,21 @@ class Cluster:
     pipeline worker and a delivery worker on the host for the ``pipelines`` that ``extra`` declares."""
 
     def __init__(
-        self, workdir: Path, nodes: int, extra: str = "", workers: tuple[str, ...] = (), shared: bool = True
+        self,
+        workdir: Path,
+        nodes: int,
+        extra: str = "",
+        workers: tuple[str, ...] = (),
+        shared: bool = True,
+        first_slot: int = 1,
     ) -> None:
-        """``shared`` False: each node's own in-memory assembler (the bench's one-node peer)."""
+        """``shared`` False: each node's own in-memory assembler (the bench's one-node peer);
+        ``first_slot``: the namespaces' slots, so that several clusters run side by side."""
         self.workdir = workdir
         self.shared = shared
         self.extra = extra
         self.workers = workers
-        self.namespaces = [NetworkNamespace(slot=1 + n) for n in range(nodes)]
+        self.namespaces = [NetworkNamespace(slot=first_slot + n) for n in range(nodes)]
         self.postgres = PostgreSQL(
             listen=("127.0.0.1", *(ns.host_address for ns in self.namespaces)),
             trusted_network="10.231.0.0/16",
