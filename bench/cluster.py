@@ -6,9 +6,9 @@ one PostgreSQL index, one Redis, HAProxy in front (the README's haproxy.cfg). Th
 300-slice CT studies are sent over 4 associations with dcmtk's storescu through HAProxy to: one node
 with its in-memory assembler (``cluster.enabled: false``, the peer), one node and two nodes with the
 shared ledger; the three set-ups run side by side, each with its own index, Redis and HAProxy, and
-are sent to in turn (interleaved repetitions). Prints instances/s, completion latency (last instance indexed -> study routed, and
-from the sender's exit), the nodes' CPU per instance, and the ratios two nodes / one node and
-ledger / in-memory.
+are sent to in turn (interleaved repetitions). Prints instances/s, completion latency (last instance
+indexed -> study routed, and from the sender's exit), the nodes' CPU per instance, and the ratios
+two nodes / one node and ledger / in-memory.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Two SCP nodes in their own network namespaces behind HAProxy, one PostgreSQL, one Redis, real
 workers and Orthanc: a study split between the nodes is routed once; a node killed mid-study loses
-nothing answered Success, the sender's retry lands on the other, and the node restarted adds nothing.
+nothing answered Success, the sender's retry lands on the other, and the node restarted adds nothing;
+the sweeper's lease passes from a killed holder to the node still alive.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from pynetdicom import AE
 from sqlalchemy import func, select
 
 from radrouter.config.settings import Settings
-from radrouter.storage.arrivals import LedgerAssociation, ScpNode
+from radrouter.router.cluster import SWEEPER
+from radrouter.storage.arrivals import Lease, LedgerAssociation, ScpNode
 from radrouter.storage.index import (
     AuditEvent,
     Delivery,
@@ -226,3 +228,24 @@ def test_the_killed_node_restarted_adds_no_job(
     with cluster.index.session() as session:
         assert session.scalar(select(func.count()).select_from(Job)) == jobs_before
     routed_once(cluster, orthanc, study_uid, len(killed_mid_study["files"]))
+
+
+def test_the_lease_holder_killed_hands_completion_to_the_other_node(
+    cluster: Cluster, orthanc: Orthanc, killed_mid_study: dict[str, Any], tmp_path: Path
+) -> None:
+    def holder() -> str | None:
+        with cluster.index.session() as session:
+            return session.scalar(
+                select(ScpNode.name)
+                .join(Lease, Lease.holder == ScpNode.incarnation)
+                .where(Lease.name == SWEEPER)
+            )
+
+    leader = next(node for node in cluster.nodes if node.name == holder())
+    leader.kill()
+    files = as_new_study(sorted(CT_HEAD.glob("I*")), tmp_path)
+    sent = subprocess.run(storescu_command(cluster.port, files), capture_output=True, check=False)
+    assert sent.returncode == 0, sent.stderr  # HAProxy sent it to the node still alive
+    study_uid = str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
+    routed_once(cluster, orthanc, study_uid, len(files))  # once the dead holder's lease expired
+    assert holder() != leader.name
