@@ -454,6 +454,11 @@ class Settings(BaseSettings):
             raise ValueError(f"pipelines in more than one pool: {twice}")
         if self.cluster.enabled and not self.storage.resolved_index_url().startswith("postgresql"):
             raise ValueError("cluster.enabled needs a PostgreSQL storage.index_url, shared by every node")
+        if self.cluster.enabled and self.cluster.flush_interval_s >= self.completion.quiet_period_s:
+            raise ValueError(
+                "cluster.flush_interval_s must be shorter than completion.quiet_period_s: an association's "
+                "arrivals would reach the index after its study could complete"
+            )
         return self
 
     @classmethod

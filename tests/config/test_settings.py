@@ -303,3 +303,11 @@ def test_a_cluster_needs_a_shared_postgresql_index() -> None:
         Settings(cluster={"enabled": True})
     shared = Settings(cluster={"enabled": True}, storage={"index_url": "postgresql+psycopg://db/radrouter"})
     assert shared.cluster.enabled
+    with pytest.raises(
+        ValidationError, match=r"flush_interval_s must be shorter than completion\.quiet_period_s"
+    ):
+        Settings(
+            cluster={"enabled": True, "flush_interval_s": 0.5},
+            completion={"quiet_period_s": 0.5},
+            storage={"index_url": "postgresql+psycopg://db/radrouter"},
+        )
