@@ -242,7 +242,7 @@ def run_scp(settings: Settings, reading_list: ReadingListEntry) -> None:
     from radrouter.router.dispatch.recovery import start_reconciler
     from radrouter.router.dispatch.worker import process_incarnation
     from radrouter.router.route.study_router import StudyRouter
-    from radrouter.storage.consistency import reconcile_store
+    from radrouter.storage.consistency import SETTLE_S, reconcile_store
     from radrouter.storage.erasure import resume_erasures
     from radrouter.storage.retention import start_purger
 
@@ -251,7 +251,7 @@ def run_scp(settings: Settings, reading_list: ReadingListEntry) -> None:
     store = InstanceStore(settings.storage.root, fsync=settings.storage.fsync)
     # A cluster's other nodes may be writing to a shared storage root now: their files in progress
     # are young, and left alone.
-    reconcile_store(store, index, **({} if settings.cluster.enabled else {"settle_s": 0}))
+    reconcile_store(store, index, settle_s=SETTLE_S if settings.cluster.enabled else 0)
     resume_erasures(index, store)  # an erasure a crash interrupted: its studies never come back
     celery = celery_app(settings)
     router = StudyRouter(settings, index, celery, reading_list)
