@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import os
+import socket
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
@@ -169,6 +170,36 @@ class CompletionSettings(BaseModel):
         le=3600,
         description="Seconds without new instances before completion while an association stays open.",
     )
+
+
+class ClusterSettings(BaseModel):
+    """Several SCP nodes behind one address, sharing completion through the PostgreSQL index."""
+
+    enabled: bool = Field(
+        False,
+        description="Decide study completion in the shared index, so that several SCP nodes (behind "
+        "HAProxy or DNS round-robin) complete a study once; needs a PostgreSQL index_url. Off: the "
+        "node's own in-memory assembler, the fastest for one machine.",
+    )
+    node_name: str = Field(
+        "", max_length=64, description="This node's name in the index and logs; empty means the host name."
+    )
+    node_timeout_s: float = Field(
+        10.0,
+        ge=1,
+        description="A node whose heartbeat (every fifth of this) stopped this long ago is gone: its "
+        "associations count as ended and its studies complete from what it stored.",
+    )
+    flush_interval_s: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="Seconds between writes of arrivals to the index (batched, so no C-STORE waits on "
+        "them); less than completion.quiet_period_s.",
+    )
+
+    def resolved_node_name(self) -> str:
+        return self.node_name or socket.gethostname()
 
 
 class DeliverySettings(BaseModel):
@@ -419,6 +450,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = StorageSettings()
     broker: BrokerSettings = BrokerSettings()
     completion: CompletionSettings = CompletionSettings()
+    cluster: ClusterSettings = ClusterSettings()
     delivery: DeliverySettings = DeliverySettings()
     inference: InferenceSettings = InferenceSettings()
     key_images: KeyImageSettings = KeyImageSettings()
@@ -457,6 +489,13 @@ class Settings(BaseSettings):
         twice = sorted({name for name in pooled if pooled.count(name) > 1})
         if twice:
             raise ValueError(f"pipelines in more than one pool: {twice}")
+        if self.cluster.enabled and not self.storage.resolved_index_url().startswith("postgresql"):
+            raise ValueError("cluster.enabled needs a PostgreSQL storage.index_url, shared by every node")
+        if self.cluster.enabled and self.cluster.flush_interval_s >= self.completion.quiet_period_s:
+            raise ValueError(
+                "cluster.flush_interval_s must be shorter than completion.quiet_period_s: an association's "
+                "arrivals would reach the index after its study could complete"
+            )
         return self
 
     @classmethod

@@ -22,13 +22,14 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.context import ForkProcess
 from multiprocessing.sharedctypes import RawArray
 from types import FrameType
-from typing import TYPE_CHECKING, Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
 
 import pydicom.config
 import pynetdicom._config
 
 from radrouter.config.settings import Settings
-from radrouter.router.assemble import StudyAssembler
+from radrouter.router.assemble import ArrivalSink, StudyAssembler
+from radrouter.router.cluster import SharedStudyAssembler
 from radrouter.router.receive.acceptor import ConnectionCounts
 from radrouter.router.receive.scp import StorageSCP
 from radrouter.storage.index import Index
@@ -44,6 +45,17 @@ _PR_SET_PDEATHSIG = 1
 #: Looked up here, in the parent: a dlopen in a child forked while another thread held the loader's
 #: lock would wait for ever.
 _PRCTL = ctypes.CDLL(None, use_errno=True).prctl
+
+
+class Assembler(ArrivalSink, Protocol):
+    """What the parent feeds arrivals to: the node's own :class:`StudyAssembler`, or, in a cluster,
+    the :class:`SharedStudyAssembler` that writes them to the index for the sweeping node."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def pending(self) -> list[str]: ...
 
 
 class InstanceArrived(NamedTuple):
@@ -129,7 +141,7 @@ def _die_with_parent(parent: int) -> None:
 class ReceiverPool:
     """The parent: forks the receivers, feeds their arrivals to the assembler, replaces the dead."""
 
-    def __init__(self, settings: Settings, assembler: StudyAssembler) -> None:
+    def __init__(self, settings: Settings, assembler: Assembler) -> None:
         self.settings = settings
         self.assembler = assembler
         self.slots: Any = RawArray("i", settings.node.processes)
@@ -230,27 +242,35 @@ def run_scp(settings: Settings, reading_list: ReadingListEntry) -> None:
     from radrouter.router.dispatch.recovery import start_reconciler
     from radrouter.router.dispatch.worker import process_incarnation
     from radrouter.router.route.study_router import StudyRouter
-    from radrouter.storage.consistency import reconcile_store
+    from radrouter.storage.consistency import SETTLE_S, reconcile_store
     from radrouter.storage.erasure import resume_erasures
     from radrouter.storage.retention import start_purger
 
     index = Index(settings.storage.resolved_index_url())
     # Before any receiver runs, so no temp file found is a write still in progress.
     store = InstanceStore(settings.storage.root, fsync=settings.storage.fsync)
-    reconcile_store(store, index, settle_s=0)
+    # A cluster's other nodes may be writing to a shared storage root now: their files in progress
+    # are young, and left alone.
+    reconcile_store(store, index, settle_s=SETTLE_S if settings.cluster.enabled else 0)
     resume_erasures(index, store)  # an erasure a crash interrupted: its studies never come back
     celery = celery_app(settings)
     router = StudyRouter(settings, index, celery, reading_list)
-    assembler = StudyAssembler(settings.completion, router, router.series_complete)
     # Before the receivers fork, so they share this start's identity, which the studies they receive
     # carry and the heartbeat vouches for.
     incarnation = process_incarnation()
+    assembler: Assembler
+    leading: Callable[[], bool] | None = None
+    if settings.cluster.enabled:
+        shared = SharedStudyAssembler(settings, index, incarnation, router, router.series_complete)
+        assembler, leading = shared, shared.leading
+    else:
+        assembler = StudyAssembler(settings.completion, router, router.series_complete)
     stops: list[threading.Event] = []
 
     def start_threads() -> None:
         key, lost_after_s = heartbeat_key(SCP, incarnation), settings.recovery.scp_lost_after_s
         stops.append(keep_beating(settings.broker.resolved_url(), key, lost_after_s))
-        stops.append(start_reconciler(settings, index, celery, router, assembler.pending))
+        stops.append(start_reconciler(settings, index, celery, router, assembler.pending, leading))
         if settings.retention.enabled:
             # Finishes a purge a crash interrupted, then purges what retention or the watermark allows.
             reserve_bytes = settings.storage.free_space_reserve_mb * 1024 * 1024

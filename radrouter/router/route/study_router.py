@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Protocol
 
 from celery import Celery
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from radrouter.config.rules import Completion, rule_retention
@@ -92,7 +93,11 @@ class StudyRouter:
         )
 
         with self.index.session() as session:
-            study = session.get(Study, study_uid)
+            # Locked: in a cluster, a sweep on another node that lost its lease mid-call waits, then
+            # finds the study ROUTED (PostgreSQL; SQLite's one writer serialises this anyway).
+            study = session.scalars(
+                select(Study).where(Study.uid == study_uid).with_for_update()
+            ).one_or_none()
             if study is None or study.state != StudyState.RECEIVING or study.last_received_at != seen_last:
                 return []
             now = utcnow()
