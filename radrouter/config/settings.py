@@ -135,8 +135,15 @@ class BrokerSettings(BaseModel):
         return self.url or f"redis://127.0.0.1:{self.embedded_port}/0"
 
 
+class DiscontinuedStudy(enum.StrEnum):
+    """What a study whose every performed procedure step was DISCONTINUED gets at completion."""
+
+    ROUTE = "route"
+    HOLD = "hold"
+
+
 class CompletionSettings(BaseModel):
-    """When a study counts as complete (DICOM has no end-of-study message)."""
+    """When a study counts as complete: by its MPPS when the modality sends one, else by a timer."""
 
     quiet_period_s: float = Field(
         1.0, gt=0, le=3600, description="Seconds without new instances, after release, before completion."
@@ -146,6 +153,25 @@ class CompletionSettings(BaseModel):
         gt=0,
         le=3600,
         description="Seconds without new instances before completion while an association stays open.",
+    )
+    mpps_grace_s: float = Field(
+        30.0,
+        ge=0,
+        le=86400,
+        description="Seconds after an MPPS COMPLETED that a study waits for listed instances not yet "
+        "stored; it then completes with what arrived, the missing ones recorded.",
+    )
+    mpps_in_progress_quiet_s: float = Field(
+        3600.0,
+        gt=0,
+        le=86400,
+        description="A study whose MPPS stays IN PROGRESS completes after this many seconds without "
+        "instances (a modality that never ends its step).",
+    )
+    mpps_discontinued: DiscontinuedStudy = Field(
+        DiscontinuedStudy.ROUTE,
+        description="A study whose MPPS was DISCONTINUED: `route` what arrived, or `hold` it (DONE, "
+        "not routed, with the reason).",
     )
 
 

@@ -20,6 +20,7 @@ from radrouter.router.dispatch.contract import celery_app
 from radrouter.router.receive.self_check import CachedEcho
 from radrouter.storage.index import Index, Job, Result, Study, StudyState, utc_iso
 from radrouter.storage.node_status import read_node_status
+from radrouter.storage.steps import steps_of
 from radrouter.storage.store import InstanceStore
 from radrouter.web import audit, deliveries
 from radrouter.web.auth import PROTECTED
@@ -179,6 +180,7 @@ def create_app(settings: Settings, index: Index | None = None) -> FastAPI:
                 "results": [_result(result) for result in results],
                 "deliveries": [DeliveryView.of(d).as_json() for result in results for d in result.deliveries],
                 "forwards": [DeliveryView.of(d).as_json() for d in found.forwards],
+                "performed_steps": steps_of(index, found.uid),
                 "events": [
                     {"hop": e.hop.value, "at": utc_iso(e.at), "detail": e.detail} for e in found.events
                 ],

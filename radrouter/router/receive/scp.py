@@ -1,5 +1,6 @@
-"""The DICOM SCP: C-ECHO, and C-STORE for every storage SOP class and transfer syntax, in each
-presentation context the first transfer syntax the sender proposes (``negotiation.py``).
+"""The DICOM SCP: C-ECHO, C-STORE for every storage SOP class and transfer syntax, in each
+presentation context the first transfer syntax the sender proposes (``negotiation.py``), and the
+workflow services (MPPS: ``mpps.py``).
 
 The C-STORE handler writes the bytes exactly as received (no pixel decoding, no transcoding),
 durably, indexes them, tells the assembler, and only then answers Success.
@@ -39,11 +40,13 @@ from radrouter.router.dispatch.worker import process_incarnation
 from radrouter.router.receive.acceptor import AcceptorContexts, ConnectionCounts, NodeAE, SharedSocketServer
 from radrouter.router.receive.free_space import FreeSpace
 from radrouter.router.receive.lengths import check_lengths
+from radrouter.router.receive.mpps import MPPS_SOP_CLASS, PerformedStepSCP
 from radrouter.router.receive.negotiation import install as keep_senders_transfer_syntax
 from radrouter.router.transport import NODELAY_HANDLER, tls_server_context
 from radrouter.storage.ingest import ReceivedInstance, record_instance
 from radrouter.storage.part10 import part10_file
 from radrouter.storage.retention import Purger
+from radrouter.storage.steps import StepBook
 from radrouter.storage.store import InstanceStore, InvalidUID, validate_uid
 
 log = logging.getLogger(__name__)
@@ -139,11 +142,15 @@ class StorageSCP:
         for context in [*AllStoragePresentationContexts, *VerificationPresentationContexts]:
             if context.abstract_syntax is not None:
                 self.ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+        self.ae.add_supported_context(MPPS_SOP_CLASS, ALL_TRANSFER_SYNTAXES)
         keep_senders_transfer_syntax()
+        mpps = PerformedStepSCP(StepBook(index, settings.completion), arrivals)
         self.handlers: list[EventHandlerType] = [
             NODELAY_HANDLER,
             (evt.EVT_C_ECHO, self.handle_echo),
             (evt.EVT_C_STORE, self.handle_store),
+            (evt.EVT_N_CREATE, mpps.handle_create),
+            (evt.EVT_N_SET, mpps.handle_set),
             (evt.EVT_ACCEPTED, lambda _event: ASSOCIATIONS.labels("accepted").inc()),
             (evt.EVT_REJECTED, lambda _event: ASSOCIATIONS.labels("rejected").inc()),
         ]
@@ -286,7 +293,7 @@ class StorageSCP:
         except SQLAlchemyError:
             log.exception("cannot index %s", sop_uid, extra=study(study_uid))
             return StoreStatus.PROCESSING_FAILURE
-        self.arrivals.instance_received(study_uid, _association_key(event.assoc), series_uid)
+        self.arrivals.instance_received(study_uid, _association_key(event.assoc), series_uid, sop_uid)
         return StoreStatus.SUCCESS
 
     def _reidentified(self, raw: bytes) -> tuple[bytes, Dataset]:
