@@ -21,6 +21,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from radrouter.config.commitment import CommitmentSettings
 from radrouter.config.deidentification import Deidentification
 from radrouter.config.monitoring import MonitoringSettings
 from radrouter.config.pipelines import NetworkPipelineSetting, WorkerPool
@@ -385,6 +386,14 @@ class Destination(BaseModel):
     deidentify: Deidentification | None = Field(
         None, description="De-identification on the way to this destination; required when it is external."
     )
+    storage_commitment: bool = Field(
+        False,
+        description="Ask the destination for Storage Commitment of what was sent: a delivery is DELIVERED "
+        "only once its commitment report says every instance is committed.",
+    )
+    forward_mpps: bool = Field(
+        False, description="Forward the modalities' MPPS N-CREATE and N-SET to this destination (PACS, RIS)."
+    )
 
     @model_validator(mode="after")
     def _external_needs_deidentification(self) -> Destination:
@@ -409,6 +418,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = StorageSettings()
     broker: BrokerSettings = BrokerSettings()
     completion: CompletionSettings = CompletionSettings()
+    commitment: CommitmentSettings = CommitmentSettings()
     delivery: DeliverySettings = DeliverySettings()
     inference: InferenceSettings = InferenceSettings()
     worklist: WorklistSettings = WorklistSettings()

@@ -1,6 +1,6 @@
 """The DICOM SCP: C-ECHO, C-STORE for every storage SOP class and transfer syntax, in each
 presentation context the first transfer syntax the sender proposes (``negotiation.py``), and the
-workflow services (MPPS: ``mpps.py``).
+workflow services (MPPS: ``mpps.py``; Storage Commitment: ``commitment.py``).
 
 The C-STORE handler writes the bytes exactly as received (no pixel decoding, no transcoding),
 durably, indexes them, tells the assembler, and only then answers Success.
@@ -36,8 +36,10 @@ from radrouter.config.settings import Settings
 from radrouter.deid import find_pseudonyms, is_pseudonymous, reidentify
 from radrouter.logs import study
 from radrouter.router.assemble import ArrivalSink
+from radrouter.router.deliver.commitment import COMMITMENT_SOP_CLASS
 from radrouter.router.dispatch.worker import process_incarnation
 from radrouter.router.receive.acceptor import AcceptorContexts, ConnectionCounts, NodeAE, SharedSocketServer
+from radrouter.router.receive.commitment import CommitmentSCP
 from radrouter.router.receive.free_space import FreeSpace
 from radrouter.router.receive.lengths import check_lengths
 from radrouter.router.receive.mpps import MPPS_SOP_CLASS, PerformedStepSCP
@@ -143,14 +145,22 @@ class StorageSCP:
             if context.abstract_syntax is not None:
                 self.ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
         self.ae.add_supported_context(MPPS_SOP_CLASS, ALL_TRANSFER_SYNTAXES)
+        # SCP for modalities; the requestor's SCP role too, for destinations reporting on a new association.
+        self.ae.add_supported_context(
+            COMMITMENT_SOP_CLASS, ALL_TRANSFER_SYNTAXES, scu_role=True, scp_role=True
+        )
         keep_senders_transfer_syntax()
         mpps = PerformedStepSCP(StepBook(index, settings.completion), arrivals)
+        commitment = CommitmentSCP(settings, store, index)
         self.handlers: list[EventHandlerType] = [
             NODELAY_HANDLER,
             (evt.EVT_C_ECHO, self.handle_echo),
             (evt.EVT_C_STORE, self.handle_store),
             (evt.EVT_N_CREATE, mpps.handle_create),
             (evt.EVT_N_SET, mpps.handle_set),
+            (evt.EVT_N_ACTION, commitment.handle_action),
+            (evt.EVT_DIMSE_SENT, commitment.answer_sent),
+            (evt.EVT_N_EVENT_REPORT, commitment.handle_report),
             (evt.EVT_ACCEPTED, lambda _event: ASSOCIATIONS.labels("accepted").inc()),
             (evt.EVT_REJECTED, lambda _event: ASSOCIATIONS.labels("rejected").inc()),
         ]

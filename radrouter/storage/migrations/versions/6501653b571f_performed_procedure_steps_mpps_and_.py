@@ -1,8 +1,8 @@
-"""performed procedure steps (MPPS)
+"""performed procedure steps (MPPS) and storage commitment requests
 
-Revision ID: 926ff0d918cf
+Revision ID: 6501653b571f
 Revises: 842aa401c2af
-Create Date: 2026-12-01 16:11:28.684433
+Create Date: 2026-12-01 16:19:58.042909
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "926ff0d918cf"
+revision: str = "6501653b571f"
 down_revision: str | None = "842aa401c2af"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -26,6 +26,16 @@ def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         for hop in NEW_HOPS:
             op.execute(f"ALTER TYPE hop ADD VALUE IF NOT EXISTS '{hop}'")
+    op.create_table(
+        "commitment_requests",
+        sa.Column("transaction_uid", sa.String(length=64), nullable=False),
+        sa.Column("destination", sa.String(length=64), nullable=False),
+        sa.Column("requested", sa.JSON(), nullable=False),
+        sa.Column("requested_at", sa.DateTime(), nullable=False),
+        sa.Column("answered_at", sa.DateTime(), nullable=True),
+        sa.Column("failed", sa.JSON(), nullable=False),
+        sa.PrimaryKeyConstraint("transaction_uid"),
+    )
     op.create_table(
         "performed_steps",
         sa.Column("uid", sa.String(length=64), nullable=False),
@@ -51,5 +61,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_performed_steps_study_uid"))
 
     op.drop_table("performed_steps")
+    op.drop_table("commitment_requests")
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP TYPE IF EXISTS stepstatus")
