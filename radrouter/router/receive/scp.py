@@ -65,6 +65,16 @@ class StoreStatus(enum.IntEnum):
     INVALID_UID = 0xC001
 
 
+#: Every SOP class the SCP accepts, each in every transfer syntax (the conformance statement lists these).
+SCP_ABSTRACT_SYNTAXES: list[UID] = [
+    UID(str(context.abstract_syntax))
+    for context in [*VerificationPresentationContexts, *AllStoragePresentationContexts]
+    if context.abstract_syntax is not None
+] + [MPPS_SOP_CLASS, COMMITMENT_SOP_CLASS]
+#: SCP/SCU role selection accepted, as (SCU role, SCP role) of the requestor: a destination that
+#: reports its storage commitment on a new association takes the SCP role of that SOP class.
+REQUESTOR_ROLES_ACCEPTED: dict[UID, tuple[bool | None, bool | None]] = {COMMITMENT_SOP_CLASS: (True, True)}
+
 #: What the index keeps of an instance.
 _HEADER_TAGS = [
     "StudyInstanceUID",
@@ -141,14 +151,9 @@ class StorageSCP:
         #: An instance that would reach the reserve first has retention purge what the watermark
         #: allows, here and now: the SCP's timed pass may be up to ``retention.interval_s`` away.
         self.purger = Purger(settings.retention, index, store) if settings.retention.enabled else None
-        for context in [*AllStoragePresentationContexts, *VerificationPresentationContexts]:
-            if context.abstract_syntax is not None:
-                self.ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
-        self.ae.add_supported_context(MPPS_SOP_CLASS, ALL_TRANSFER_SYNTAXES)
-        # SCP for modalities; the requestor's SCP role too, for destinations reporting on a new association.
-        self.ae.add_supported_context(
-            COMMITMENT_SOP_CLASS, ALL_TRANSFER_SYNTAXES, scu_role=True, scp_role=True
-        )
+        for abstract_syntax in SCP_ABSTRACT_SYNTAXES:
+            roles = REQUESTOR_ROLES_ACCEPTED.get(abstract_syntax, (None, None))
+            self.ae.add_supported_context(abstract_syntax, ALL_TRANSFER_SYNTAXES, *roles)
         keep_senders_transfer_syntax()
         mpps = PerformedStepSCP(StepBook(index, settings.completion), arrivals)
         commitment = CommitmentSCP(settings, store, index)
