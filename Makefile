@@ -7,7 +7,7 @@ VENV := .venv
 APT_PACKAGES := redis-server orthanc dcmtk dicom3tools postgresql iproute2 chromium openssl
 APT_TOOLS := /usr/bin/redis-server /usr/sbin/Orthanc /usr/bin/storescu /usr/bin/echoscu /usr/bin/dciodvfy /usr/lib/postgresql/15/bin/postgres /usr/sbin/ip /usr/bin/chromium /usr/bin/openssl
 
-.PHONY: run test lint system-packages bench-ingest bench-e2e bench-soak bench-results-fuzz bench-retention
+.PHONY: run test lint system-packages bench-ingest bench-e2e bench-soak bench-results-fuzz bench-retention bench-mpps
 
 run: system-packages $(VENV)/.installed
 	$(VENV)/bin/radrouter up
@@ -34,6 +34,9 @@ bench-results-fuzz: system-packages $(VENV)/.installed
 # A simulated week of storage: GB received against peak disk used, C-STOREs refused (README).
 bench-retention: $(VENV)/.installed
 	$(VENV)/bin/python -m bench.retention
+
+bench-mpps: system-packages $(VENV)/.installed
+	$(VENV)/bin/python -m bench.mpps
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check radrouter tests bench
