@@ -2,7 +2,7 @@
 
 Each step is recorded in the index (``storage/steps.py``, UIDs and status only) before the answer,
 and the assembler is told, so a study completes when its modality says it is done instead of when a
-timer guesses so.
+timer guesses so; then it is forwarded to the destinations with ``forward_mpps``.
 """
 
 from __future__ import annotations
@@ -12,18 +12,17 @@ import logging
 from typing import Any
 
 from pydicom import Dataset
-from pydicom.uid import UID
-from pynetdicom.sop_class import ModalityPerformedProcedureStep  # type: ignore[attr-defined]
 from sqlalchemy.exc import SQLAlchemyError
 
 from radrouter.logs import study
 from radrouter.router.assemble import ArrivalSink
+from radrouter.router.deliver.mpps_forward import MPPS_SOP_CLASS, StepForwarder, StepMessage
 from radrouter.storage.steps import StepBook, StepChange, StepStatus
 from radrouter.storage.store import InvalidUID, validate_uid
 
 log = logging.getLogger(__name__)
 
-MPPS_SOP_CLASS = UID(ModalityPerformedProcedureStep)
+__all__ = ["MPPS_SOP_CLASS", "PerformedStepSCP", "StepStatusCode"]
 
 
 class StepStatusCode(enum.IntEnum):
@@ -69,9 +68,10 @@ def performed_instances(attributes: Dataset) -> dict[str, list[str]] | None:
 class PerformedStepSCP:
     """The N-CREATE and N-SET handlers; each returns its status and the attributes it recorded."""
 
-    def __init__(self, steps: StepBook, arrivals: ArrivalSink) -> None:
+    def __init__(self, steps: StepBook, arrivals: ArrivalSink, forwarder: StepForwarder) -> None:
         self.steps = steps
         self.arrivals = arrivals
+        self.forwarder = forwarder
 
     def handle_create(self, event: Any) -> tuple[Dataset, Dataset | None]:
         uid = event.request.AffectedSOPInstanceUID
@@ -92,7 +92,7 @@ class PerformedStepSCP:
         except SQLAlchemyError:
             log.exception("cannot record MPPS %s", uid)
             return _status(StepStatusCode.PROCESSING_FAILURE), None
-        return self._answer(change, study_uid, attributes, uid)
+        return self._answer(change, study_uid, StepMessage(True, str(uid), attributes))
 
     def handle_set(self, event: Any) -> tuple[Dataset, Dataset | None]:
         uid = str(event.request.RequestedSOPInstanceUID)
@@ -109,11 +109,12 @@ class PerformedStepSCP:
         except SQLAlchemyError:
             log.exception("cannot record MPPS %s", uid)
             return _status(StepStatusCode.PROCESSING_FAILURE), None
-        return self._answer(change, study_uid, attributes, uid)
+        return self._answer(change, study_uid, StepMessage(False, uid, attributes))
 
     def _answer(
-        self, change: StepChange, study_uid: str | None, attributes: Dataset, uid: str
+        self, change: StepChange, study_uid: str | None, message: StepMessage
     ) -> tuple[Dataset, Dataset | None]:
+        uid, attributes = message.uid, message.attributes
         code = _ANSWERS[change]
         if code != StepStatusCode.SUCCESS:
             log.warning("MPPS %s refused: %s", uid, change.name)
@@ -129,4 +130,5 @@ class PerformedStepSCP:
             extra=study(study_uid),
         )
         self.arrivals.steps_changed(study_uid)
+        self.forwarder.forward(message)
         return _status(code), attributes

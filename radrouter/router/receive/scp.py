@@ -37,6 +37,7 @@ from radrouter.deid import find_pseudonyms, is_pseudonymous, reidentify
 from radrouter.logs import study
 from radrouter.router.assemble import ArrivalSink
 from radrouter.router.deliver.commitment import COMMITMENT_SOP_CLASS
+from radrouter.router.deliver.mpps_forward import StepForwarder
 from radrouter.router.dispatch.worker import process_incarnation
 from radrouter.router.receive.acceptor import AcceptorContexts, ConnectionCounts, NodeAE, SharedSocketServer
 from radrouter.router.receive.commitment import CommitmentSCP
@@ -155,7 +156,8 @@ class StorageSCP:
             roles = REQUESTOR_ROLES_ACCEPTED.get(abstract_syntax, (None, None))
             self.ae.add_supported_context(abstract_syntax, ALL_TRANSFER_SYNTAXES, *roles)
         keep_senders_transfer_syntax()
-        mpps = PerformedStepSCP(StepBook(index, settings.completion), arrivals)
+        forwarder = StepForwarder(settings.destinations, settings.node.ae_title, settings.delivery.timeout_s)
+        mpps = PerformedStepSCP(StepBook(index, settings.completion), arrivals, forwarder)
         commitment = CommitmentSCP(settings, store, index)
         self.handlers: list[EventHandlerType] = [
             NODELAY_HANDLER,

@@ -16,7 +16,10 @@ from typing import Any
 
 import pydicom
 import pytest
+from pydicom import Dataset
 from pydicom.uid import generate_uid
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import ModalityPerformedProcedureStep  # type: ignore[attr-defined]
 
 from radrouter.storage.index import AuditEvent, Hop, Index, Study, StudyState
 from radrouter.storage.steps import PerformedStep
@@ -74,14 +77,38 @@ def test_steps_refuse_what_mpps_does_not_allow(node: Node, tmp_path: Path) -> No
     assert end_step(node.port, step_uid, series) == 0x0110  # an ended step may no longer change
 
 
+class RisMppsSCP:
+    """A RIS that tracks procedures: a pynetdicom MPPS SCP recording what it is sent, in order."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.received: list[tuple[str, str, str]] = []  # (message, step UID, status)
+        ae = AE(ae_title="RIS")
+        ae.add_supported_context(ModalityPerformedProcedureStep)
+        handlers = [(evt.EVT_N_CREATE, self._create), (evt.EVT_N_SET, self._set)]
+        self.server = ae.start_server(("127.0.0.1", self.port), block=False, evt_handlers=handlers)
+
+    def _create(self, event: Any) -> tuple[int, Dataset]:
+        status = str(event.attribute_list.PerformedProcedureStepStatus)
+        self.received.append(("N-CREATE", str(event.request.AffectedSOPInstanceUID), status))
+        return 0x0000, event.attribute_list
+
+    def _set(self, event: Any) -> tuple[int, Dataset]:
+        status = str(event.attribute_list.PerformedProcedureStepStatus)
+        self.received.append(("N-SET", str(event.request.RequestedSOPInstanceUID), status))
+        return 0x0000, event.attribute_list
+
+
 class ScpWithShortGrace:
     """``radrouter scp`` alone (no broker, no rules: a complete study goes DONE), with
-    ``completion.mpps_grace_s`` of 2 s instead of 30 s so that the test waits 2 s, not 30."""
+    ``completion.mpps_grace_s`` of 2 s instead of 30 s so that the test waits 2 s, not 30, and a RIS
+    as destination that gets the MPPS forwarded."""
 
     GRACE_S = 2.0
 
     def __init__(self, workdir: Path) -> None:
         self.port = free_port()
+        self.ris = RisMppsSCP()
         root = workdir / "data"
         config = workdir / "radrouter.yaml"
         config.write_text(
@@ -89,6 +116,8 @@ class ScpWithShortGrace:
             f"storage: {{root: {root}, free_space_reserve_mb: 64, fsync: false}}\n"
             f"broker: {{url: 'redis://127.0.0.1:{free_port()}/0'}}\n"
             f"completion: {{mpps_grace_s: {self.GRACE_S}}}\n"
+            "destinations:\n"
+            f"  ris: {{host: 127.0.0.1, port: {self.ris.port}, ae_title: RIS, forward_mpps: true}}\n"
             "rules: []\n"
         )
         log = workdir / "scp.log"
@@ -107,6 +136,7 @@ def scp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScpWithShortGrace]
     yield running
     running.process.send_signal(signal.SIGTERM)
     running.process.wait(timeout=30)
+    running.ris.server.shutdown()
 
 
 def test_a_listed_instance_that_never_came_is_recorded_after_the_grace(
@@ -134,3 +164,15 @@ def test_a_listed_instance_that_never_came_is_recorded_after_the_grace(
         step = session.get(PerformedStep, step_uid)
         assert step is not None
         assert step.missing == incomplete.detail["missing"] == [never_sent]
+
+
+def test_steps_are_forwarded_in_order_to_a_destination_that_wants_them(
+    scp: ScpWithShortGrace, tmp_path: Path
+) -> None:
+    study_uid, series, _rest = two_series(tmp_path, first=1)
+    step_uid = generate_uid()
+    assert start_step(scp.port, step_uid, study_uid) == 0x0000
+    assert end_step(scp.port, step_uid, series) == 0x0000
+    wait_until(lambda: len([r for r in scp.ris.received if r[1] == step_uid]) == 2, 30, "forwarded")
+    forwarded = [(kind, status) for kind, uid, status in scp.ris.received if uid == step_uid]
+    assert forwarded == [("N-CREATE", "IN PROGRESS"), ("N-SET", "COMPLETED")]
