@@ -203,7 +203,8 @@ class Node:
         # Overrides, each for a reason: free ports, so several nodes and a developer's own run coexist;
         # the test PACS as destination; a 64 MB free-space reserve instead of 1024 MB, as a CI disk may
         # have less than a GB free (tests/faults/test_disk_full.py fills a real tmpfs to test the reserve);
-        # a Storage Commitment requester's address (there is none by default).
+        # a Storage Commitment requester's address (there is none by default); the test PACS again as a
+        # destination that must commit what it is sent.
         self.config_path.write_text(
             f"""
 node: {{ae_title: RADROUTER, port: {self.port}, metrics_port: {free_port()}}}
@@ -213,8 +214,14 @@ broker: {{embedded_port: {self.redis_port}}}
 commitment: {{requesters: {{{COMMITMENT_REQUESTER}: {{host: 127.0.0.1, port: {self.commitment_port}}}}}}}
 destinations:
   pacs: {{host: 127.0.0.1, port: {pacs.dicom_port}, ae_title: {pacs.ae_title}}}
+  pacs-committed:
+    {{host: 127.0.0.1, port: {pacs.dicom_port}, ae_title: {pacs.ae_title}, storage_commitment: true}}
 """
-            + (user_pipelines_yaml(workdir / "models") if pipelines is None else pipelines)
+            + (
+                user_pipelines_yaml(workdir / "models", committed="pacs-committed")
+                if pipelines is None
+                else pipelines
+            )
         )
         if ris is not None:
             with self.config_path.open("a") as config:

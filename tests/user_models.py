@@ -67,8 +67,14 @@ SERIES_TESTER = "SERIES-TEST"
 PIPELINE_TESTER = "PIPELINE-TEST"
 
 
-def user_pipelines_yaml(models: Path, pacs: str = "pacs") -> str:
-    """The test node's pipelines, pool and rules (the default brain rule is kept)."""
+#: The calling AE the Storage Commitment delivery test sends with: its studies are forwarded to a
+#: destination that must commit them (``committed``).
+COMMITMENT_TESTER = "COMMIT-TEST"
+
+
+def user_pipelines_yaml(models: Path, pacs: str = "pacs", committed: str | None = None) -> str:
+    """The test node's pipelines, pool and rules (the default brain rule is kept); with ``committed``,
+    a rule forwarding the commitment test's studies there."""
     models.mkdir(parents=True, exist_ok=True)
     threshold = build_threshold_torchscript(models / "threshold.ts")
     broken = build_broken_torchscript(models / "broken.ts")
@@ -122,4 +128,11 @@ rules:
     match: {{calling_ae: {SERIES_TESTER}}}
     completion: series
     forward_to: [{pacs}]
+""" + (
+        f"""  - name: committed-forward
+    match: {{calling_ae: {COMMITMENT_TESTER}}}
+    forward_to: [{committed}]
 """
+        if committed
+        else ""
+    )

@@ -25,7 +25,8 @@ from radrouter.router.deliver.commitment import COMMITMENT_INSTANCE, NotCommitte
 from radrouter.storage.commitments import CommitmentRequest
 from radrouter.storage.index import Index
 from tests.router.receive.mpps_scu import two_series
-from tests.services import COMMITMENT_REQUESTER, Node, Orthanc, storescu, wait_until
+from tests.services import COMMITMENT_REQUESTER, CT_HEAD, Node, Orthanc, as_new_study, storescu, wait_until
+from tests.user_models import COMMITMENT_TESTER
 
 
 class Reports:
@@ -142,5 +143,30 @@ def test_the_node_asks_orthanc_and_takes_its_report_on_a_new_association(
         never_sent = (references[0][0], generate_uid())
         with pytest.raises(NotCommitted, match="0x0112"):
             request_commitment("pacs", pacs, [*references, never_sent], "RADROUTER", index, timeout_s=30)
+    finally:
+        index.engine.dispose()
+
+
+def test_a_forward_to_a_destination_that_must_commit_is_delivered_once_committed(
+    node: Node, orthanc: Orthanc, tmp_path: Path
+) -> None:
+    modality = {"AET": "RADROUTER", "Host": "127.0.0.1", "Port": node.port}
+    httpx.put(f"{orthanc.url}/modalities/radrouter", json=modality).raise_for_status()
+    files = as_new_study(sorted(CT_HEAD.glob("I*"))[:3], tmp_path)
+    study_uid = str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
+    assert storescu(node.port, files, calling_ae=COMMITMENT_TESTER).returncode == 0
+
+    study = wait_until(
+        lambda: (s := node.study(study_uid))["state"] in ("DONE", "FAILED") and s, 180, "settled"
+    )
+    assert study["state"] == "DONE", study["reason"]
+    assert [(f["destination"], f["state"]) for f in study["forwards"]] == [("pacs-committed", "DELIVERED")]
+    [delivered] = [event for event in study["events"] if event["hop"] == "delivered"]
+    index = Index(f"sqlite:///{node.workdir / 'data' / 'index.sqlite3'}")
+    try:
+        with index.session() as session:
+            commitment = session.get(CommitmentRequest, delivered["detail"]["commitment"])
+            assert commitment is not None and commitment.answered_at is not None
+            assert (len(commitment.requested), commitment.failed) == (len(files), [])
     finally:
         index.engine.dispose()
