@@ -106,6 +106,12 @@ class StepBook:
         route = not all_discontinued or self.completion.mpps_discontinued == DiscontinuedStudy.ROUTE
         return StepPlan(held=False, missing=missing, grace_left_s=max(0.0, grace_left_s), route=route)
 
+    def open_studies(self) -> list[str]:
+        """Studies with steps no completion has used yet: an SCP that starts again follows them."""
+        with self.index.session() as session:
+            query = select(PerformedStep.study_uid).where(PerformedStep.used_at.is_(None)).distinct()
+            return list(session.scalars(query))
+
     def used(self, study_uid: str, missing: frozenset[str], routed: bool) -> None:
         """The study completed by its steps: mark them used, record what never arrived, and for a held
         DISCONTINUED study say so as its reason."""

@@ -77,3 +77,21 @@ def test_a_discontinued_step_held_completes_without_routing(index: Index) -> Non
         assembler.stop()
     assert completions.snapshot() == []
     assert study.reason is not None and "DISCONTINUED" in study.reason
+
+
+def test_an_assembler_started_again_follows_the_steps_left_open(index: Index) -> None:
+    completion = CompletionSettings(**TIMER_NEVER)
+    steps = StepBook(index, completion)
+    steps.create(STEP, STUDY, "MODALITY")
+    record_instance(index, received("1.2.3.1"))
+    steps.update(STEP, StepStatus.COMPLETED, {SERIES: ["1.2.3.1"]})
+    assert steps.open_studies() == [STUDY]
+    completions = Completions()
+    assembler = _assembler(index, completion, completions)  # as `radrouter scp` starts it
+    try:
+        for study_uid in steps.open_studies():
+            assembler.steps_changed(study_uid)
+        completions.wait_for(STUDY)  # everything listed is stored: complete at once
+    finally:
+        assembler.stop()
+    assert steps.open_studies() == []

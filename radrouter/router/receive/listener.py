@@ -259,6 +259,8 @@ def run_scp(settings: Settings, reading_list: ReadingListEntry) -> None:
     router = StudyRouter(settings, index, celery, reading_list)
     steps = StepBook(index, settings.completion)
     assembler = StudyAssembler(settings.completion, router, router.series_complete, steps=steps)
+    for study_uid in steps.open_studies():  # held or awaited before this start: still so
+        assembler.steps_changed(study_uid)
     # Before the receivers fork, so they share this start's identity, which the studies they receive
     # carry and the heartbeat vouches for.
     incarnation = process_incarnation()
