@@ -30,6 +30,7 @@ from radrouter.web.monitoring import monitoring_parts
 from radrouter.web.pipelines import pipelines_router
 from radrouter.web.prometheus import NodeCollector
 from radrouter.web.routing import routing_api
+from radrouter.web.ups import ups_events_router, ups_router
 from radrouter.web.worklist import worklist_router
 
 
@@ -109,6 +110,9 @@ def create_app(settings: Settings, index: Index | None = None) -> FastAPI:
         dicomweb_router(index, InstanceStore(settings.storage.root, settings.storage.fsync)),
         dependencies=PROTECTED,
     )
+    subscriptions: dict[str, set[str]] = {}
+    app.include_router(ups_router(index, subscriptions), dependencies=PROTECTED)
+    app.include_router(ups_events_router(settings, index, subscriptions))  # checks the token itself
 
     echo_scp = CachedEcho(settings.node)
 
