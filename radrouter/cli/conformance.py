@@ -19,6 +19,7 @@ from radrouter.router.deliver.scu import RESULT_CONTEXTS
 from radrouter.router.receive.commitment import ActionStatus, FailureReason, ReportType
 from radrouter.router.receive.mpps import MPPS_SOP_CLASS, StepStatusCode
 from radrouter.router.receive.scp import REQUESTOR_ROLES_ACCEPTED, SCP_ABSTRACT_SYNTAXES, StoreStatus
+from radrouter.web.ups import GLOBAL_SUBSCRIPTION, UPS_PUSH
 
 _VERIFICATION = UID("1.2.840.10008.1.1")
 _APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"
@@ -190,6 +191,14 @@ def conformance_markdown() -> str:
         "### 4.3 Network interfaces",
         "",
         "TCP/IP (IPv4 and IPv6), `node.host` and `node.port`.",
+        "",
+        "### 4.4 Web services",
+        "",
+        "UPS-RS (PS3.18 11, Unified Procedure Step Push, Pull and Watch over DICOMweb, under",
+        f"`/dicomweb`): every AI job is a UPS workitem (`{UPS_PUSH}`); create, retrieve, search, change",
+        "state with the Transaction UID, update, request cancellation, subscribe (one workitem, or",
+        f"all with `{GLOBAL_SUBSCRIPTION}`), events over a WebSocket per subscriber AE title.",
+        "WADO-RS and STOW-RS for the node's remote workers.",
         "",
         "## 6 Support of character sets",
         "",
