@@ -22,6 +22,7 @@ class Kept(enum.Enum):
     STORED = enum.auto()  # indexed, and its file is in the store with the size indexed
     ABSENT = enum.auto()  # never received, purged, or its file is gone
     OTHER_CLASS = enum.auto()  # stored, but of another SOP class than the reference says
+    NOT_DURABLE = enum.auto()  # stored without fsync (``storage.fsync: false``): a crash may lose it
 
 
 def kept(index: Index, store: InstanceStore, references: list[tuple[str, str]]) -> list[Kept]:
@@ -42,6 +43,8 @@ def kept(index: Index, store: InstanceStore, references: list[tuple[str, str]]) 
             answers.append(Kept.ABSENT)
         elif row.sop_class_uid != sop_class:
             answers.append(Kept.OTHER_CLASS)
+        elif not store.fsync:
+            answers.append(Kept.NOT_DURABLE)
         else:
             answers.append(Kept.STORED)
     return answers

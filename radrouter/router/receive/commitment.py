@@ -59,6 +59,7 @@ class FailureReason(enum.IntEnum):
 _REASONS = {
     Kept.ABSENT: FailureReason.NO_SUCH_OBJECT_INSTANCE,
     Kept.OTHER_CLASS: FailureReason.CLASS_INSTANCE_CONFLICT,
+    Kept.NOT_DURABLE: FailureReason.PROCESSING_FAILURE,  # storage.fsync is off
 }
 
 

@@ -165,6 +165,16 @@ def test_a_listed_instance_that_never_came_is_recorded_after_the_grace(
         assert step is not None
         assert step.missing == incomplete.detail["missing"] == [never_sent]
 
+    # Sent after all, it reopens the study, which the timer completes again: its step is used up.
+    assert storescu(scp.port, series_b[-1:]).returncode == 0
+
+    def completed_twice() -> bool:
+        with scp.index.session() as session:
+            events = session.query(AuditEvent).filter(AuditEvent.study_uid == study_uid)
+            return [e.hop for e in events].count(Hop.COMPLETE) == 2
+
+    wait_until(completed_twice, 30, "the late instance's revision completed")
+
 
 def test_steps_are_forwarded_in_order_to_a_destination_that_wants_them(
     scp: ScpWithShortGrace, tmp_path: Path
