@@ -168,7 +168,9 @@ def ups_router(index: Index, subscriptions: dict[str, set[str]]) -> APIRouter:
                 query = query.where(Workitem.pipeline == value)
         with index.session() as session:
             found = [as_dataset(item).to_json_dict() for item in session.scalars(query)]
-        return Response(json.dumps(found), media_type=DICOM_JSON, status_code=200 if found else 204)
+        if not found:
+            return Response(status_code=204)  # PS3.18 11.9.4: no match, no content
+        return Response(json.dumps(found), media_type=DICOM_JSON)
 
     @router.put("/workitems/{uid}/state")
     async def change_state(uid: str, request: Request) -> None:

@@ -100,6 +100,7 @@ def test_an_outside_performer_claims_and_completes_while_a_subscriber_watches(no
 def test_a_workitem_that_is_not_there_is_404_and_a_bad_one_400(node: Node) -> None:
     web = f"http://127.0.0.1:{node.web_port}/dicomweb"
     assert httpx.get(f"{web}/workitems/{generate_uid()}").status_code == 404
+    assert httpx.get(f"{web}/workitems", params={"StudyInstanceUID": generate_uid()}).status_code == 204
     assert httpx.post(f"{web}/workitems/{generate_uid()}/cancelrequest").status_code == 404
     not_scheduled = _workitem(generate_uid(), generate_uid())
     not_scheduled["00741000"]["Value"] = ["COMPLETED"]

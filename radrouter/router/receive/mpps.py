@@ -104,8 +104,10 @@ class PerformedStepSCP:
             change, study_uid = self.steps.update(
                 uid, StepStatus(status) if status else None, performed_instances(attributes)
             )
-        except (InvalidUID, AttributeError) as error:
+        except InvalidUID as error:
             return _status(StepStatusCode.INVALID_ATTRIBUTE_VALUE, str(error)), None
+        except AttributeError as error:  # a performed series or instance without its UID
+            return _status(StepStatusCode.MISSING_ATTRIBUTE, str(error)), None
         except SQLAlchemyError:
             log.exception("cannot record MPPS %s", uid)
             return _status(StepStatusCode.PROCESSING_FAILURE), None
