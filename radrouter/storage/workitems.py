@@ -102,6 +102,37 @@ class WorkitemEvent(Base):
     at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class UpsSubscription(Base):
+    """A subscriber AE title following one workitem, or all (the global UPS instance UID); kept in the
+    index, so a subscription outlives a restart of the web app (PS3.4 CC.2.3)."""
+
+    __tablename__ = "ups_subscriptions"
+
+    ae_title: Mapped[str] = mapped_column(String(16), primary_key=True)
+    workitem_uid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+def subscribe(index: Index, ae_title: str, workitem_uid: str) -> None:
+    with index.session() as session:
+        if session.get(UpsSubscription, (ae_title, workitem_uid)) is None:
+            session.add(UpsSubscription(ae_title=ae_title, workitem_uid=workitem_uid))
+
+
+def unsubscribe(index: Index, ae_title: str, workitem_uid: str) -> None:
+    with index.session() as session:
+        found = session.get(UpsSubscription, (ae_title, workitem_uid))
+        if found is not None:
+            session.delete(found)
+
+
+def subscribed(index: Index, ae_title: str) -> set[str]:
+    """The workitem UIDs (or the global UID) ``ae_title`` follows."""
+    with index.session() as session:
+        query = select(UpsSubscription.workitem_uid).where(UpsSubscription.ae_title == ae_title)
+        return set(session.scalars(query))
+
+
 def _report(session: Session, item: Workitem, event: UpsEventType = UpsEventType.STATE_REPORT) -> None:
     item.changed_at = utcnow()
     session.add(

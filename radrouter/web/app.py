@@ -110,9 +110,8 @@ def create_app(settings: Settings, index: Index | None = None) -> FastAPI:
         dicomweb_router(index, InstanceStore(settings.storage.root, settings.storage.fsync)),
         dependencies=PROTECTED,
     )
-    subscriptions: dict[str, set[str]] = {}
-    app.include_router(ups_router(index, subscriptions), dependencies=PROTECTED)
-    app.include_router(ups_events_router(settings, index, subscriptions))  # checks the token itself
+    app.include_router(ups_router(index), dependencies=PROTECTED)
+    app.include_router(ups_events_router(settings, index))  # checks the token itself
 
     echo_scp = CachedEcho(settings.node)
 

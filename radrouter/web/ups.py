@@ -3,7 +3,8 @@ outside Task Performer can claim and a watcher can follow (IHE AIW-I, the node a
 
 Create, retrieve, search, change state (with the performer's Transaction UID), request cancellation
 and subscribe; events go over a WebSocket per subscriber AE title (PS3.18 11.13), read from the
-index's event rows, so changes made by Celery workers in other processes reach the watchers too.
+index's event rows, so changes made by Celery workers in other processes reach the watchers too;
+subscriptions are kept in the index as well.
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ from radrouter.storage.workitems import (
     last_event,
     request_cancel,
     schedule,
+    subscribed,
 )
+from radrouter.storage.workitems import subscribe as subscribe_to
+from radrouter.storage.workitems import unsubscribe as unsubscribe_from
 
 DICOM_JSON = "application/dicom+json"
 UPS_PUSH = "1.2.840.10008.5.1.4.34.6.1"
@@ -117,9 +121,8 @@ def _refused(error: UpsError) -> HTTPException:
     return HTTPException(_HTTP[error.refusal], str(error))
 
 
-def ups_router(index: Index, subscriptions: dict[str, set[str]]) -> APIRouter:
-    """The UPS-RS resources; include with ``dependencies=PROTECTED``. ``subscriptions``: subscriber AE
-    title → the workitem UIDs (or the global UID) it follows, shared with :func:`ups_events_router`."""
+def ups_router(index: Index) -> APIRouter:
+    """The UPS-RS resources; include with ``dependencies=PROTECTED``."""
     router = APIRouter(prefix="/dicomweb", tags=["ups-rs"])
 
     @router.post("/workitems", status_code=201)
@@ -226,16 +229,16 @@ def ups_router(index: Index, subscriptions: dict[str, set[str]]) -> APIRouter:
             with index.session() as session:
                 if session.get(Workitem, uid) is None:
                     raise HTTPException(404, f"no workitem {uid}")
-        subscriptions.setdefault(ae_title, set()).add(uid)
+        subscribe_to(index, ae_title[:16], uid)
 
     @router.delete("/workitems/{uid}/subscribers/{ae_title}")
     def unsubscribe(uid: str, ae_title: str) -> None:
-        subscriptions.get(ae_title, set()).discard(uid)
+        unsubscribe_from(index, ae_title[:16], uid)
 
     return router
 
 
-def ups_events_router(settings: Settings, index: Index, subscriptions: dict[str, set[str]]) -> APIRouter:
+def ups_events_router(settings: Settings, index: Index) -> APIRouter:
     """The event channel, a WebSocket per subscriber AE title. WebSockets carry no Request for the
     routers' dependencies, so the API token (``web.api_token``) is checked here."""
     router = APIRouter(prefix="/dicomweb")
@@ -251,7 +254,7 @@ def ups_events_router(settings: Settings, index: Index, subscriptions: dict[str,
         last = await asyncio.to_thread(last_event, index)
         try:
             while True:
-                wanted = subscriptions.get(ae_title, set())
+                wanted = await asyncio.to_thread(subscribed, index, ae_title[:16])
                 for event in await asyncio.to_thread(events_after, index, last):
                     last = event["id"]
                     if GLOBAL_SUBSCRIPTION in wanted or event["uid"] in wanted:

@@ -1,8 +1,8 @@
 """MPPS steps, storage commitment requests and UPS workitems
 
-Revision ID: 3788a7612797
+Revision ID: 1ebd2850f80e
 Revises: 842aa401c2af
-Create Date: 2026-12-01 16:37:42.995022
+Create Date: 2026-12-01 16:57:33.989891
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "3788a7612797"
+revision: str = "1ebd2850f80e"
 down_revision: str | None = "842aa401c2af"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -58,6 +58,13 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_performed_steps_study_uid"), ["study_uid"], unique=False)
 
     op.create_table(
+        "ups_subscriptions",
+        sa.Column("ae_title", sa.String(length=16), nullable=False),
+        sa.Column("workitem_uid", sa.String(length=64), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("ae_title", "workitem_uid"),
+    )
+    op.create_table(
         "workitem_events",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("workitem_uid", sa.String(length=64), nullable=False),
@@ -84,7 +91,7 @@ def upgrade() -> None:
         sa.Column("priority", sa.Enum("HIGH", "MEDIUM", "LOW", name="upspriority"), nullable=False),
         sa.Column(
             "state",
-            # The type exists by now (workitem_events made it): PostgreSQL must not create it twice.
+            # The type exists by now (made with the table before): PostgreSQL must not create it twice.
             postgresql.ENUM(
                 "SCHEDULED", "IN PROGRESS", "COMPLETED", "CANCELED", name="upsstate", create_type=False
             ),
@@ -118,6 +125,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_workitem_events_workitem_uid"))
 
     op.drop_table("workitem_events")
+    op.drop_table("ups_subscriptions")
     with op.batch_alter_table("performed_steps", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_performed_steps_study_uid"))
 
