@@ -95,3 +95,23 @@ def test_an_assembler_started_again_follows_the_steps_left_open(index: Index) ->
     finally:
         assembler.stop()
     assert steps.open_studies() == []
+
+
+def test_a_step_that_comes_after_every_image_completes_the_study_at_once(index: Index) -> None:
+    completion = CompletionSettings(**TIMER_NEVER)
+    completions = Completions()
+    assembler = _assembler(index, completion, completions)
+    steps = StepBook(index, completion)
+    try:
+        for uid in ("1.2.3.1", "1.2.3.2"):
+            record_instance(index, received(uid))
+            assembler.instance_received(STUDY, "a", SERIES, uid)
+        assembler.association_ended("a")  # the timer would wait 600 s from here
+        steps.create(STEP, STUDY, "MODALITY")
+        assembler.steps_changed(STUDY)
+        steps.update(STEP, StepStatus.COMPLETED, {SERIES: ["1.2.3.1", "1.2.3.2"]})
+        assembler.steps_changed(STUDY)
+        completions.wait_for(STUDY)
+    finally:
+        assembler.stop()
+    assert completions.snapshot() == [STUDY]
