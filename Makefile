@@ -7,7 +7,7 @@ VENV := .venv
 APT_PACKAGES := redis-server orthanc orthanc-dicomweb dcmtk dicom3tools postgresql iproute2 chromium openssl haproxy
 APT_TOOLS := /usr/bin/redis-server /usr/sbin/Orthanc /usr/share/orthanc/plugins/libOrthancDicomWeb.so /usr/bin/storescu /usr/bin/echoscu /usr/bin/dciodvfy /usr/lib/postgresql/15/bin/postgres /usr/sbin/ip /usr/bin/chromium /usr/bin/openssl /usr/sbin/haproxy
 
-.PHONY: run test lint ohif system-packages bench-ingest bench-e2e bench-soak bench-results-fuzz bench-retention bench-worklist bench-cluster
+.PHONY: run test lint ohif system-packages bench-ingest bench-e2e bench-soak bench-results-fuzz bench-retention bench-worklist bench-cluster bench-mpps
 
 run: system-packages $(VENV)/.installed
 	$(VENV)/bin/radrouter up
@@ -47,6 +47,9 @@ bench-retention: $(VENV)/.installed
 # The reading list with 5,000 open studies: one page and the change counter against the whole list.
 bench-worklist: $(VENV)/.installed
 	$(VENV)/bin/python -m bench.worklist_page
+
+bench-mpps: system-packages $(VENV)/.installed
+	$(VENV)/bin/python -m bench.mpps
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check radrouter tests bench

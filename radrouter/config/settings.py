@@ -22,6 +22,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from radrouter.config.commitment import CommitmentSettings
 from radrouter.config.deidentification import Deidentification
 from radrouter.config.monitoring import MonitoringSettings
 from radrouter.config.pipelines import NetworkPipelineSetting, WorkerPool
@@ -158,8 +159,15 @@ class BrokerSettings(BaseModel):
         return self.url or f"redis://127.0.0.1:{self.embedded_port}/0"
 
 
+class DiscontinuedStudy(enum.StrEnum):
+    """What a study whose every performed procedure step was DISCONTINUED gets at completion."""
+
+    ROUTE = "route"
+    HOLD = "hold"
+
+
 class CompletionSettings(BaseModel):
-    """When a study counts as complete (DICOM has no end-of-study message)."""
+    """When a study counts as complete: by its MPPS when the modality sends one, else by a timer."""
 
     quiet_period_s: float = Field(
         1.0, gt=0, le=3600, description="Seconds without new instances, after release, before completion."
@@ -169,6 +177,25 @@ class CompletionSettings(BaseModel):
         gt=0,
         le=3600,
         description="Seconds without new instances before completion while an association stays open.",
+    )
+    mpps_grace_s: float = Field(
+        30.0,
+        ge=0,
+        le=86400,
+        description="Seconds after an MPPS COMPLETED that a study waits for listed instances not yet "
+        "stored; it then completes with what arrived, the missing ones recorded.",
+    )
+    mpps_in_progress_quiet_s: float = Field(
+        3600.0,
+        gt=0,
+        le=86400,
+        description="A study whose MPPS stays IN PROGRESS completes after this many seconds without "
+        "instances (a modality that never ends its step).",
+    )
+    mpps_discontinued: DiscontinuedStudy = Field(
+        DiscontinuedStudy.ROUTE,
+        description="A study whose MPPS was DISCONTINUED: `route` what arrived, or `hold` it (DONE, "
+        "not routed, with the reason).",
     )
 
 
@@ -418,6 +445,14 @@ class Destination(BaseModel):
         description="What it receives of a job's results: `seg`, `sr`, `key_images` (outlined slices "
         "with a legend, for a viewer that shows no DICOM-SEG).",
     )
+    storage_commitment: bool = Field(
+        False,
+        description="Ask the destination for Storage Commitment of what was sent: a delivery is DELIVERED "
+        "only once its commitment report says every instance is committed.",
+    )
+    forward_mpps: bool = Field(
+        False, description="Forward the modalities' MPPS N-CREATE and N-SET to this destination (PACS, RIS)."
+    )
 
     @model_validator(mode="after")
     def _external_needs_deidentification(self) -> Destination:
@@ -451,6 +486,7 @@ class Settings(BaseSettings):
     broker: BrokerSettings = BrokerSettings()
     completion: CompletionSettings = CompletionSettings()
     cluster: ClusterSettings = ClusterSettings()
+    commitment: CommitmentSettings = CommitmentSettings()
     delivery: DeliverySettings = DeliverySettings()
     inference: InferenceSettings = InferenceSettings()
     key_images: KeyImageSettings = KeyImageSettings()

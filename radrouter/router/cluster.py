@@ -5,6 +5,10 @@ every ``cluster.flush_interval_s`` from a thread of its own, so no C-STORE waits
 holds the sweeper's lease decides, on all nodes' arrivals, with the in-memory assembler's rules, and
 calls the same ``on_complete`` / ``on_series_complete``. A study whose associations ran on two nodes
 completes once; the router's revision check and the index's unique keys make a second call a no-op.
+
+A study's MPPS (kept in the index, :mod:`radrouter.storage.steps`, whichever node received them) rule
+its completion here as in the single node's assembler: a step IN PROGRESS holds it, ended steps
+complete it once the last listed instance is indexed, or after ``completion.mpps_grace_s``.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from radrouter.config.settings import Settings
 from radrouter.logs import study as study_context
@@ -29,6 +33,7 @@ from radrouter.storage.arrivals import (
 from radrouter.storage.arrivals import tracked_studies as ledger_studies
 from radrouter.storage.arrivals import write_batch as write_ledger
 from radrouter.storage.index import Index, utcnow
+from radrouter.storage.steps import StepBook
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +53,7 @@ class SharedStudyAssembler:
         incarnation: str,
         on_complete: Callable[[str], None],
         on_series_complete: Callable[[str, str], None] | None = None,
+        steps: StepBook | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.settings = settings
@@ -56,10 +62,12 @@ class SharedStudyAssembler:
         self.name = settings.cluster.resolved_node_name()
         self._on_complete = on_complete
         self._on_series_complete = on_series_complete
+        self._steps = steps
         self._clock = clock
         self._lock = threading.Lock()
         self._batch = ArrivalBatch()
         self._stop = threading.Event()
+        self._steps_changed = threading.Event()
         self._leading = False
         #: The lease lasts ``node_timeout_s`` and is renewed every fifth of it, like the heartbeat.
         self._lease_s = settings.cluster.node_timeout_s
@@ -82,6 +90,7 @@ class SharedStudyAssembler:
     def stop(self) -> None:
         """Write what is left, and end the associations the stopped receivers held."""
         self._stop.set()
+        self._steps_changed.set()
         for thread in self._threads:
             if thread.ident is not None:
                 thread.join(timeout=10)
@@ -90,7 +99,9 @@ class SharedStudyAssembler:
         except Exception as error:  # they end when the heartbeat is found stale
             log.error("associations not ended in the ledger (%s)", type(error).__name__)
 
-    def instance_received(self, study_uid: str, association: str, series_uid: str | None = None) -> None:
+    def instance_received(
+        self, study_uid: str, association: str, series_uid: str | None = None, sop_uid: str | None = None
+    ) -> None:
         with self._lock:
             series = series_uid if self._on_series_complete is not None else None
             self._batch.instance(study_uid, series, association, self._clock())
@@ -98,6 +109,10 @@ class SharedStudyAssembler:
     def association_ended(self, association: str) -> None:
         with self._lock:
             self._batch.ended[association] = self._clock()
+
+    def steps_changed(self, study_uid: str) -> None:
+        """An MPPS of the study started or ended (it is in the index already): sweep now, not later."""
+        self._steps_changed.set()
 
     def pending(self) -> list[str]:
         """Studies the ledger still waits on, whichever node received them."""
@@ -133,16 +148,48 @@ class SharedStudyAssembler:
             self._renewed_at = now
         if not self._leading:
             return self._renew_every_s
+        self._steps_changed.clear()
         sweep = quiet(self.index, self.settings.completion, self.settings.cluster.node_timeout_s, now)
+        timed = {done.study_uid: done for done in sweep.studies}
+        next_due = self._complete_by_steps(timed, now)
         for done in sweep.series:
-            assert self._on_series_complete is not None and done.series_uid is not None
-            self._call(done, self._on_series_complete, done.study_uid, done.series_uid)
-        for done in sweep.studies:
+            if self._steps is None or self._steps.plan(done.study_uid) is None:  # else left to the study
+                assert self._on_series_complete is not None and done.series_uid is not None
+                self._call(done, self._on_series_complete, done.study_uid, done.series_uid)
+        for done in timed.values():
             self._call(done, self._on_complete, done.study_uid)
         longest = self.settings.completion.quiet_period_s / 4
-        if sweep.next_due is None:
+        dues = [due for due in (sweep.next_due, next_due) if due is not None]
+        if not dues:
             return longest
-        return min(longest, max((sweep.next_due - self._clock()).total_seconds(), 0.0))
+        return min(longest, max((min(dues) - self._clock()).total_seconds(), 0.0))
+
+    def _complete_by_steps(self, timed: dict[str, Quiet], now: datetime) -> datetime | None:
+        """Complete the studies whose MPPS say so, and take the studies MPPS hold (or that await their
+        grace) out of ``timed``, the studies the timer found quiet; when the next grace ends."""
+        if self._steps is None:
+            return None
+        grace_ends: list[datetime] = []
+        held_quiet_s = self.settings.completion.mpps_in_progress_quiet_s
+        for study_uid in self._steps.open_studies():
+            plan = self._steps.plan(study_uid)
+            if plan is None:
+                continue
+            quiet_since = timed.pop(study_uid, None)
+            if plan.held:  # the timer does not complete it, but an instance-less hour does
+                if quiet_since is not None and (now - quiet_since.last_seen).total_seconds() >= held_quiet_s:
+                    self._call(quiet_since, self._on_complete, study_uid)
+                continue
+            if plan.missing and plan.grace_left_s > 0:
+                grace_ends.append(now + timedelta(seconds=plan.grace_left_s))
+                continue
+            done = Quiet(study_uid, None, now)
+            if plan.route:
+                self._call(done, self._on_complete, study_uid)
+            else:
+                forget(self.index, done)
+            self._steps.used(study_uid, plan.missing, plan.route)
+        return min(grace_ends) if grace_ends else None
 
     def _call(self, done: Quiet, callback: Callable[..., None], *args: str) -> None:
         try:
@@ -171,7 +218,8 @@ class SharedStudyAssembler:
     def _sweep(self) -> None:
         last_prune = self._clock()
         wait_s = self.settings.cluster.flush_interval_s
-        while not self._stop.wait(wait_s):
+        while not self._stop.wait(0):
+            self._steps_changed.wait(wait_s)
             try:
                 wait_s = self.sweep_once()
                 now = self._clock()

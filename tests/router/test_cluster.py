@@ -13,7 +13,11 @@ import pytest
 from radrouter.config.settings import Settings
 from radrouter.router.cluster import SharedStudyAssembler
 from radrouter.storage.index import Index, Study, StudyState, utcnow
+from radrouter.storage.ingest import record_instance
+from radrouter.storage.steps import StepBook, StepChange, StepStatus
 from tests.services import PostgreSQL
+from tests.storage.test_ingest import SERIES, STUDY, received
+from tests.storage.test_steps import STEP
 
 
 class Clock:
@@ -30,7 +34,9 @@ class Clock:
 class Node:
     """One node's assembler, recording what it completed."""
 
-    def __init__(self, settings: Settings, index: Index, incarnation: str, clock: Clock) -> None:
+    def __init__(
+        self, settings: Settings, index: Index, incarnation: str, clock: Clock, steps: StepBook | None = None
+    ) -> None:
         self.completed: list[str] = []
         self.series: list[tuple[str, str]] = []
         self.assembler = SharedStudyAssembler(
@@ -39,6 +45,7 @@ class Node:
             incarnation,
             self.completed.append,
             lambda study, series: self.series.append((study, series)),
+            steps,
             clock=clock,
         )
         self.assembler.beat()  # its threads not started: the test flushes and sweeps
@@ -55,12 +62,14 @@ def cluster(postgres: PostgreSQL) -> tuple[Settings, Index, Clock]:
     return Settings(storage={"index_url": url}, cluster={"enabled": True}), Index(url, migrate=True), Clock()
 
 
-def two_nodes(cluster: tuple[Settings, Index, Clock]) -> tuple[Node, Node, Clock]:
+def two_nodes(
+    cluster: tuple[Settings, Index, Clock], steps: StepBook | None = None
+) -> tuple[Node, Node, Clock]:
     settings, index, clock = cluster
     a = Node(settings.model_copy(update={"cluster": settings.cluster.model_copy(update={"node_name": "a"})}),
-             index, "a" * 32, clock)  # fmt: skip
+             index, "a" * 32, clock, steps)  # fmt: skip
     b = Node(settings.model_copy(update={"cluster": settings.cluster.model_copy(update={"node_name": "b"})}),
-             index, "b" * 32, clock)  # fmt: skip
+             index, "b" * 32, clock, steps)  # fmt: skip
     a.sweep()  # a takes the lease first
     b.sweep()
     assert a.assembler.leading() and not b.assembler.leading()
@@ -188,3 +197,33 @@ def test_a_study_indexed_after_its_last_written_arrival_waits_for_it(
     clock.advance(settings.completion.quiet_period_s + 0.1)
     a.sweep()
     assert a.completed == ["1.8"]
+
+
+def test_mpps_hold_a_study_on_the_sweeper_and_complete_it_at_its_last_listed_instance(
+    cluster: tuple[Settings, Index, Clock],
+) -> None:
+    """A step IN PROGRESS received by one node holds the study past the timer on the sweeper; once the
+    step is COMPLETED, the study completes as soon as every listed instance is indexed, quiet or not."""
+    settings, index, clock = cluster
+    steps = StepBook(index, settings.completion)
+    a, b, clock = two_nodes(cluster, steps)
+    assert steps.create(STEP, STUDY, "MODALITY") == StepChange.RECORDED
+    record_instance(index, received("1.2.3.1"))
+    b.assembler.instance_received(STUDY, "x", SERIES, "1.2.3.1")
+    b.assembler.association_ended("x")
+    b.sweep()
+    clock.advance(settings.completion.quiet_period_s * 5)
+    a.sweep()
+    assert a.completed == [], "the timer completed a study its modality still performs"
+    steps.update(STEP, StepStatus.COMPLETED, {SERIES: ["1.2.3.1", "1.2.3.2"]})
+    a.sweep()
+    assert a.completed == [], "completed with a listed instance missing, before the grace"
+    record_instance(index, received("1.2.3.2"))
+    b.assembler.instance_received(STUDY, "y", SERIES, "1.2.3.2")  # its association still open
+    b.sweep()
+    a.sweep()
+    assert (a.completed, b.completed) == ([STUDY], [])
+    assert steps.plan(STUDY) is None, "the step was used by the completion"
+    clock.advance(settings.completion.open_quiet_period_s + 1)
+    a.sweep()
+    assert a.completed == [STUDY], "completed twice"

@@ -33,6 +33,7 @@ from radrouter.router.cluster import SharedStudyAssembler
 from radrouter.router.receive.acceptor import ConnectionCounts
 from radrouter.router.receive.scp import StorageSCP
 from radrouter.storage.index import Index
+from radrouter.storage.steps import StepBook
 from radrouter.storage.store import InstanceStore
 
 if TYPE_CHECKING:
@@ -64,6 +65,13 @@ class InstanceArrived(NamedTuple):
     study_uid: str
     association: str
     series_uid: str | None
+    sop_uid: str | None
+
+
+class StepsChanged(NamedTuple):
+    """A receiver recorded an MPPS N-CREATE or N-SET of a step of ``study_uid``."""
+
+    study_uid: str
 
 
 class AssociationEnded(NamedTuple):
@@ -73,7 +81,7 @@ class AssociationEnded(NamedTuple):
 
 
 #: What a receiver sends its parent over the pipe (named tuples: typed, and as cheap to pickle as tuples).
-Arrival = InstanceArrived | AssociationEnded
+Arrival = InstanceArrived | AssociationEnded | StepsChanged
 
 
 class PipedArrivals:
@@ -83,9 +91,15 @@ class PipedArrivals:
         self._pipe = pipe
         self._lock = threading.Lock()  # one association thread writes at a time
 
-    def instance_received(self, study_uid: str, association: str, series_uid: str | None = None) -> None:
+    def instance_received(
+        self, study_uid: str, association: str, series_uid: str | None = None, sop_uid: str | None = None
+    ) -> None:
         with self._lock:
-            self._pipe.send(InstanceArrived(study_uid, association, series_uid))
+            self._pipe.send(InstanceArrived(study_uid, association, series_uid, sop_uid))
+
+    def steps_changed(self, study_uid: str) -> None:
+        with self._lock:
+            self._pipe.send(StepsChanged(study_uid))
 
     def association_ended(self, association: str) -> None:
         with self._lock:
@@ -225,9 +239,11 @@ class ReceiverPool:
                 self.assembler.association_ended(association)
             return
         match arrival:
-            case InstanceArrived(study_uid, association, series_uid):
+            case InstanceArrived(study_uid, association, series_uid, sop_uid):
                 held.add(association)
-                self.assembler.instance_received(study_uid, association, series_uid)
+                self.assembler.instance_received(study_uid, association, series_uid, sop_uid)
+            case StepsChanged(study_uid):
+                self.assembler.steps_changed(study_uid)
             case AssociationEnded(association):
                 held.discard(association)
                 self.assembler.association_ended(association)
@@ -255,16 +271,19 @@ def run_scp(settings: Settings, reading_list: ReadingListEntry) -> None:
     resume_erasures(index, store)  # an erasure a crash interrupted: its studies never come back
     celery = celery_app(settings)
     router = StudyRouter(settings, index, celery, reading_list)
+    steps = StepBook(index, settings.completion)
     # Before the receivers fork, so they share this start's identity, which the studies they receive
     # carry and the heartbeat vouches for.
     incarnation = process_incarnation()
     assembler: Assembler
     leading: Callable[[], bool] | None = None
     if settings.cluster.enabled:
-        shared = SharedStudyAssembler(settings, index, incarnation, router, router.series_complete)
+        shared = SharedStudyAssembler(settings, index, incarnation, router, router.series_complete, steps)
         assembler, leading = shared, shared.leading
     else:
-        assembler = StudyAssembler(settings.completion, router, router.series_complete)
+        assembler = StudyAssembler(settings.completion, router, router.series_complete, steps=steps)
+        for study_uid in steps.open_studies():  # held or awaited before this start: still so
+            assembler.steps_changed(study_uid)
     stops: list[threading.Event] = []
 
     def start_threads() -> None:

@@ -36,6 +36,7 @@ from radrouter.storage.index import (
     settle_study,
     utcnow,
 )
+from radrouter.storage.workitems import schedule_job
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +204,7 @@ class StudyRouter:
             )
             session.add(job)
             session.flush()
+            schedule_job(session, job)  # the job as a UPS workitem, which outside performers may claim
             priority = run.priority.celery_priority
             queued.append(
                 QueuedTask(TaskName.INFER, job.id, queue_for(self.settings, run.pipeline), priority)
