@@ -23,7 +23,8 @@ from radrouter.inference.registry import WarmPipelines
 from radrouter.inference.results.build import build_results
 from radrouter.inference.results.content import ResultIdentity
 from radrouter.inference.results.sanitise import Repair
-from radrouter.inference.volume import NoFrameOfReference, load_volume, read_series
+from radrouter.inference.stored_series import load_series, read_stored_series
+from radrouter.inference.volume import NoFrameOfReference
 from radrouter.logs import study
 from radrouter.storage.index import (
     Delivery,
@@ -173,10 +174,10 @@ class JobRunner:
             pipeline = self.pipelines.get(pipeline_name)
         lap("model_load_s")
         with stage("the series could not be read"):
-            datasets = read_series(paths)
-        where = series_name(datasets)
+            stored = read_stored_series(paths)
+        where = series_name(stored.headers)
         try:
-            volume = load_volume(datasets)
+            datasets, volume = load_series(stored)
         except NoFrameOfReference as error:
             reason = f"the SEG could not be written: FrameOfReferenceUID is missing in {where} ({error})"
             raise PipelineInputError(reason) from error
