@@ -11,11 +11,13 @@ from typing import Any
 import highdicom as hd
 import pydicom
 import torch
+from pydicom.dataset import Dataset
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from radrouter.config.settings import Settings
 from radrouter.inference.failures import REASON_LENGTH, JobFailed, in_words, series_name, stage
+from radrouter.inference.handoff import HandOff, ResultHandOff
 from radrouter.inference.node_link import encode_file, node_link
 from radrouter.inference.pipeline import Pipeline, PipelineInputError, Prediction
 from radrouter.inference.prepare import check_input
@@ -23,11 +25,11 @@ from radrouter.inference.registry import WarmPipelines
 from radrouter.inference.results.build import build_results
 from radrouter.inference.results.content import ResultIdentity
 from radrouter.inference.results.sanitise import Repair
+from radrouter.inference.results.summary import ResultSummary
 from radrouter.inference.stored_series import load_series, read_stored_series
 from radrouter.inference.volume import NoFrameOfReference
 from radrouter.logs import study
 from radrouter.storage.index import (
-    Delivery,
     Hop,
     Index,
     Job,
@@ -64,9 +66,13 @@ class JobRunner:
         self.pipelines = pipelines
         self.node = node_link(settings, store)
 
-    def run(self, job_id: int, worker: str = "", incarnation: str | None = None) -> JobOutcome:
+    def run(
+        self, job_id: int, worker: str = "", incarnation: str | None = None, hand_off: HandOff | None = None
+    ) -> JobOutcome:
         """Compute job ``job_id``; ``worker`` (the Celery worker's name) and its ``incarnation`` (this
-        start of it) are recorded with the job and in the audit trail."""
+        start of it) are recorded with the job and in the audit trail. ``hand_off`` gets each result's
+        delivery IDs as soon as it is stored (the SEG before the SR is built); without it, the outcome
+        lists them."""
         with self.index.session() as session:
             job = session.get(Job, job_id)
             if job is None:
@@ -100,10 +106,11 @@ class JobRunner:
             replaced = _earlier_reports(session, job)
             waited = (job.started_at - job.queued_at).total_seconds() if job.started_at else 0.0
 
+        recorder = ResultHandOff(self.index, results_to, hand_off)
         try:
             paths = [str(path) for path in self.node.series_files(study_uid, series_uid, recorded)]
-            timings, results, repairs = self._compute(
-                job_id, study_uid, series_uid, pipeline_name, revision, paths, replaced
+            timings, summary, repairs = self._compute(
+                job_id, study_uid, series_uid, pipeline_name, revision, paths, replaced, recorder
             )
         except Exception as error:
             reason = (
@@ -125,14 +132,10 @@ class JobRunner:
         with self.index.session() as session:
             done = session.get(Job, job_id)
             assert done is not None
-            delivery_rows: list[Delivery] = []
+            results = [session.get(Result, result_id) for result_id in recorder.result_ids]
             for result in results:
-                session.add(result)
-                session.flush()
-                for destination in results_to:
-                    delivery = Delivery(result_id=result.id, destination=destination)
-                    session.add(delivery)
-                    delivery_rows.append(delivery)
+                assert result is not None
+                result.summary = summary.as_row()  # known once the SR's measurements are
             done.state, done.finished_at, done.timings = JobState.DONE, utcnow(), timings
             done.aftercare_sent_at = done.finished_at  # its triage and monitoring are sent next
             done.repairs = [repair.as_row() for repair in repairs]
@@ -144,12 +147,12 @@ class JobRunner:
                 job=job_id,
                 pipeline=pipeline_name,
                 model_version=self.pipelines.entry(pipeline_name).version,
-                results=[r.sop_uid for r in results],
+                results=[r.sop_uid for r in results if r is not None],
                 timings=timings,
                 repairs=done.repairs,
             )
             settle_study(session, study_uid)
-            return JobOutcome(job_id, [d.id for d in delivery_rows])
+            return JobOutcome(job_id, recorder.kept)
 
     def _compute(
         self,
@@ -160,7 +163,8 @@ class JobRunner:
         revision: int,
         paths: list[str],
         replaced: list[str],
-    ) -> tuple[dict[str, Any], list[Result], list[Repair]]:
+        recorder: ResultHandOff,
+    ) -> tuple[dict[str, Any], ResultSummary, list[Repair]]:
         timings: dict[str, Any] = {}
         clock = time.perf_counter()
 
@@ -197,24 +201,15 @@ class JobRunner:
             series_number=pipeline.series_number,
         )
         earlier = [self.store.resolve(path) for path in replaced]
-        built = build_results(
-            datasets,
-            prediction,
-            pipeline,
-            identity,
-            replaces=[pydicom.dcmread(path) for path in earlier if path.is_file()],
-        )
-        timings.update(built.timings)
-        clock = time.perf_counter()
-        summary = built.summary
-        results: list[Result] = []
-        written: list[Path] = []
-        for kind, dataset, stand_in in (
-            (ResultKind.SEG, built.segmentation, built.stand_in),
-            (ResultKind.SR, built.report, None),
-        ):
+        writing = 0.0
+
+        def store_result(kind: ResultKind, dataset: Dataset, stand_in: Dataset | None) -> None:
+            """Write one result (and its stand-in), return it to the node, record and hand it off."""
+            nonlocal writing
+            started = time.perf_counter()
             with stage(f"the {kind.value} could not be stored", where):
                 path = self.store.result_path(study_uid, dataset.SOPInstanceUID)
+                written: list[Path] = []
                 fallback_path = None
                 if stand_in is not None:
                     fallback_path = self.store.result_path(study_uid, stand_in.SOPInstanceUID)
@@ -222,7 +217,9 @@ class JobRunner:
                     written.append(fallback_path)
                 self.store.write(path, encode_file(dataset))
                 written.append(path)
-            results.append(
+            with stage("the results could not be returned to the node"):
+                self.node.return_results(written)
+            recorder.record(
                 Result(
                     job_id=job_id,
                     kind=kind,
@@ -231,16 +228,25 @@ class JobRunner:
                     series_uid=dataset.SeriesInstanceUID,
                     path=self.node.recorded_result_path(path),
                     fallback_path=self.node.recorded_result_path(fallback_path) if fallback_path else None,
-                    summary=summary.as_row(),
                 )
             )
-        with stage("the results could not be returned to the node"):
-            self.node.return_results(written)
-        lap("write_s")
+            writing += time.perf_counter() - started
+
+        built = build_results(
+            datasets,
+            prediction,
+            pipeline,
+            identity,
+            replaces=[pydicom.dcmread(path) for path in earlier if path.is_file()],
+            segmentation_ready=lambda seg, stand_in: store_result(ResultKind.SEG, seg, stand_in),
+        )
+        timings.update(built.timings)
+        store_result(ResultKind.SR, built.report, None)
+        timings["write_s"] = round(writing, 3)
         log.info(
             "job %d (%s) on series %s: %s", job_id, pipeline_name, series_uid, timings, extra=study(study_uid)
         )
-        return timings, results, built.repairs
+        return timings, built.summary, built.repairs
 
     def _predict(self, pipeline: Pipeline, volume: hd.Volume) -> Prediction:
         """Run the model, alone on the device; out of memory, free the other warm models and try again."""

@@ -9,7 +9,7 @@ attribute instead of the exception class.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import highdicom as hd
@@ -54,8 +54,12 @@ def build_results(
     pipeline: Pipeline,
     identity: ResultIdentity,
     replaces: Sequence[Dataset] = (),
+    segmentation_ready: Callable[[hd.seg.Segmentation, hd.seg.Segmentation | None], None] | None = None,
 ) -> ResultObjects:
-    """The SEG and SR of a job; raises :class:`~radrouter.inference.failures.JobFailed` with the reason."""
+    """The SEG and SR of a job; raises :class:`~radrouter.inference.failures.JobFailed` with the reason.
+
+    ``segmentation_ready`` gets the finished SEG (and its stand-in) before the SR is built, so they can
+    be on their way meanwhile; its time is not counted as the SR's."""
     started = time.perf_counter()
     repairs = sanitise_sources(datasets)
     where = series_name(list(datasets))
@@ -66,16 +70,20 @@ def build_results(
             stand_in = build_segmentation(
                 datasets, prediction, pipeline.segments, identity, hd.seg.SegmentationTypeValues.BINARY
             )
+    for finished in (segmentation, stand_in):
+        if finished is not None:
+            _finish(finished, datasets[0], repairs)
     built_seg = time.perf_counter()
+    if segmentation_ready is not None:
+        segmentation_ready(segmentation, stand_in)
+    handed_off = time.perf_counter()
     measurements = reported_measurements(pipeline, prediction)
     findings = reported_findings(pipeline, prediction)
     with stage("the SR could not be written", where):
         report = build_report(
             datasets, segmentation, measurements, findings, pipeline.procedure, identity, replaces=replaces
         )
-    for result in (segmentation, stand_in, report):
-        if result is not None:
-            _finish(result, datasets[0], repairs)
-    timings = {"seg_s": round(built_seg - started, 3), "sr_s": round(time.perf_counter() - built_seg, 3)}
+    _finish(report, datasets[0], repairs)
+    timings = {"seg_s": round(built_seg - started, 3), "sr_s": round(time.perf_counter() - handed_off, 3)}
     summary = result_summary(pipeline, measurements, findings)
     return ResultObjects(segmentation, stand_in, report, summary, repairs, timings)
