@@ -133,13 +133,12 @@ def _plain_image(dataset: Dataset) -> bool:
     """
     try:
         bits, signed = int(dataset.BitsAllocated), int(dataset.PixelRepresentation)
-        frames = int(dataset.get("NumberOfFrames", 1) or 1)
         samples = int(dataset.get("SamplesPerPixel", 1))
     except (AttributeError, TypeError, ValueError):
         return False
     return (
         (bits, signed) in _INTEGER_TYPES
-        and frames == 1
+        and "NumberOfFrames" not in dataset  # a multi-frame SOP class, even with one frame
         and samples == 1
         and dataset.get("PhotometricInterpretation") == "MONOCHROME2"
         and dataset.get("PresentationLUTShape", "IDENTITY") == "IDENTITY"
@@ -195,7 +194,12 @@ def stored_volume(series: StoredSeries) -> hd.Volume | None:
     if len(headers) == 1:
         spacing, order = headers[0].get("SpacingBetweenSlices", 1.0), [0]
     else:
-        spacing, positions = hd.spatial.get_series_volume_positions(headers)
+        # What get_series_volume_positions does after checking each dataset's SOP class against its
+        # IOD for multi-frame (1 ms a slice; these have no Number of Frames, checked above).
+        spacing, positions = hd.spatial.get_volume_positions(
+            image_positions=[ds.ImagePositionPatient for ds in headers],
+            image_orientation=headers[0].ImageOrientationPatient,
+        )
         if spacing is None or positions is None:
             return None
         order = [positions.index(i) for i in range(len(headers))]
