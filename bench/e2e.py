@@ -34,7 +34,7 @@ from bench.ingest import NODELAY
 from bench.peer import peer_end_to_end
 from radrouter.config.settings import Settings
 from radrouter.storage.index import AuditEvent, Hop, Index, Study, utcnow
-from tests.services import CT_CHEST, MPRAGE, Node, Orthanc, as_new_study, storescu_command
+from tests.services import CT_CHEST, MPRAGE, Node, Orthanc, as_new_study, storescu_command, wait_until
 
 #: The README's default rule, and chest CT to ct-lung (the rules of a config replace the defaults).
 RULES = """
@@ -102,8 +102,21 @@ class ResultWatch:
         return {"SEG", "SR"} <= {item["MainDicomTags"].get("Modality") for item in series}
 
 
+def recorded(index: Index, study_uid: str) -> bool:
+    """The job's end and every delivery's are in the index (the results can reach Orthanc first: each
+    leaves as soon as it is stored, and a delivery is recorded after Orthanc's answer)."""
+    with index.session() as session:
+        study = session.get(Study, study_uid)
+        if study is None or not study.jobs:
+            return False
+        job = study.jobs[-1]
+        deliveries = [delivery for result in job.results for delivery in result.deliveries]
+        return job.finished_at is not None and bool(deliveries) and all(d.delivered_at for d in deliveries)
+
+
 def stages_of(index: Index, study_uid: str, seen_at: datetime) -> dict[str, float]:
     """A study's stages in seconds, from the index the node keeps anyway (no bench instrumentation)."""
+    wait_until(lambda: recorded(index, study_uid), 30, f"the records of study {study_uid}", 0.02)
     with index.session() as session:
         study = session.get(Study, study_uid)
         assert study is not None
