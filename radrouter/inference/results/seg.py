@@ -15,9 +15,6 @@ from pydicom.uid import ExplicitVRLittleEndian, RLELossless
 
 from radrouter.inference.pipeline import Prediction, SegmentSpec
 from radrouter.inference.results.content import MANUFACTURER, UTF8, ResultIdentity
-from radrouter.inference.results.iod_lookup import cache_iod_lookups
-
-cache_iod_lookups()  # highdicom looks each source image's SOP class up in the IOD tables
 
 
 def segment_descriptions(
