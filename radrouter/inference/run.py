@@ -11,12 +11,14 @@ from typing import Any
 import highdicom as hd
 import pydicom
 import torch
+from pydicom.dataset import Dataset
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from radrouter.config.results import ResultPart
 from radrouter.config.settings import Settings, config_file_from_environment
 from radrouter.inference.failures import REASON_LENGTH, JobFailed, in_words, series_name, stage
+from radrouter.inference.handoff import HandOff, ResultHandOff
 from radrouter.inference.node_link import encode_file, node_link
 from radrouter.inference.pipeline import Pipeline, PipelineInputError, Prediction
 from radrouter.inference.prepare import check_input
@@ -25,12 +27,13 @@ from radrouter.inference.results.build import build_results
 from radrouter.inference.results.content import ResultIdentity
 from radrouter.inference.results.key_images import KeyImageRequest
 from radrouter.inference.results.sanitise import Repair
-from radrouter.inference.volume import NoFrameOfReference, load_volume, read_series
+from radrouter.inference.results.summary import ResultSummary
+from radrouter.inference.stored_series import load_series, read_stored_series
+from radrouter.inference.volume import NoFrameOfReference
 from radrouter.logs import study
 from radrouter.router.route.rulebook import RuleBook
 from radrouter.storage import workitems
 from radrouter.storage.index import (
-    Delivery,
     Hop,
     Index,
     Job,
@@ -45,14 +48,6 @@ from radrouter.storage.index import (
 from radrouter.storage.store import InstanceStore
 
 log = logging.getLogger(__name__)
-
-#: Which part of a destination's ``results`` each kind of result belongs to.
-RESULT_PART = {
-    ResultKind.SEG: ResultPart.SEG,
-    ResultKind.SR: ResultPart.SR,
-    ResultKind.KEY_IMAGE: ResultPart.KEY_IMAGES,
-    ResultKind.KEY_OBJECTS: ResultPart.KEY_IMAGES,
-}
 
 
 @dataclass(frozen=True)
@@ -77,9 +72,13 @@ class JobRunner:
         #: Destinations as the config file says now, as the delivery workers read them.
         self.rulebook = RuleBook(settings, config_file_from_environment())
 
-    def run(self, job_id: int, worker: str = "", incarnation: str | None = None) -> JobOutcome:
+    def run(
+        self, job_id: int, worker: str = "", incarnation: str | None = None, hand_off: HandOff | None = None
+    ) -> JobOutcome:
         """Compute job ``job_id``; ``worker`` (the Celery worker's name) and its ``incarnation`` (this
-        start of it) are recorded with the job and in the audit trail."""
+        start of it) are recorded with the job and in the audit trail. ``hand_off`` gets each result's
+        delivery IDs as soon as it is stored (the SEG before the SR is built); without it, the outcome
+        lists them."""
         with self.index.session() as session:
             job = session.get(Job, job_id)
             if job is None:
@@ -116,11 +115,12 @@ class JobRunner:
             replaced = _earlier_reports(session, job)
             waited = (job.started_at - job.queued_at).total_seconds() if job.started_at else 0.0
 
+        recorder = ResultHandOff(self.index, parts, hand_off)
         try:
             paths = [str(path) for path in self.node.series_files(study_uid, series_uid, recorded)]
             key_images = any(ResultPart.KEY_IMAGES in wanted for wanted in parts.values())
-            timings, results, repairs = self._compute(
-                job_id, study_uid, series_uid, pipeline_name, revision, paths, replaced, key_images
+            timings, summary, repairs = self._compute(
+                job_id, study_uid, series_uid, pipeline_name, revision, paths, replaced, recorder, key_images
             )
         except Exception as error:
             reason = (
@@ -143,16 +143,12 @@ class JobRunner:
         with self.index.session() as session:
             done = session.get(Job, job_id)
             assert done is not None
-            delivery_rows: list[Delivery] = []
-            for result in results:
-                session.add(result)
-                session.flush()
-                for destination in results_to:
-                    if RESULT_PART[result.kind] not in parts[destination]:
-                        continue
-                    delivery = Delivery(result_id=result.id, destination=destination)
-                    session.add(delivery)
-                    delivery_rows.append(delivery)
+            results: list[Result] = []
+            for result_id in recorder.result_ids:
+                result = session.get(Result, result_id)
+                assert result is not None
+                result.summary = summary.as_row()  # known once the SR's measurements are
+                results.append(result)
             done.state, done.finished_at, done.timings = JobState.DONE, utcnow(), timings
             outputs = [
                 {"series_uid": r.series_uid, "sop_class_uid": r.sop_class_uid, "sop_uid": r.sop_uid}
@@ -174,7 +170,7 @@ class JobRunner:
                 repairs=done.repairs,
             )
             settle_study(session, study_uid)
-            return JobOutcome(job_id, [d.id for d in delivery_rows])
+            return JobOutcome(job_id, recorder.kept)
 
     def _parts(self, destination: str) -> set[ResultPart]:
         """What ``destination`` receives of a job's results (for one no longer configured, the defaults:
@@ -191,8 +187,9 @@ class JobRunner:
         revision: int,
         paths: list[str],
         replaced: list[str],
+        recorder: ResultHandOff,
         key_images: bool = False,
-    ) -> tuple[dict[str, Any], list[Result], list[Repair]]:
+    ) -> tuple[dict[str, Any], ResultSummary, list[Repair]]:
         timings: dict[str, Any] = {}
         clock = time.perf_counter()
 
@@ -206,10 +203,10 @@ class JobRunner:
             pipeline = self.pipelines.get(pipeline_name)
         lap("model_load_s")
         with stage("the series could not be read"):
-            datasets = read_series(paths)
-        where = series_name(datasets)
+            stored = read_stored_series(paths)
+        where = series_name(stored.headers)
         try:
-            volume = load_volume(datasets)
+            datasets, volume = load_series(stored)
         except NoFrameOfReference as error:
             reason = f"the SEG could not be written: FrameOfReferenceUID is missing in {where} ({error})"
             raise PipelineInputError(reason) from error
@@ -229,6 +226,37 @@ class JobRunner:
             series_number=pipeline.series_number,
         )
         earlier = [self.store.resolve(path) for path in replaced]
+        writing = 0.0
+
+        def store_result(kind: ResultKind, dataset: Dataset, stand_in: Dataset | None) -> None:
+            """Write one result (and its stand-in), return it to the node, record and hand it off."""
+            nonlocal writing
+            started = time.perf_counter()
+            with stage(f"the {kind.value} could not be stored", where):
+                path = self.store.result_path(study_uid, dataset.SOPInstanceUID)
+                written: list[Path] = []
+                fallback_path = None
+                if stand_in is not None:
+                    fallback_path = self.store.result_path(study_uid, stand_in.SOPInstanceUID)
+                    self.store.write(fallback_path, encode_file(stand_in))
+                    written.append(fallback_path)
+                self.store.write(path, encode_file(dataset))
+                written.append(path)
+            with stage("the results could not be returned to the node"):
+                self.node.return_results(written)
+            recorder.record(
+                Result(
+                    job_id=job_id,
+                    kind=kind,
+                    sop_uid=dataset.SOPInstanceUID,
+                    sop_class_uid=dataset.SOPClassUID,
+                    series_uid=dataset.SeriesInstanceUID,
+                    path=self.node.recorded_result_path(path),
+                    fallback_path=self.node.recorded_result_path(fallback_path) if fallback_path else None,
+                )
+            )
+            writing += time.perf_counter() - started
+
         built = build_results(
             datasets,
             prediction,
@@ -240,46 +268,19 @@ class JobRunner:
             )
             if key_images
             else None,
+            segmentation_ready=lambda seg, stand_in: store_result(ResultKind.SEG, seg, stand_in),
         )
         timings.update(built.timings)
-        clock = time.perf_counter()
-        summary = built.summary
-        results: list[Result] = []
-        written: list[Path] = []
-        for kind, dataset, stand_in in (
-            (ResultKind.SEG, built.segmentation, built.stand_in),
-            (ResultKind.SR, built.report, built.stand_in_report),
-            *((ResultKind.KEY_IMAGE, image, None) for image in built.key_images),
-            *([(ResultKind.KEY_OBJECTS, built.key_objects, None)] if built.key_objects else []),
-        ):
-            with stage(f"the {kind.value} could not be stored", where):
-                path = self.store.result_path(study_uid, dataset.SOPInstanceUID)
-                fallback_path = None
-                if stand_in is not None:
-                    fallback_path = self.store.result_path(study_uid, stand_in.SOPInstanceUID)
-                    self.store.write(fallback_path, encode_file(stand_in))
-                    written.append(fallback_path)
-                self.store.write(path, encode_file(dataset))
-                written.append(path)
-            results.append(
-                Result(
-                    job_id=job_id,
-                    kind=kind,
-                    sop_uid=dataset.SOPInstanceUID,
-                    sop_class_uid=dataset.SOPClassUID,
-                    series_uid=dataset.SeriesInstanceUID,
-                    path=self.node.recorded_result_path(path),
-                    fallback_path=self.node.recorded_result_path(fallback_path) if fallback_path else None,
-                    summary=summary.as_row(),
-                )
-            )
-        with stage("the results could not be returned to the node"):
-            self.node.return_results(written)
-        lap("write_s")
+        store_result(ResultKind.SR, built.report, built.stand_in_report)
+        for image in built.key_images:
+            store_result(ResultKind.KEY_IMAGE, image, None)
+        if built.key_objects is not None:
+            store_result(ResultKind.KEY_OBJECTS, built.key_objects, None)
+        timings["write_s"] = round(writing, 3)
         log.info(
             "job %d (%s) on series %s: %s", job_id, pipeline_name, series_uid, timings, extra=study(study_uid)
         )
-        return timings, results, built.repairs
+        return timings, built.summary, built.repairs
 
     def _predict(self, pipeline: Pipeline, volume: hd.Volume) -> Prediction:
         """Run the model, alone on the device; out of memory, free the other warm models and try again."""

@@ -40,23 +40,30 @@ def worker_pipelines() -> WarmPipelines:
 
 @shared_task(name=TaskName.INFER, bind=True, acks_late=True)
 def infer(self: Any, job_id: int) -> None:
-    """Run a job, then queue one delivery task per result and destination, its triage and its monitoring.
+    """Run a job, queueing one delivery task per result and destination as each result is stored (the
+    SEG while the SR is built), then its triage and its monitoring.
 
     Deliveries go first: the delivery worker's threads share one process, so results start on their
     way to PACS before triage and monitoring take their share of it.
     """
     runner = JobRunner(worker_settings(), worker_index(), worker_store(), worker_pipelines())
+    priority = self.request.delivery_info.get("priority")
+    if priority is None:
+        priority = worker_settings().default_priority.celery_priority
+
+    def deliver(delivery_ids: list[int]) -> None:
+        tasks = [QueuedTask(TaskName.DELIVER, d, DELIVERY_QUEUE, priority) for d in delivery_ids]
+        send_tasks(self.app, worker_index(), tasks)
+
     try:
-        outcome = runner.run(job_id, worker=self.request.hostname or "", incarnation=process_incarnation())
+        outcome = runner.run(
+            job_id, worker=self.request.hostname or "", incarnation=process_incarnation(), hand_off=deliver
+        )
     except JobFailed:
         return  # recorded FAILED with its reason, logged; the traceback is in the log at DEBUG
     except IndexUnavailable as error:
         raise retry_until_index_writable(self, error, f"job {job_id}") from error
-    priority = self.request.delivery_info.get("priority")
-    if priority is None:
-        priority = worker_settings().default_priority.celery_priority
-    deliveries = [QueuedTask(TaskName.DELIVER, d, DELIVERY_QUEUE, priority) for d in outcome.delivery_ids]
-    send_tasks(self.app, worker_index(), deliveries)
+    deliver(outcome.delivery_ids)  # those of a job already done: sent again (acks late)
     self.app.send_task(TaskName.TRIAGE, args=[job_id], queue=DELIVERY_QUEUE, priority=priority)
     self.app.send_task(TaskName.MONITOR, args=[job_id], queue=DELIVERY_QUEUE)
 

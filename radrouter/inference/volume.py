@@ -109,8 +109,8 @@ def load_multiframe_volume(dataset: Dataset) -> hd.Volume:
         ) from None
 
 
-def load_volume(datasets: Sequence[Dataset]) -> hd.Volume:
-    """The series as a float32 volume in its stored orientation (frames sorted by position)."""
+def check_series(datasets: Sequence[Dataset]) -> Dataset | None:
+    """Refuse a series that is no volume (from its headers alone); return its multi-frame instance."""
     unplaced = sum(1 for ds in datasets if not ds.get("FrameOfReferenceUID"))
     if unplaced:
         raise NoFrameOfReference(
@@ -123,6 +123,14 @@ def load_volume(datasets: Sequence[Dataset]) -> hd.Volume:
                 f"the series has {len(multiframe)} multi-frame instance(s) among {len(datasets)};"
                 " a series is read as one multi-frame instance or as single-frame slices"
             )
-        return load_multiframe_volume(multiframe[0])
+        return multiframe[0]
     check_geometry(datasets)
+    return None
+
+
+def load_volume(datasets: Sequence[Dataset]) -> hd.Volume:
+    """The series as a float32 volume in its stored orientation (frames sorted by position)."""
+    multiframe = check_series(datasets)
+    if multiframe is not None:
+        return load_multiframe_volume(multiframe)
     return hd.get_volume_from_series(datasets, dtype=np.float32)

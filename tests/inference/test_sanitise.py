@@ -66,3 +66,11 @@ def test_conforming_headers_of_every_real_series_need_no_repair() -> None:
 def test_a_repair_found_on_every_slice_is_recorded_once() -> None:
     datasets = [header("StudyDate", b"***") for _ in range(3)]
     assert len(sanitise_sources(datasets)) == 1
+
+
+def test_a_value_seen_conforming_on_one_slice_does_not_hide_a_bad_value_on_the_next() -> None:
+    """Values already found conforming are not checked again; a different value on a later slice is."""
+    datasets = [header("StudyDate", b"20210902"), header("StudyDate", b"***"), header("StudyDate", b"***")]
+    repairs = sanitise_sources(datasets)
+    assert [(r.attribute, r.rule) for r in repairs] == [("StudyDate", RepairRule.EMPTIED)]
+    assert [str(ds.StudyDate) for ds in datasets] == ["20210902", "", ""]  # each slice repaired

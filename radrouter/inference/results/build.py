@@ -10,7 +10,7 @@ attribute instead of the exception class.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import highdicom as hd
@@ -62,9 +62,13 @@ def build_results(
     identity: ResultIdentity,
     replaces: Sequence[Dataset] = (),
     key_images: KeyImageRequest | None = None,
+    segmentation_ready: Callable[[hd.seg.Segmentation, hd.seg.Segmentation | None], None] | None = None,
 ) -> ResultObjects:
     """The SEG and SR of a job, and its key images with ``key_images``; raises
-    :class:`~radrouter.inference.failures.JobFailed` with the reason."""
+    :class:`~radrouter.inference.failures.JobFailed` with the reason.
+
+    ``segmentation_ready`` gets the finished SEG (and its stand-in) before the SR is built, so they can
+    be on their way meanwhile; its time is not counted as the SR's."""
     started = time.perf_counter()
     repairs = sanitise_sources(datasets)
     where = series_name(list(datasets))
@@ -75,7 +79,13 @@ def build_results(
             stand_in = build_segmentation(
                 datasets, prediction, pipeline.segments, identity, hd.seg.SegmentationTypeValues.BINARY
             )
+    for finished in (segmentation, stand_in):
+        if finished is not None:
+            _finish(finished, datasets[0], repairs)
     built_seg = time.perf_counter()
+    if segmentation_ready is not None:
+        segmentation_ready(segmentation, stand_in)
+    handed_off = time.perf_counter()
     measurements = reported_measurements(pipeline, prediction)
     findings = reported_findings(pipeline, prediction)
     with stage("the SR could not be written", where):
@@ -94,6 +104,9 @@ def build_results(
                 replaces=replaces,
                 role="sr-stand-in",
             )
+    for written in (report, stand_in_report):
+        if written is not None:
+            _finish(written, datasets[0], repairs)
     built_sr = time.perf_counter()
     images: list[hd.sc.SCImage] = []
     key_objects = None
@@ -102,10 +115,10 @@ def build_results(
             labels = prediction.labelmap.array
             images = build_key_images(datasets, labels, pipeline.segments, measurements, identity, key_images)
             key_objects = build_key_objects(images, identity) if images else None
-    for result in (segmentation, stand_in, report, stand_in_report, *images, key_objects):
-        if result is not None:
-            _finish(result, datasets[0], repairs)
-    timings = {"seg_s": round(built_seg - started, 3), "sr_s": round(built_sr - built_seg, 3)}
+        for drawn in (*images, key_objects):
+            if drawn is not None:
+                _finish(drawn, datasets[0], repairs)
+    timings = {"seg_s": round(built_seg - started, 3), "sr_s": round(built_sr - handed_off, 3)}
     if key_images is not None:
         timings["key_images_s"] = round(time.perf_counter() - built_sr, 3)
     summary = result_summary(pipeline, measurements, findings)

@@ -331,7 +331,13 @@ IDENTIFYING_UIDS = frozenset(
 )
 
 
-def _walk(dataset: Dataset, encodings: list[str]) -> Iterator[Repair]:
+#: A raw value already found conforming: (tag, VR, raw bytes, the source's encodings).
+_Conforming = set[tuple[BaseTag, str, bytes, tuple[str, ...]]]
+
+
+def _walk(dataset: Dataset, encodings: list[str], conforming: _Conforming) -> Iterator[Repair]:
+    """Each public element through its VR's rules; a value already seen conforming on an earlier
+    slice (most of a series' header repeats slice after slice) is not checked again."""
     for tag in list(dataset.keys()):
         if tag.is_private or tag.group in (0x0002, 0x7FE0) or tag.element == 0:
             continue
@@ -340,7 +346,12 @@ def _walk(dataset: Dataset, encodings: list[str]) -> Iterator[Repair]:
             continue
         if vr == "SQ":
             for nested in dataset[tag].value:
-                yield from _walk(nested, encodings)
+                yield from _walk(nested, encodings, conforming)
+            continue
+        item = dataset.get_item(tag)
+        raw = item.value if isinstance(item, RawDataElement) else None
+        key = (tag, vr, raw, tuple(encodings)) if isinstance(raw, bytes) else None
+        if key is not None and key in conforming:
             continue
         try:
             repair = _sanitise_element(dataset, tag, vr, encodings, IDENTIFYING_UIDS)
@@ -349,6 +360,8 @@ def _walk(dataset: Dataset, encodings: list[str]) -> Iterator[Repair]:
             continue
         if repair is not None:
             yield repair
+        elif key is not None:
+            conforming.add(key)
 
 
 def source_encodings(dataset: Dataset) -> list[str]:
@@ -364,9 +377,10 @@ def sanitise_sources(datasets: Iterable[Dataset]) -> list[Repair]:
     """Repair the source instances in place, before highdicom copies from them; one repair per
     attribute and rule, however many instances had it."""
     repairs: dict[tuple[str, RepairRule], Repair] = {}
+    conforming: _Conforming = set()
     for dataset in datasets:
         encodings = source_encodings(dataset)
-        for repair in _walk(dataset, encodings):
+        for repair in _walk(dataset, encodings, conforming):
             repairs.setdefault((repair.attribute, repair.rule), repair)
         for keyword in STUDY_TYPE_2:
             if keyword not in dataset:

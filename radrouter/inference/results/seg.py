@@ -51,10 +51,12 @@ def build_segmentation(
             if len(segments) > 1
             else hd.seg.SegmentationTypeValues.BINARY
         )
-    labelmap = prediction.labelmap.astype(np.uint8)
-    labelmap = labelmap.with_array(
-        np.where(labelmap.array <= max(s.label for s in segments), labelmap.array, 0)
-    )
+    labelmap = prediction.labelmap
+    if labelmap.array.dtype != np.uint8:
+        labelmap = labelmap.astype(np.uint8)
+    highest = max(s.label for s in segments)
+    if labelmap.array.max() > highest:  # labels without a segment are background (no copy otherwise)
+        labelmap = labelmap.with_array(np.where(labelmap.array <= highest, labelmap.array, 0))
     is_labelmap = segmentation_type == hd.seg.SegmentationTypeValues.LABELMAP
     role = "seg-labelmap" if is_labelmap else "seg"
     return hd.seg.Segmentation(
