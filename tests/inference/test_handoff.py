@@ -67,8 +67,9 @@ def test_the_seg_is_handed_off_before_the_sr_is_built_and_a_rerun_sends_only_wha
 
     outcome = runner.run(job_id, hand_off=hand_off)
     assert outcome.delivery_ids == []  # all handed off already
-    # ct-lung's SEG is a LABELMAP with a BINARY stand-in: 2 files when the SEG leaves, no SR yet.
-    assert seen == [(["SEG"], ["SEG"], 2), (["SR"], ["SEG", "SR"], 3)]
+    # ct-lung's SEG is a LABELMAP with a BINARY stand-in: 2 files when the SEG leaves, no SR yet; then
+    # the SR and the SR that references the stand-in.
+    assert seen == [(["SEG"], ["SEG"], 2), (["SR"], ["SEG", "SR"], 4)]
 
     # The worker dies after the SEG was delivered; the job runs again and sends only the SR.
     with runner.index.session() as session:
