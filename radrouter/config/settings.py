@@ -237,6 +237,12 @@ class WorkerSettings(BaseModel):
     node_url: str = Field(
         "", description="The node's DICOMweb base URL for dicomweb, e.g. http://node:8080/dicomweb."
     )
+    job_credential_ttl_s: int = Field(
+        86400,
+        ge=60,
+        description="How long the credential a job's task carries lets a worker STOW-RS that job's "
+        "results to the node (from dispatch; longer than a job waits in its queue and runs).",
+    )
 
     @model_validator(mode="after")
     def _dicomweb_needs_the_node(self) -> WorkerSettings:

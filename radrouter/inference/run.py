@@ -21,7 +21,7 @@ from radrouter.inference.pipeline import Pipeline, PipelineInputError, Predictio
 from radrouter.inference.prepare import check_input
 from radrouter.inference.registry import WarmPipelines
 from radrouter.inference.results.build import build_results
-from radrouter.inference.results.content import ResultIdentity
+from radrouter.inference.results.content import ResultIdentity, job_key
 from radrouter.inference.results.sanitise import Repair
 from radrouter.inference.volume import NoFrameOfReference, load_volume, read_series
 from radrouter.logs import study
@@ -63,9 +63,12 @@ class JobRunner:
         self.pipelines = pipelines
         self.node = node_link(settings, store)
 
-    def run(self, job_id: int, worker: str = "", incarnation: str | None = None) -> JobOutcome:
+    def run(
+        self, job_id: int, worker: str = "", incarnation: str | None = None, credential: str | None = None
+    ) -> JobOutcome:
         """Compute job ``job_id``; ``worker`` (the Celery worker's name) and its ``incarnation`` (this
-        start of it) are recorded with the job and in the audit trail."""
+        start of it) are recorded with the job and in the audit trail; ``credential`` is the job's, for
+        results returned over DICOMweb."""
         with self.index.session() as session:
             job = session.get(Job, job_id)
             if job is None:
@@ -102,7 +105,7 @@ class JobRunner:
         try:
             paths = [str(path) for path in self.node.series_files(study_uid, series_uid, recorded)]
             timings, results, repairs = self._compute(
-                job_id, study_uid, series_uid, pipeline_name, revision, paths, replaced
+                job_id, study_uid, series_uid, pipeline_name, revision, paths, replaced, credential
             )
         except Exception as error:
             reason = (
@@ -159,6 +162,7 @@ class JobRunner:
         revision: int,
         paths: list[str],
         replaced: list[str],
+        credential: str | None,
     ) -> tuple[dict[str, Any], list[Result], list[Repair]]:
         timings: dict[str, Any] = {}
         clock = time.perf_counter()
@@ -190,7 +194,7 @@ class JobRunner:
         timings["model_s"] = round(prediction.model_seconds, 3)
 
         identity = ResultIdentity(
-            job_key=f"{series_uid}/{pipeline_name}/{revision}",
+            job_key=job_key(series_uid, pipeline_name, revision),
             pipeline=pipeline_name,
             algorithm_version=pipeline.version,
             series_number=pipeline.series_number,
@@ -234,7 +238,7 @@ class JobRunner:
                 )
             )
         with stage("the results could not be returned to the node"):
-            self.node.return_results(written)
+            self.node.return_results(written, credential)
         lap("write_s")
         log.info(
             "job %d (%s) on series %s: %s", job_id, pipeline_name, series_uid, timings, extra=study(study_uid)

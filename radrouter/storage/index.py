@@ -88,6 +88,10 @@ class Hop(enum.StrEnum):
     RECOVERED = "recovered"
     DELIVERY_RETRY = "delivery_retry"
     PURGED = "purged"
+    #: An instance offered over STOW-RS or C-STORE and refused (forged result, another patient's).
+    STORE_REFUSED = "store_refused"
+    #: A SOP Instance UID sent again with another patient or study: kept apart, replaced or refused.
+    RESENT = "resent"
 
 
 class ResultKind(enum.StrEnum):

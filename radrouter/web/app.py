@@ -17,6 +17,7 @@ from radrouter.config.settings import Settings
 from radrouter.monitoring.service import keep_alerts_current
 from radrouter.router.deliver.view import DeliveryView
 from radrouter.router.dispatch.contract import celery_app
+from radrouter.router.dispatch.job_credential import credentials_of
 from radrouter.router.receive.self_check import CachedEcho
 from radrouter.storage.index import Index, Job, Result, Study, StudyState, utc_iso
 from radrouter.storage.node_status import read_node_status
@@ -29,6 +30,7 @@ from radrouter.web.monitoring import monitoring_parts
 from radrouter.web.pipelines import pipelines_router
 from radrouter.web.prometheus import NodeCollector
 from radrouter.web.routing import routing_api
+from radrouter.web.stow import stow_router
 from radrouter.web.worklist import worklist_router
 
 
@@ -104,10 +106,12 @@ def create_app(settings: Settings, index: Index | None = None) -> FastAPI:
     app.include_router(monitoring_api, dependencies=PROTECTED)
     registry.register(drift_alerts)
     app.include_router(dashboard_router(settings, index, celery), dependencies=PROTECTED)
-    app.include_router(
-        dicomweb_router(index, InstanceStore(settings.storage.root, settings.storage.fsync)),
-        dependencies=PROTECTED,
-    )
+    store = InstanceStore(settings.storage.root, settings.storage.fsync)
+    app.include_router(dicomweb_router(index, store), dependencies=PROTECTED)
+    # STOW-RS takes no API token: each object needs the credential of the job it is a result of.
+    job_credentials = credentials_of(settings)
+    if job_credentials is not None:
+        app.include_router(stow_router(index, store, job_credentials))
 
     echo_scp = CachedEcho(settings.node)
 

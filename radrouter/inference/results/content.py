@@ -18,6 +18,21 @@ MANUFACTURER = "radrouter"
 UTF8 = "ISO_IR 192"
 
 
+#: The objects a job writes, by the role that names their UIDs: SEG (or a binary stand-in beside a
+#: labelmap SEG), and SR.
+RESULT_ROLES = ("seg", "seg-labelmap", "sr")
+
+
+def job_key(series_uid: str, pipeline: str, revision: int) -> str:
+    """What names a job's results: the series, the pipeline and the study revision it ran on."""
+    return f"{series_uid}/{pipeline}/{revision}"
+
+
+def result_uids(key: str) -> frozenset[str]:
+    """The SOP Instance UIDs of every object a job with this key may write; nothing else is its own."""
+    return frozenset(str(generate_uid(entropy_srcs=["radrouter", key, role])) for role in RESULT_ROLES)
+
+
 @dataclass(frozen=True)
 class ResultIdentity:
     """What names one job's results; UIDs are derived, so a retried job rewrites the same objects."""

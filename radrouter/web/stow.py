@@ -1,0 +1,147 @@
+"""STOW-RS (PS3.18 10.5): a worker on another machine hands back the results of the job it was given.
+
+Each object needs the job's credential (``Authorization: Bearer <credential>``, issued with the job's
+task) and passes ``result_integrity`` against the index before it is written where the node's delivery
+reads it. Every refusal is in the audit trail of the study it named, with the reason, and in the
+answer: per object a Failure Reason, and the reasons in words in ``Warning`` headers (PS3.18 8.6.4).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from email.parser import BytesParser
+from email.policy import HTTP
+from io import BytesIO
+from typing import Any
+
+import pydicom
+from fastapi import APIRouter, HTTPException, Request, Response
+from pydicom.errors import InvalidDicomError
+
+from radrouter.router.dispatch.job_credential import JobCredentials
+from radrouter.storage.index import Hop, Index, Job, Study
+from radrouter.storage.store import InstanceStore, InvalidUID
+from radrouter.web.result_integrity import (
+    FailureReason,
+    Offered,
+    Refusal,
+    check_result,
+    job_of,
+)
+
+log = logging.getLogger(__name__)
+
+DICOM = "application/dicom"
+
+
+def _dicom_parts(content_type: str, body: bytes) -> list[bytes]:
+    """The application/dicom parts of a multipart/related body, read by the standard library's MIME parser."""
+    if not content_type.startswith("multipart/related"):
+        raise HTTPException(415, f'STOW-RS takes multipart/related; type="{DICOM}", not {content_type}')
+    message = BytesParser(policy=HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body
+    )
+    if not message.is_multipart():
+        raise HTTPException(400, "the multipart body has no parts (boundary missing or wrong)")
+    parts = [part.get_payload(decode=True) for part in message.iter_parts()]
+    return [part for part in parts if isinstance(part, bytes)]
+
+
+def _referenced(sop_class: str, sop_uid: str, url: str | None = None) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "00081150": {"vr": "UI", "Value": [sop_class]},
+        "00081155": {"vr": "UI", "Value": [sop_uid]},
+    }
+    if url:
+        item["00081190"] = {"vr": "UR", "Value": [url]}
+    return item
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, credential = request.headers.get("authorization", "").partition(" ")
+    return credential.strip() if scheme.lower() == "bearer" else None
+
+
+def stow_router(index: Index, store: InstanceStore, credentials: JobCredentials) -> APIRouter:
+    router = APIRouter(prefix="/dicomweb", tags=["dicomweb"])
+
+    def audit_refusal(offered: Offered, job_id: int | None, refusal: Refusal, client: str) -> None:
+        """In the trail of the study the object named, else of the credential's job's study."""
+        with index.session() as session:
+            study_uid: str | None = offered.study_uid
+            if session.get(Study, offered.study_uid) is None:
+                job = session.get(Job, job_id) if job_id is not None else None
+                study_uid = job.study_uid if job is not None else None
+            if study_uid is None:
+                log.warning("STOW-RS refused %s from %s: %s", offered.sop_uid, client, refusal.reason)
+                return
+            index.record_event(
+                session,
+                study_uid,
+                Hop.STORE_REFUSED,
+                via="STOW-RS",
+                sop_uid=offered.sop_uid,
+                named_study_uid=offered.study_uid,
+                job=job_id,
+                reason=refusal.reason,
+                client=client,
+            )
+
+    def store_one(data: bytes, credential: str | None, client: str) -> tuple[Offered | None, Refusal | None]:
+        """Store one object, or say why not; what it was, for the answer."""
+        try:
+            offered = Offered.of(pydicom.dcmread(BytesIO(data), stop_before_pixels=True))
+        except (InvalidDicomError, AttributeError, ValueError, EOFError):
+            return None, Refusal(400, FailureReason.CANNOT_UNDERSTAND, "not a readable DICOM object")
+        job_id: int | None = None
+        try:
+            job_id = job_of(credentials, credential)
+            with index.session() as session:
+                check_result(session, job_id, offered)
+            path = store.result_path(offered.study_uid, offered.sop_uid)
+        except InvalidUID as error:
+            refusal = Refusal(409, FailureReason.DATASET_MISMATCH, str(error))
+        except Refusal as error:
+            refusal = error
+        else:
+            store.write(path, data)
+            return offered, None
+        audit_refusal(offered, job_id, refusal, client)
+        return offered, refusal
+
+    @router.post("/studies")
+    async def store_results(request: Request) -> Response:
+        parts = _dicom_parts(request.headers.get("content-type", ""), await request.body())
+        credential = _bearer(request)
+        client = request.client.host if request.client else ""
+        stored: list[dict[str, Any]] = []
+        failed: list[dict[str, Any]] = []
+        refusals: list[Refusal] = []
+        for data in parts:
+            offered, refusal = store_one(data, credential, client)
+            if refusal is not None:
+                refusals.append(refusal)
+                item = _referenced(offered.sop_class_uid, offered.sop_uid) if offered is not None else {}
+                failed.append({**item, "00081197": {"vr": "US", "Value": [int(refusal.failure)]}})
+            elif offered is not None:
+                url = f"{request.base_url}dicomweb/studies/{offered.study_uid}"
+                stored.append(_referenced(offered.sop_class_uid, offered.sop_uid, url))
+        body: dict[str, Any] = {}
+        if stored:
+            body["00081199"] = {"vr": "SQ", "Value": stored}
+        if failed:
+            body["00081198"] = {"vr": "SQ", "Value": failed}
+        if not refusals:
+            status = 200
+        elif stored:
+            status = 202
+        else:  # refused alone: forbidden when any object was not this credential's to store
+            status = 403 if any(r.http_status == 403 for r in refusals) else 409
+        warnings = [f'299 radrouter "{r.reason}"' for r in refusals]
+        response = Response(content=json.dumps(body), status_code=status, media_type="application/dicom+json")
+        for warning in warnings:
+            response.headers.append("Warning", warning)
+        return response
+
+    return router
