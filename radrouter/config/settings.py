@@ -13,7 +13,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, IPvAnyNetwork, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -59,6 +59,16 @@ class DicomTLSSettings(BaseModel):
         return self
 
 
+class CallingAE(BaseModel):
+    """An allow-list entry that binds a calling AE title to the addresses it may call from."""
+
+    ae_title: str = Field(min_length=1, max_length=16, description="The calling AE title, as sent.")
+    hosts: list[IPvAnyNetwork] = Field(
+        min_length=1,
+        description="Addresses or networks (10.0.0.7, 10.1.0.0/16) the title may associate from.",
+    )
+
+
 class NodeSettings(BaseModel):
     """The DICOM SCP that modalities and PACS send to."""
 
@@ -69,8 +79,10 @@ class NodeSettings(BaseModel):
     max_associations: int = Field(
         32, ge=1, description="Concurrent associations (all SCP processes together) before rejecting."
     )
-    allowed_calling_aes: list[str] = Field(
-        default_factory=list, description="Calling AE titles allowed to associate; empty accepts all."
+    allowed_calling_aes: list[str | CallingAE] = Field(
+        default_factory=list,
+        description="Calling AE titles allowed to associate, each a title (from any address) or "
+        "`{ae_title: CT01, hosts: [10.0.0.7]}` (only from those addresses); empty accepts all.",
     )
     check_called_ae: bool = Field(True, description="Reject associations not addressed to our AE title.")
     processes: int = Field(

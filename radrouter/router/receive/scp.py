@@ -37,6 +37,7 @@ from radrouter.logs import study
 from radrouter.router.assemble import ArrivalSink
 from radrouter.router.dispatch.worker import process_incarnation
 from radrouter.router.receive.acceptor import AcceptorContexts, ConnectionCounts, NodeAE, SharedSocketServer
+from radrouter.router.receive.callers import AllowedCallers
 from radrouter.router.receive.free_space import FreeSpace
 from radrouter.router.receive.lengths import check_lengths
 from radrouter.router.receive.negotiation import install as keep_senders_transfer_syntax
@@ -130,7 +131,8 @@ class StorageSCP:
         self.ae.maximum_pdu_size = settings.node.max_pdu
         self.ae.maximum_associations = settings.node.max_associations
         self.ae.require_called_aet = settings.node.check_called_ae
-        self.ae.require_calling_aet = settings.node.allowed_calling_aes
+        self.callers = AllowedCallers(settings.node.allowed_calling_aes)
+        self.ae.require_calling_aet = self.callers.titles
         reserve_bytes = settings.storage.free_space_reserve_mb * 1024 * 1024
         self.free_space = FreeSpace(store, reserve_bytes, settings.node.processes)
         #: An instance that would reach the reserve first has retention purge what the watermark
@@ -147,8 +149,7 @@ class StorageSCP:
             (evt.EVT_ACCEPTED, lambda _event: ASSOCIATIONS.labels("accepted").inc()),
             (evt.EVT_REJECTED, lambda _event: ASSOCIATIONS.labels("rejected").inc()),
         ]
-        self.allowed_calling_aes = frozenset(title.rstrip(" ") for title in settings.node.allowed_calling_aes)
-        if self.allowed_calling_aes:
+        if self.callers:
             self.handlers += [
                 (evt.EVT_DATA_RECV, _note_calling_ae_as_sent),
                 (evt.EVT_REQUESTED, self.reject_unlisted_calling_ae),
@@ -182,16 +183,18 @@ class StorageSCP:
         return server
 
     def reject_unlisted_calling_ae(self, event: Any) -> None:
-        """The allow-list compares the calling AE title as sent, less only its trailing padding.
+        """The allow-list compares the calling AE title as sent, less only its trailing padding, and
+        the address it calls from where its entry names hosts.
 
         pynetdicom strips every kind of white space from both ends, so ``MODALITY1\\r\\n`` passed
         for ``MODALITY1``; the title as sent is noted from the raw A-ASSOCIATE-RQ.
         """
         assoc = event.assoc
         sent = getattr(assoc, _CALLING_AE_AS_SENT, None)
-        if sent in self.allowed_calling_aes or assoc.is_rejected or assoc.is_aborted:
+        refusal = self.callers.refusal(sent, str(assoc.requestor.address))
+        if refusal is None or assoc.is_rejected or assoc.is_aborted:
             return
-        log.warning("rejected calling AE title %r from %s", sent, assoc.requestor.address)
+        log.warning("rejected an association: %s", refusal)
         assoc.acse.send_reject(0x01, 0x01, 0x03)  # permanent, service user, calling AE not recognised
         evt.trigger(assoc, evt.EVT_REJECTED, {})
         assoc.kill()
