@@ -113,6 +113,17 @@ class WebSettings(BaseModel):
     )
 
 
+class ResendPolicy(enum.StrEnum):
+    """What the SCP does with a SOP Instance UID it holds, sent again with another patient or study."""
+
+    #: The first copy stays; the new one is stored apart (``<root>/resent/``) and recorded.
+    KEEP_FIRST = "keep_first"
+    #: The new copy takes the first one's place (moving to its study); the first file is removed.
+    REPLACE = "replace"
+    #: The new copy is refused (0x0111 Duplicate SOP Instance); nothing is stored.
+    REJECT = "reject"
+
+
 class StorageSettings(BaseModel):
     """Where received instances, results and the index live."""
 
@@ -125,6 +136,12 @@ class StorageSettings(BaseModel):
         1024,
         ge=0,
         description="Answer Out of Resources (0xA700) rather than fill the disk past this reserve.",
+    )
+
+    conflicting_resend: ResendPolicy = Field(
+        ResendPolicy.KEEP_FIRST,
+        description="A SOP Instance UID sent again with another patient or study: keep_first (the new "
+        "copy kept apart), replace, or reject; recorded in both studies' audit trails.",
     )
 
     def resolved_index_url(self) -> str:

@@ -14,7 +14,9 @@ import os
 import socket
 import threading
 import zlib
+from dataclasses import replace
 from io import BytesIO
+from pathlib import Path
 from typing import Any
 
 import pydicom
@@ -31,7 +33,7 @@ from pynetdicom import (
 from pynetdicom.events import EventHandlerType
 from sqlalchemy.exc import SQLAlchemyError
 
-from radrouter.config.settings import Settings
+from radrouter.config.settings import ResendPolicy, Settings
 from radrouter.deid import find_pseudonyms, is_pseudonymous, reidentify
 from radrouter.logs import study
 from radrouter.router.assemble import ArrivalSink
@@ -44,6 +46,14 @@ from radrouter.router.receive.negotiation import install as keep_senders_transfe
 from radrouter.router.transport import NODELAY_HANDLER, tls_server_context
 from radrouter.storage.ingest import ReceivedInstance, record_instance
 from radrouter.storage.part10 import part10_file
+from radrouter.storage.resend import (
+    audit_resend,
+    conflict,
+    copies_kept,
+    first_copy,
+    kept_apart_path,
+    record_kept_apart,
+)
 from radrouter.storage.retention import Purger
 from radrouter.storage.store import InstanceStore, InvalidUID, validate_uid
 
@@ -55,6 +65,7 @@ class StoreStatus(enum.IntEnum):
 
     SUCCESS = 0x0000
     PROCESSING_FAILURE = 0x0110
+    DUPLICATE_SOP_INSTANCE = 0x0111  # resent with another patient or study, refused by policy
     OUT_OF_RESOURCES = 0xA700
     DATASET_MISMATCH = 0xA900  # the data set does not match the command's SOP class or instance
     CANNOT_UNDERSTAND = 0xC000
@@ -255,18 +266,6 @@ class StorageSCP:
             log.warning("refused an instance that cannot be indexed: %s", type(error).__name__)
             return StoreStatus.CANNOT_UNDERSTAND
 
-        path = self.store.instance_path(study_uid, series_uid, sop_uid)
-        if not self.free_space.room_for(len(raw)) and not self._purged_room_for(len(raw)):
-            log.error("refused %s: free disk space is below the reserve", sop_uid, extra=study(study_uid))
-            return StoreStatus.OUT_OF_RESOURCES
-        try:
-            self.store.write(path, raw)
-        except OSError as error:
-            reason = errno.errorcode.get(error.errno or 0, error)
-            log.error("cannot store %s: %s", sop_uid, reason, extra=study(study_uid))
-            return StoreStatus.OUT_OF_RESOURCES
-        RECEIVED_BYTES.inc(len(raw))
-
         received = ReceivedInstance(
             study_uid=study_uid,
             series_uid=series_uid,
@@ -276,7 +275,7 @@ class StorageSCP:
             modality=header.get("Modality"),
             series_number=_int_or_none(header.get("SeriesNumber")),
             series_description=(str(header.get("SeriesDescription", "")) or None),
-            path=str(path),
+            path=str(self.store.instance_path(study_uid, series_uid, sop_uid)),
             size=len(raw),
             calling_ae=event.assoc.requestor.ae_title,
             calling_address=event.assoc.requestor.address,
@@ -284,12 +283,49 @@ class StorageSCP:
             called_ae=str(getattr(event.assoc.requestor.primitive, "called_ae_title", "") or ""),
             receiver=process_incarnation(),
         )
+        first = first_copy(self.index, sop_uid)
+        why = conflict(first, study_uid, str(header.get("PatientID", ""))) if first is not None else None
+        policy = self.settings.storage.conflicting_resend
+        if first is not None and why is not None:
+            if policy == ResendPolicy.REJECT:
+                audit_resend(self.index, first, received, why, policy)
+                return StoreStatus.DUPLICATE_SOP_INSTANCE
+            if policy == ResendPolicy.KEEP_FIRST:
+                count = copies_kept(self.index, sop_uid) + 1
+                received = replace(received, path=str(kept_apart_path(self.store.root, received, count)))
+
+        status = self._write(Path(received.path), raw, study_uid)
+        if status != StoreStatus.SUCCESS:
+            return status
         try:
+            if first is not None and why is not None and policy == ResendPolicy.KEEP_FIRST:
+                record_kept_apart(self.index, received)
+                audit_resend(self.index, first, received, why, policy)
+                return StoreStatus.SUCCESS  # stored apart: the first copy's study is not touched
             record_instance(self.index, received)
+            if first is not None and why is not None:
+                audit_resend(self.index, first, received, why, policy)
         except SQLAlchemyError:
             log.exception("cannot index %s", sop_uid, extra=study(study_uid))
             return StoreStatus.PROCESSING_FAILURE
+        if first is not None and first.path != received.path:
+            Path(first.path).unlink(missing_ok=True)  # replaced, or moved to another series: no orphan
         self.arrivals.instance_received(study_uid, _association_key(event.assoc), series_uid)
+        return StoreStatus.SUCCESS
+
+    def _write(self, path: Path, raw: bytes, study_uid: str) -> StoreStatus:
+        """Write the file durably, or answer Out of Resources (below the free-space reserve, or the
+        write failed) with nothing stored."""
+        if not self.free_space.room_for(len(raw)) and not self._purged_room_for(len(raw)):
+            log.error("refused %s: free disk space is below the reserve", path.stem, extra=study(study_uid))
+            return StoreStatus.OUT_OF_RESOURCES
+        try:
+            self.store.write(path, raw)
+        except OSError as error:
+            reason = errno.errorcode.get(error.errno or 0, error)
+            log.error("cannot store %s: %s", path.stem, reason, extra=study(study_uid))
+            return StoreStatus.OUT_OF_RESOURCES
+        RECEIVED_BYTES.inc(len(raw))
         return StoreStatus.SUCCESS
 
     def _reidentified(self, raw: bytes) -> tuple[bytes, Dataset]:
