@@ -138,6 +138,11 @@ class StorageSettings(BaseModel):
         description="Answer Out of Resources (0xA700) rather than fill the disk past this reserve.",
     )
 
+    max_instance_mb: int = Field(
+        8192,
+        ge=1,
+        description="Largest instance the SCP stores; a larger one is answered Out of Resources (0xA700).",
+    )
     conflicting_resend: ResendPolicy = Field(
         ResendPolicy.KEEP_FIRST,
         description="A SOP Instance UID sent again with another patient or study: keep_first (the new "

@@ -31,6 +31,7 @@ from radrouter.config.settings import Settings
 from radrouter.router.assemble import StudyAssembler
 from radrouter.router.receive.acceptor import ConnectionCounts
 from radrouter.router.receive.scp import StorageSCP
+from radrouter.router.receive.spool import spool_in
 from radrouter.storage.index import Index
 from radrouter.storage.store import InstanceStore
 
@@ -109,6 +110,7 @@ def _receive(
     pydicom.config.settings.writing_validation_mode = pydicom.config.IGNORE
     index = Index(settings.storage.resolved_index_url())
     store = InstanceStore(settings.storage.root, fsync=settings.storage.fsync)
+    spool_in(store.root)  # data sets arrive on the store's disk, then are linked into place
     receiver = StorageSCP(settings, store, index, PipedArrivals(pipe), counts)
     # pynetdicom runs gc.collect() every 60 connections, holding the GIL for 0.25 s over the imported
     # modules; frozen, they are left out of every collection.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import errno
 import logging
+import mmap
 import os
 import socket
 import threading
@@ -43,9 +44,9 @@ from radrouter.router.receive.callers import AllowedCallers
 from radrouter.router.receive.free_space import FreeSpace
 from radrouter.router.receive.lengths import check_lengths
 from radrouter.router.receive.negotiation import install as keep_senders_transfer_syntax
+from radrouter.router.receive.spool import data_set_offset, receive_to_files
 from radrouter.router.transport import NODELAY_HANDLER, tls_server_context
 from radrouter.storage.ingest import ReceivedInstance, record_instance
-from radrouter.storage.part10 import part10_file
 from radrouter.storage.resend import (
     audit_resend,
     conflict,
@@ -93,25 +94,30 @@ INSTANCES = Counter("radrouter_instances_received", "C-STORE requests, by answer
 RECEIVED_BYTES = Counter("radrouter_received_bytes", "Bytes of instances stored")
 
 
-def _index_header(dataset: bytes, transfer_syntax: UID) -> Dataset:
+def _index_header(received: Path, transfer_syntax: UID) -> Dataset:
     """The header up to the pixel data, with the elements the index needs decoded now.
 
     Every element's structure is read (a data set that cannot be read back is refused here, not found
-    later by routing or a pipeline), but only the indexed elements are converted, and the data set is
-    read straight from the received bytes rather than through a File Meta group built for the purpose.
-    Every element must hold the bytes it declares, pixel data included (``check_lengths``).
+    later by routing or a pipeline), but only the indexed elements are converted. Every element must
+    hold the bytes it declares, pixel data included (``check_lengths``), walked over the file mapped
+    into memory: only element headers are touched, whatever the instance's size.
     """
-    if transfer_syntax == DeflatedExplicitVRLittleEndian:
-        dataset = zlib.decompress(dataset, -zlib.MAX_WBITS)
-    check_lengths(dataset, transfer_syntax.is_implicit_VR, transfer_syntax.is_little_endian)
-    header = read_dataset(
-        BytesIO(dataset),
-        transfer_syntax.is_implicit_VR,
-        transfer_syntax.is_little_endian,
-        stop_when=lambda tag, _vr, _length: tag in _PIXEL_DATA_TAGS,
-    )
-    for keyword in _HEADER_TAGS:
-        header.get(keyword)
+    implicit, little = transfer_syntax.is_implicit_VR, transfer_syntax.is_little_endian
+    with received.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as view:
+        start = data_set_offset(view)
+        if transfer_syntax == DeflatedExplicitVRLittleEndian:
+            inflated = zlib.decompress(view[start:], -zlib.MAX_WBITS)
+            check_lengths(inflated, implicit, little)
+            source: Any = BytesIO(inflated)
+        else:
+            check_lengths(view, implicit, little, start)
+            handle.seek(start)
+            source = handle
+        header = read_dataset(
+            source, implicit, little, stop_when=lambda tag, _vr, _length: tag in _PIXEL_DATA_TAGS
+        )
+        for keyword in _HEADER_TAGS:
+            header.get(keyword)
     return header
 
 
@@ -144,6 +150,8 @@ class StorageSCP:
         self.ae.require_called_aet = settings.node.check_called_ae
         self.callers = AllowedCallers(settings.node.allowed_calling_aes)
         self.ae.require_calling_aet = self.callers.titles
+        self.max_instance_bytes = settings.storage.max_instance_mb * 1024 * 1024
+        receive_to_files()
         reserve_bytes = settings.storage.free_space_reserve_mb * 1024 * 1024
         self.free_space = FreeSpace(store, reserve_bytes, settings.node.processes)
         #: An instance that would reach the reserve first has retention purge what the watermark
@@ -235,10 +243,15 @@ class StorageSCP:
         return status
 
     def _store(self, event: Any) -> int:
-        dataset: bytes = event.request.DataSet.getvalue()
+        received_file: Path = event.dataset_path  # written as it arrived (``spool.receive_to_files``)
         transfer_syntax: UID = event.context.transfer_syntax
+        size = received_file.stat().st_size
+        if size > self.max_instance_bytes:
+            log.warning("refused an instance of %d bytes: above storage.max_instance_mb", size)
+            return StoreStatus.OUT_OF_RESOURCES
+        raw: bytes | None = None  # the file as stored, when it is not the received one
         try:
-            header = _index_header(dataset, transfer_syntax)
+            header = _index_header(received_file, transfer_syntax)
             sop_uid = validate_uid(str(event.request.AffectedSOPInstanceUID), "SOPInstanceUID")
             sop_class_uid = validate_uid(str(event.request.AffectedSOPClassUID), "SOPClassUID")
             own_uids = (
@@ -253,9 +266,9 @@ class StorageSCP:
                     sop_class_uid,
                 )
                 return StoreStatus.DATASET_MISMATCH
-            raw = part10_file(dataset, str(event.request.AffectedSOPClassUID), sop_uid, transfer_syntax)
             if is_pseudonymous(header.get("PatientID")):
-                raw, header = self._reidentified(raw)
+                raw, header = self._reidentified(received_file.read_bytes())
+                size = len(raw)
                 sop_uid = validate_uid(str(header.SOPInstanceUID), "SOPInstanceUID")
             study_uid = validate_uid(str(header.StudyInstanceUID), "StudyInstanceUID")
             series_uid = validate_uid(str(header.SeriesInstanceUID), "SeriesInstanceUID")
@@ -276,7 +289,7 @@ class StorageSCP:
             series_number=_int_or_none(header.get("SeriesNumber")),
             series_description=(str(header.get("SeriesDescription", "")) or None),
             path=str(self.store.instance_path(study_uid, series_uid, sop_uid)),
-            size=len(raw),
+            size=size,
             calling_ae=event.assoc.requestor.ae_title,
             calling_address=event.assoc.requestor.address,
             dimse_priority=_int_or_none(event.request.Priority) or 0,
@@ -294,7 +307,7 @@ class StorageSCP:
                 count = copies_kept(self.index, sop_uid) + 1
                 received = replace(received, path=str(kept_apart_path(self.store.root, received, count)))
 
-        status = self._write(Path(received.path), raw, study_uid)
+        status = self._write(Path(received.path), raw or received_file, size, study_uid)
         if status != StoreStatus.SUCCESS:
             return status
         try:
@@ -313,19 +326,22 @@ class StorageSCP:
         self.arrivals.instance_received(study_uid, _association_key(event.assoc), series_uid)
         return StoreStatus.SUCCESS
 
-    def _write(self, path: Path, raw: bytes, study_uid: str) -> StoreStatus:
-        """Write the file durably, or answer Out of Resources (below the free-space reserve, or the
-        write failed) with nothing stored."""
-        if not self.free_space.room_for(len(raw)) and not self._purged_room_for(len(raw)):
+    def _write(self, path: Path, data: bytes | Path, size: int, study_uid: str) -> StoreStatus:
+        """Store the file durably (bytes, or the file received), or answer Out of Resources (below the
+        free-space reserve, or the write failed) with nothing stored."""
+        if not self.free_space.room_for(size) and not self._purged_room_for(size):
             log.error("refused %s: free disk space is below the reserve", path.stem, extra=study(study_uid))
             return StoreStatus.OUT_OF_RESOURCES
         try:
-            self.store.write(path, raw)
+            if isinstance(data, bytes):
+                self.store.write(path, data)
+            else:
+                self.store.place(path, data)
         except OSError as error:
             reason = errno.errorcode.get(error.errno or 0, error)
             log.error("cannot store %s: %s", path.stem, reason, extra=study(study_uid))
             return StoreStatus.OUT_OF_RESOURCES
-        RECEIVED_BYTES.inc(len(raw))
+        RECEIVED_BYTES.inc(size)
         return StoreStatus.SUCCESS
 
     def _reidentified(self, raw: bytes) -> tuple[bytes, Dataset]:
