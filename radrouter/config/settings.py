@@ -111,6 +111,11 @@ class WebSettings(BaseModel):
         description="When set, every API endpoint that changes state or returns study data needs "
         "`Authorization: Bearer <token>`.",
     )
+    max_request_mb: int = Field(
+        4096,
+        ge=1,
+        description="Largest STOW-RS request body; a larger one is refused (413) with nothing stored.",
+    )
 
 
 class ResendPolicy(enum.StrEnum):

@@ -22,6 +22,7 @@ from radrouter.storage.store import InstanceStore
 
 DICOM = "application/dicom"
 EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
+_CHUNK = 1 << 20
 
 
 def _acceptable(accept: str, stored: set[str]) -> bool:
@@ -39,7 +40,9 @@ def _multipart(paths: list[Path], transfer_syntaxes: list[str]) -> StreamingResp
     def parts() -> Iterator[bytes]:
         for path, syntax in zip(paths, transfer_syntaxes, strict=True):
             yield (f"--{boundary}\r\nContent-Type: {DICOM}; transfer-syntax={syntax}\r\n\r\n".encode())
-            yield path.read_bytes()
+            with path.open("rb") as handle:  # from disk in pieces: a 1.5 GB instance is not read whole
+                while chunk := handle.read(_CHUNK):
+                    yield chunk
             yield b"\r\n"
         yield f"--{boundary}--\r\n".encode()
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
-from email.parser import BytesParser
-from email.policy import HTTP
-from io import BytesIO
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import pydicom
@@ -29,23 +28,11 @@ from radrouter.web.result_integrity import (
     check_result,
     job_of,
 )
+from radrouter.web.spooled_parts import TooLarge, spool_parts
 
 log = logging.getLogger(__name__)
 
 DICOM = "application/dicom"
-
-
-def _dicom_parts(content_type: str, body: bytes) -> list[bytes]:
-    """The application/dicom parts of a multipart/related body, read by the standard library's MIME parser."""
-    if not content_type.startswith("multipart/related"):
-        raise HTTPException(415, f'STOW-RS takes multipart/related; type="{DICOM}", not {content_type}')
-    message = BytesParser(policy=HTTP).parsebytes(
-        b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body
-    )
-    if not message.is_multipart():
-        raise HTTPException(400, "the multipart body has no parts (boundary missing or wrong)")
-    parts = [part.get_payload(decode=True) for part in message.iter_parts()]
-    return [part for part in parts if isinstance(part, bytes)]
 
 
 def _referenced(sop_class: str, sop_uid: str, url: str | None = None) -> dict[str, Any]:
@@ -63,7 +50,9 @@ def _bearer(request: Request) -> str | None:
     return credential.strip() if scheme.lower() == "bearer" else None
 
 
-def stow_router(index: Index, store: InstanceStore, credentials: JobCredentials) -> APIRouter:
+def stow_router(
+    index: Index, store: InstanceStore, credentials: JobCredentials, max_request_bytes: int
+) -> APIRouter:
     router = APIRouter(prefix="/dicomweb", tags=["dicomweb"])
 
     def audit_refusal(offered: Offered, job_id: int | None, refusal: Refusal, client: str) -> None:
@@ -88,10 +77,10 @@ def stow_router(index: Index, store: InstanceStore, credentials: JobCredentials)
                 client=client,
             )
 
-    def store_one(data: bytes, credential: str | None, client: str) -> tuple[Offered | None, Refusal | None]:
-        """Store one object, or say why not; what it was, for the answer."""
+    def store_one(part: Path, credential: str | None, client: str) -> tuple[Offered | None, Refusal | None]:
+        """Store one object (a part spooled to disk), or say why not; what it was, for the answer."""
         try:
-            offered = Offered.of(pydicom.dcmread(BytesIO(data), stop_before_pixels=True))
+            offered = Offered.of(pydicom.dcmread(part, stop_before_pixels=True))
         except (InvalidDicomError, AttributeError, ValueError, EOFError):
             return None, Refusal(400, FailureReason.CANNOT_UNDERSTAND, "not a readable DICOM object")
         job_id: int | None = None
@@ -105,21 +94,39 @@ def stow_router(index: Index, store: InstanceStore, credentials: JobCredentials)
         except Refusal as error:
             refusal = error
         else:
-            store.write(path, data)
+            store.place(path, part)
             return offered, None
         audit_refusal(offered, job_id, refusal, client)
         return offered, refusal
 
     @router.post("/studies")
     async def store_results(request: Request) -> Response:
-        parts = _dicom_parts(request.headers.get("content-type", ""), await request.body())
+        declared = request.headers.get("content-length")
+        spools = store.root / ".receiving"
+        spools.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=spools, prefix="stow-") as folder:
+            try:
+                parts = await spool_parts(
+                    request.headers.get("content-type", ""),
+                    int(declared) if declared and declared.isdigit() else None,
+                    request.stream(),
+                    Path(folder),
+                    max_request_bytes,
+                )
+            except TooLarge:
+                raise HTTPException(
+                    413, f"the request is larger than web.max_request_mb ({max_request_bytes // 2**20} MB)"
+                ) from None
+            return answer(request, parts)
+
+    def answer(request: Request, parts: list[Path]) -> Response:
         credential = _bearer(request)
         client = request.client.host if request.client else ""
         stored: list[dict[str, Any]] = []
         failed: list[dict[str, Any]] = []
         refusals: list[Refusal] = []
-        for data in parts:
-            offered, refusal = store_one(data, credential, client)
+        for part in parts:
+            offered, refusal = store_one(part, credential, client)
             if refusal is not None:
                 refusals.append(refusal)
                 item = _referenced(offered.sop_class_uid, offered.sop_uid) if offered is not None else {}

@@ -174,3 +174,25 @@ def test_stow_rs_refuses_a_body_that_is_not_multipart(node: dict[str, Any]) -> N
         "/dicomweb/studies", content=b"x", headers={"Content-Type": "application/dicom"}
     )
     assert response.status_code == 415
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+def test_a_body_above_the_limit_is_refused_413_with_nothing_stored(
+    node: dict[str, Any], tmp_path: Path, declared: bool
+) -> None:
+    """web.max_request_mb 1 (the default is 4096): a 2 MB body, declared or streamed without a length."""
+    app = create_app(Settings(storage={"root": node["root"]}, web={"max_request_mb": 1}), node["index"])
+    data = _result(node, tmp_path) + bytes(2 * 2**20)
+    boundary = "radrouter-test-boundary"
+    head = f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+    body = head + data + f"\r\n--{boundary}--".encode()
+    headers = {
+        "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
+        "Authorization": f"Bearer {node['credential']}",
+    }
+    content: Any = body if declared else (body[i : i + 65536] for i in range(0, len(body), 65536))
+    response = TestClient(app).post("/dicomweb/studies", content=content, headers=headers)
+    assert response.status_code == 413
+    assert "web.max_request_mb" in response.json()["detail"]
+    assert not _stored(node).exists()
+    assert list((node["root"] / ".receiving").iterdir()) == []  # the spool is gone too

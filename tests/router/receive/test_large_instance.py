@@ -26,14 +26,18 @@ FRAMES = 2048  # of a real 512 x 512 CT slice: 1 GiB of pixel data
 RESIDENT_BUDGET = 256 * 2**20
 
 
-def _multi_frame(path: Path, frames: int = FRAMES) -> str:
+def multi_frame(path: Path, frames: int = FRAMES, sop_uid: str = "", **attributes: str) -> str:
     """A real CT slice whose pixel data is repeated (2048 times: a multi-frame of 1 GiB), written
     piece by piece so this process does not hold it either; its SOP Instance UID."""
     dataset = pydicom.dcmread(CT_HEAD / "I10")
     frame = dataset.PixelData
     del dataset.PixelData
     dataset.NumberOfFrames = frames
-    dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    dataset.SOPInstanceUID = sop_uid or pydicom.uid.generate_uid()
+    dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+    for keyword, value in attributes.items():
+        setattr(dataset, keyword, value)
+    path.parent.mkdir(parents=True, exist_ok=True)
     dataset.save_as(path, enforce_file_format=True)
     with path.open("ab") as handle:
         handle.write(struct.pack("<HH2s2xI", 0x7FE0, 0x0010, b"OW", len(frame) * frames))
@@ -56,7 +60,7 @@ def _resident_peak(pid: int) -> int:
 
 def test_a_one_gib_instance_is_stored_within_a_smaller_memory_limit(tmp_path: Path) -> None:
     sent = tmp_path / "large.dcm"
-    sop_uid = _multi_frame(sent)
+    sop_uid = multi_frame(sent)
     port = free_port()
     config = tmp_path / "radrouter.yaml"
     # Free ports; a 64 MB free-space reserve (as the session's node, for a CI disk).
@@ -98,7 +102,7 @@ def test_a_one_gib_instance_is_stored_within_a_smaller_memory_limit(tmp_path: Pa
 def test_an_instance_above_the_configured_maximum_is_refused_and_nothing_stored(tmp_path: Path) -> None:
     """With storage.max_instance_mb 1 (the default is 8192), a 2 MB instance: Out of Resources."""
     sent = tmp_path / "two-mb.dcm"
-    _multi_frame(sent, frames=4)
+    multi_frame(sent, frames=4)
     with RunningSCP(tmp_path / "data", storage={"max_instance_mb": 1}) as scp:
         answer = storescu(scp.settings.node.port, [sent])
         assert "Received Store Response (Refused: OutOfResources)" in answer.stderr, answer.stderr
