@@ -85,6 +85,12 @@ class NodeSettings(BaseModel):
         "`{ae_title: CT01, hosts: [10.0.0.7]}` (only from those addresses); empty accepts all.",
     )
     check_called_ae: bool = Field(True, description="Reject associations not addressed to our AE title.")
+    memory_budget_mb: int = Field(
+        2048,
+        ge=1,
+        description="Instance bytes all SCP processes together may hold in memory at once (deflated or "
+        "re-identified instances are decoded whole; others stream to disk); past it, 0xA700: try later.",
+    )
     processes: int = Field(
         2, ge=1, le=64, description="SCP processes sharing the port (one per core is a good start)."
     )

@@ -10,11 +10,10 @@ from __future__ import annotations
 import enum
 import errno
 import logging
-import mmap
 import os
 import socket
 import threading
-import zlib
+from contextlib import ExitStack
 from dataclasses import replace
 from io import BytesIO
 from pathlib import Path
@@ -23,7 +22,6 @@ from typing import Any
 import pydicom
 from prometheus_client import Counter
 from pydicom import Dataset
-from pydicom.filereader import read_dataset
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 from pynetdicom import (
     ALL_TRANSFER_SYNTAXES,
@@ -42,9 +40,10 @@ from radrouter.router.dispatch.worker import process_incarnation
 from radrouter.router.receive.acceptor import AcceptorContexts, ConnectionCounts, NodeAE, SharedSocketServer
 from radrouter.router.receive.callers import AllowedCallers
 from radrouter.router.receive.free_space import FreeSpace
-from radrouter.router.receive.lengths import check_lengths
+from radrouter.router.receive.header import NoRoom, index_header
+from radrouter.router.receive.memory_budget import MemoryBudget
 from radrouter.router.receive.negotiation import install as keep_senders_transfer_syntax
-from radrouter.router.receive.spool import data_set_offset, receive_to_files
+from radrouter.router.receive.spool import receive_to_files
 from radrouter.router.transport import NODELAY_HANDLER, tls_server_context
 from radrouter.storage.ingest import ReceivedInstance, record_instance
 from radrouter.storage.resend import (
@@ -73,52 +72,10 @@ class StoreStatus(enum.IntEnum):
     INVALID_UID = 0xC001
 
 
-#: What the index keeps of an instance.
-_HEADER_TAGS = [
-    "StudyInstanceUID",
-    "SeriesInstanceUID",
-    "Modality",
-    "SeriesNumber",
-    "SeriesDescription",
-    "PatientID",
-    "SOPClassUID",
-    "SOPInstanceUID",
-]
-#: Where reading stops, as pydicom's ``stop_before_pixels`` does: Float, Double Float and Pixel Data.
-_PIXEL_DATA_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
-
-
 # Exported by the SCP process itself (node.metrics_port): only it sees associations and raw bytes.
 ASSOCIATIONS = Counter("radrouter_associations", "Associations requested, by outcome", ["outcome"])
 INSTANCES = Counter("radrouter_instances_received", "C-STORE requests, by answered status", ["status"])
 RECEIVED_BYTES = Counter("radrouter_received_bytes", "Bytes of instances stored")
-
-
-def _index_header(received: Path, transfer_syntax: UID) -> Dataset:
-    """The header up to the pixel data, with the elements the index needs decoded now.
-
-    Every element's structure is read (a data set that cannot be read back is refused here, not found
-    later by routing or a pipeline), but only the indexed elements are converted. Every element must
-    hold the bytes it declares, pixel data included (``check_lengths``), walked over the file mapped
-    into memory: only element headers are touched, whatever the instance's size.
-    """
-    implicit, little = transfer_syntax.is_implicit_VR, transfer_syntax.is_little_endian
-    with received.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as view:
-        start = data_set_offset(view)
-        if transfer_syntax == DeflatedExplicitVRLittleEndian:
-            inflated = zlib.decompress(view[start:], -zlib.MAX_WBITS)
-            check_lengths(inflated, implicit, little)
-            source: Any = BytesIO(inflated)
-        else:
-            check_lengths(view, implicit, little, start)
-            handle.seek(start)
-            source = handle
-        header = read_dataset(
-            source, implicit, little, stop_when=lambda tag, _vr, _length: tag in _PIXEL_DATA_TAGS
-        )
-        for keyword in _HEADER_TAGS:
-            header.get(keyword)
-    return header
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -138,6 +95,7 @@ class StorageSCP:
         index: Any,
         arrivals: ArrivalSink,
         counts: ConnectionCounts | None = None,
+        budget: MemoryBudget | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -151,6 +109,7 @@ class StorageSCP:
         self.callers = AllowedCallers(settings.node.allowed_calling_aes)
         self.ae.require_calling_aet = self.callers.titles
         self.max_instance_bytes = settings.storage.max_instance_mb * 1024 * 1024
+        self.budget = budget or MemoryBudget([0], 0, settings.node.memory_budget_mb * 1024 * 1024)
         receive_to_files()
         reserve_bytes = settings.storage.free_space_reserve_mb * 1024 * 1024
         self.free_space = FreeSpace(store, reserve_bytes, settings.node.processes)
@@ -238,20 +197,31 @@ class StorageSCP:
         self.arrivals.association_ended(_association_key(assoc))
 
     def handle_store(self, event: Any) -> int:
-        status = self._store(event)
+        with ExitStack() as in_memory:  # what this store holds of the memory budget, until it ends
+            status = self._store(event, in_memory)
         INSTANCES.labels(f"0x{status:04X}").inc()
         return status
 
-    def _store(self, event: Any) -> int:
+    def _store(self, event: Any, in_memory: ExitStack) -> int:
         received_file: Path = event.dataset_path  # written as it arrived (``spool.receive_to_files``)
         transfer_syntax: UID = event.context.transfer_syntax
         size = received_file.stat().st_size
         if size > self.max_instance_bytes:
             log.warning("refused an instance of %d bytes: above storage.max_instance_mb", size)
             return StoreStatus.OUT_OF_RESOURCES
+
+        def fits_in_memory() -> bool:
+            if in_memory.enter_context(self.budget.holding(size)):
+                return True
+            log.warning("refused an instance of %d bytes for now: node.memory_budget_mb is in use", size)
+            return False
+
+        room = 0
+        if transfer_syntax == DeflatedExplicitVRLittleEndian:  # inflated whole to read its header
+            room = in_memory.enter_context(self.budget.holding_the_rest(self.max_instance_bytes))
         raw: bytes | None = None  # the file as stored, when it is not the received one
         try:
-            header = _index_header(received_file, transfer_syntax)
+            header = index_header(received_file, transfer_syntax, room)
             sop_uid = validate_uid(str(event.request.AffectedSOPInstanceUID), "SOPInstanceUID")
             sop_class_uid = validate_uid(str(event.request.AffectedSOPClassUID), "SOPClassUID")
             own_uids = (
@@ -267,11 +237,16 @@ class StorageSCP:
                 )
                 return StoreStatus.DATASET_MISMATCH
             if is_pseudonymous(header.get("PatientID")):
+                if not fits_in_memory():
+                    return StoreStatus.OUT_OF_RESOURCES
                 raw, header = self._reidentified(received_file.read_bytes())
                 size = len(raw)
                 sop_uid = validate_uid(str(header.SOPInstanceUID), "SOPInstanceUID")
             study_uid = validate_uid(str(header.StudyInstanceUID), "StudyInstanceUID")
             series_uid = validate_uid(str(header.SeriesInstanceUID), "SeriesInstanceUID")
+        except NoRoom:
+            log.warning("refused a deflated instance for now: it inflates past node.memory_budget_mb")
+            return StoreStatus.OUT_OF_RESOURCES
         except InvalidUID as error:
             log.warning("refused an instance: %s", error)
             return StoreStatus.INVALID_UID

@@ -108,3 +108,23 @@ def test_an_instance_above_the_configured_maximum_is_refused_and_nothing_stored(
         assert "Received Store Response (Refused: OutOfResources)" in answer.stderr, answer.stderr
         assert scp.instances() == 0
     assert not (tmp_path / "data" / "instances").exists()
+
+
+def test_what_must_be_decoded_whole_waits_for_the_memory_budget(tmp_path: Path) -> None:
+    """A deflated 2 MB instance is inflated whole to read its header: with node.memory_budget_mb 1
+    (the default is 2048) it is answered Out of Resources, try later; the same budget held by nothing
+    else admits a 0.5 MB one, and a budget held elsewhere refuses that too."""
+    large, small = tmp_path / "two-mb.dcm", tmp_path / "half-mb.dcm"
+    multi_frame(large, frames=4)
+    multi_frame(small, frames=1)
+    deflate = ("--propose-deflated", "--required")
+    with RunningSCP(tmp_path / "data", memory_budget_mb=1) as scp:
+        port = scp.settings.node.port
+        refused = storescu(port, [large], options=deflate)
+        assert "Received Store Response (Refused: OutOfResources)" in refused.stderr, refused.stderr
+        assert "Received Store Response (Success)" in storescu(port, [small], options=deflate).stderr
+        with scp.scp.budget.holding(900 * 1024):  # another reception holds most of it
+            busy = storescu(port, [small], options=deflate)
+        assert "Received Store Response (Refused: OutOfResources)" in busy.stderr, busy.stderr
+        assert scp.instances() == 1
+        assert scp.scp.budget.held() == 0
