@@ -111,7 +111,8 @@ def create_app(settings: Settings, index: Index | None = None) -> FastAPI:
     # STOW-RS takes no API token: each object needs the credential of the job it is a result of.
     job_credentials = credentials_of(settings)
     if job_credentials is not None:
-        app.include_router(stow_router(index, store, job_credentials, settings.web.max_request_mb * 2**20))
+        limits = settings.web.max_request_mb * 2**20, settings.storage.free_space_reserve_mb * 2**20
+        app.include_router(stow_router(index, store, job_credentials, *limits))
 
     echo_scp = CachedEcho(settings.node)
 

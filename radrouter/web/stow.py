@@ -32,7 +32,8 @@ from radrouter.web.spooled_parts import TooLarge, spool_parts
 
 log = logging.getLogger(__name__)
 
-DICOM = "application/dicom"
+#: What a node at its free-space reserve tells a worker to wait before sending again.
+RETRY_AFTER_S = 60
 
 
 def _referenced(sop_class: str, sop_uid: str, url: str | None = None) -> dict[str, Any]:
@@ -51,7 +52,11 @@ def _bearer(request: Request) -> str | None:
 
 
 def stow_router(
-    index: Index, store: InstanceStore, credentials: JobCredentials, max_request_bytes: int
+    index: Index,
+    store: InstanceStore,
+    credentials: JobCredentials,
+    max_request_bytes: int,
+    reserve_bytes: int,
 ) -> APIRouter:
     router = APIRouter(prefix="/dicomweb", tags=["dicomweb"])
 
@@ -102,13 +107,20 @@ def stow_router(
     @router.post("/studies")
     async def store_results(request: Request) -> Response:
         declared = request.headers.get("content-length")
+        size = int(declared) if declared and declared.isdigit() else 0
+        if store.free_bytes() - size < reserve_bytes:
+            raise HTTPException(
+                503,
+                "the node's disk is at its free-space reserve (storage.free_space_reserve_mb): try later",
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            )
         spools = store.root / ".receiving"
         spools.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=spools, prefix="stow-") as folder:
             try:
                 parts = await spool_parts(
                     request.headers.get("content-type", ""),
-                    int(declared) if declared and declared.isdigit() else None,
+                    size if declared else None,
                     request.stream(),
                     Path(folder),
                     max_request_bytes,

@@ -196,3 +196,14 @@ def test_a_body_above_the_limit_is_refused_413_with_nothing_stored(
     assert "web.max_request_mb" in response.json()["detail"]
     assert not _stored(node).exists()
     assert list((node["root"] / ".receiving").iterdir()) == []  # the spool is gone too
+
+
+def test_a_node_at_its_free_space_reserve_answers_503_try_later(node: dict[str, Any], tmp_path: Path) -> None:
+    """A reserve larger than any disk (the default is 1024 MB) stands for a full one."""
+    full = Settings(storage={"root": node["root"], "free_space_reserve_mb": 2**40})
+    app = create_app(full, node["index"])
+    node = {**node, "client": TestClient(app)}
+    response = _stow(node, [_result(node, tmp_path)], node["credential"])
+    assert response.status_code == 503 and response.headers["retry-after"] == "60"
+    assert "try later" in response.json()["detail"]
+    assert not _stored(node).exists()
