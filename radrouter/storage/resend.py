@@ -1,6 +1,7 @@
 """A SOP Instance UID received again: the same instance resent, or a conflict (another patient or
 study under a UID the node holds), which ``storage.conflicting_resend`` decides and both studies'
 audit trails record. Never an unindexed file: a copy kept apart is recorded, a replaced one removed.
+A UID the node wrote as a result is refused outright.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pydicom
 from sqlalchemy import select
 
 from radrouter.config.settings import ResendPolicy
-from radrouter.storage.index import Hop, Index, Instance, ResentInstance, Series, Study
+from radrouter.storage.index import Hop, Index, Instance, ResentInstance, Result, Series, Study
 from radrouter.storage.ingest import ReceivedInstance
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,30 @@ def first_copy(index: Index, sop_uid: str) -> FirstCopy | None:
             .where(Instance.sop_uid == sop_uid)
         ).first()
     return FirstCopy(*row) if row is not None else None
+
+
+def result_job(index: Index, sop_uid: str) -> int | None:
+    """The job whose result has this SOP Instance UID: the node wrote it, and it is never replaced
+    by an instance received (a PACS sending the node's own results back would reopen the study)."""
+    with index.session() as session:
+        return session.scalars(select(Result.job_id).where(Result.sop_uid == sop_uid)).first()
+
+
+def audit_refused_result(index: Index, received: ReceivedInstance, job_id: int) -> None:
+    with index.session() as session:
+        if session.get(Study, received.study_uid) is not None:
+            index.record_event(
+                session,
+                received.study_uid,
+                Hop.STORE_REFUSED,
+                via="C-STORE",
+                sop_uid=received.sop_uid,
+                job=job_id,
+                reason=f"{received.sop_uid} is a result the node recorded (job {job_id}); it is not replaced",
+                calling_ae=received.calling_ae,
+                calling_address=received.calling_address,
+            )
+    log.warning("refused C-STORE of %s: a result the node wrote (job %d)", received.sop_uid, job_id)
 
 
 def patient_of(path: str) -> str | None:

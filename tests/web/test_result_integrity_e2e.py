@@ -4,6 +4,8 @@ the reason, recorded in the study's audit trail, and the SR on the node and in O
 
 from __future__ import annotations
 
+import os
+import subprocess
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ import pytest
 
 from radrouter.config.settings import Settings
 from radrouter.router.dispatch.job_credential import credentials_of
-from tests.services import CT_CHEST, CT_HEAD, Node, Orthanc, as_new_study, storescu, wait_until
+from tests.services import CT_CHEST, CT_HEAD, DCMSEND, Node, Orthanc, as_new_study, storescu, wait_until
 from tests.user_models import PIPELINE_TESTER
 
 PIPELINE = "threshold-ts"  # the head CT's one job that succeeds: a fast test model
@@ -80,6 +82,14 @@ def test_forged_results_are_refused_and_the_delivered_sr_is_unchanged(
     assert "is a result the node recorded" in answers[1].headers["warning"]
     assert "is a result the node recorded" in answers[2].headers["warning"]
 
+    # Over C-STORE too: the forged SR under the UID the node wrote is refused (0x0111), not indexed.
+    dcmsend = [DCMSEND, "-v", "-aet", "MODALITY", "-aec", "RADROUTER", "127.0.0.1", str(node.port)]
+    sent = subprocess.run(
+        [*dcmsend, str(tmp_path / "forged.dcm")],
+        capture_output=True, text=True, env={**os.environ, "TCP_NODELAY": "1"}, check=False,
+    )  # fmt: skip
+    assert "0x0111" in sent.stderr or "0x111" in sent.stderr, sent.stderr
+
     assert delivered_sr["on_node"].read_bytes() == written
     [series_id] = orthanc.find_series(delivered_sr["study_uid"], "SR")
     assert orthanc.instance_files(series_id) == [delivered_sr["in_pacs"]]
@@ -89,5 +99,8 @@ def test_forged_results_are_refused_and_the_delivered_sr_is_unchanged(
         (delivered_sr["sr"]["sop_uid"], None, "STOW-RS"),
         (delivered_sr["sr"]["sop_uid"], delivered_sr["job_id"], "STOW-RS"),
         (delivered_sr["sr"]["sop_uid"], delivered_sr["job_id"], "STOW-RS"),
+        (delivered_sr["sr"]["sop_uid"], delivered_sr["job_id"], "C-STORE"),
     ]
-    assert all(r["reason"] and r["client"] == "127.0.0.1" for r in refused)
+    assert all(r["reason"] for r in refused)
+    assert [r.get("client") or r.get("calling_address") for r in refused] == ["127.0.0.1"] * 4
+    assert node.study(delivered_sr["study_uid"])["revision"] == 0  # not reopened by its own result

@@ -47,12 +47,14 @@ from radrouter.router.receive.spool import receive_to_files
 from radrouter.router.transport import NODELAY_HANDLER, tls_server_context
 from radrouter.storage.ingest import ReceivedInstance, record_instance
 from radrouter.storage.resend import (
+    audit_refused_result,
     audit_resend,
     conflict,
     copies_kept,
     first_copy,
     kept_apart_path,
     record_kept_apart,
+    result_job,
 )
 from radrouter.storage.retention import Purger
 from radrouter.storage.store import InstanceStore, InvalidUID, validate_uid
@@ -65,7 +67,7 @@ class StoreStatus(enum.IntEnum):
 
     SUCCESS = 0x0000
     PROCESSING_FAILURE = 0x0110
-    DUPLICATE_SOP_INSTANCE = 0x0111  # resent with another patient or study, refused by policy
+    DUPLICATE_SOP_INSTANCE = 0x0111  # a result the node wrote, or a conflicting resend (policy reject)
     OUT_OF_RESOURCES = 0xA700
     DATASET_MISMATCH = 0xA900  # the data set does not match the command's SOP class or instance
     CANNOT_UNDERSTAND = 0xC000
@@ -271,6 +273,10 @@ class StorageSCP:
             called_ae=str(getattr(event.assoc.requestor.primitive, "called_ae_title", "") or ""),
             receiver=process_incarnation(),
         )
+        job_id = result_job(self.index, sop_uid)
+        if job_id is not None:
+            audit_refused_result(self.index, received, job_id)
+            return StoreStatus.DUPLICATE_SOP_INSTANCE
         first = first_copy(self.index, sop_uid)
         why = conflict(first, study_uid, str(header.get("PatientID", ""))) if first is not None else None
         policy = self.settings.storage.conflicting_resend
