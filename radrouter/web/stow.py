@@ -17,6 +17,7 @@ from typing import Any
 import pydicom
 from fastapi import APIRouter, HTTPException, Request, Response
 from pydicom.errors import InvalidDicomError
+from starlette.concurrency import run_in_threadpool
 
 from radrouter.router.dispatch.job_credential import JobCredentials
 from radrouter.storage.index import Hop, Index, Job, Study
@@ -87,6 +88,7 @@ def stow_router(
         try:
             offered = Offered.of(pydicom.dcmread(part, stop_before_pixels=True))
         except (InvalidDicomError, AttributeError, ValueError, EOFError):
+            log.warning("STOW-RS refused a part from %s: not a readable DICOM object", client)
             return None, Refusal(400, FailureReason.CANNOT_UNDERSTAND, "not a readable DICOM object")
         job_id: int | None = None
         try:
@@ -129,7 +131,8 @@ def stow_router(
                 raise HTTPException(
                     413, f"the request is larger than web.max_request_mb ({max_request_bytes // 2**20} MB)"
                 ) from None
-            return answer(request, parts)
+            # The checks read the index and the files: off the event loop, as FastAPI runs sync routes.
+            return await run_in_threadpool(answer, request, parts)
 
     def answer(request: Request, parts: list[Path]) -> Response:
         credential = _bearer(request)
