@@ -67,6 +67,9 @@ def port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
+
+
 class Orthanc:
     """Debian's Orthanc with its own temporary configuration (and TCP_NODELAY=1, which its build needs)."""
 
@@ -94,7 +97,9 @@ class Orthanc:
             "RemoteAccessAllowed": False,
             "AuthenticationEnabled": False,
             "DicomCheckCalledAet": False,
-            "Plugins": [],
+            # DICOMweb (Debian's orthanc-dicomweb) for the viewer test: OHIF reads the PACS through it.
+            "Plugins": [DICOMWEB_PLUGIN],
+            "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
         }
         config_path = self.workdir / "orthanc.json"
         config_path.write_text(json.dumps(config))
@@ -182,6 +187,10 @@ class RisListener:
         return [m for m in self.messages if m.split("\r", 1)[0].split("|")[8].startswith(message_type)]
 
 
+#: The AE title of the tests' Storage Commitment requester (tests/router/receive/test_commitment.py).
+COMMITMENT_REQUESTER = "COMMITTER"
+
+
 class Node:
     """``radrouter up`` as a user runs it, with a config file naming free ports and the test PACS."""
 
@@ -194,19 +203,34 @@ class Node:
         self.web_port = free_port()
         self.redis_port = free_port()
         self.config_path = workdir / "radrouter.yaml"
+        #: Where the test's Storage Commitment requester takes reports on a new association.
+        self.commitment_port = free_port()
         # Overrides, each for a reason: free ports, so several nodes and a developer's own run coexist;
-        # the test PACS as destination; a 64 MB free-space reserve instead of 1024 MB, as a CI disk may
-        # have less than a GB free (tests/faults/test_disk_full.py fills a real tmpfs to test the reserve).
+        # the test PACS as destination (and as `viewer`: the PACS of a reading station whose viewer shows
+        # no SEG, which also gets key images; only the viewer test's rule sends there); a 64 MB free-space
+        # reserve instead of 1024 MB, as a CI disk may have less than a GB free
+        # (tests/faults/test_disk_full.py fills a real tmpfs to test the reserve); a Storage Commitment
+        # requester's address (there is none by default); the test PACS again as a destination that must
+        # commit what it is sent.
         self.config_path.write_text(
             f"""
 node: {{ae_title: RADROUTER, port: {self.port}, metrics_port: {free_port()}}}
 web: {{port: {self.web_port}}}
 storage: {{root: {workdir / "data"}, free_space_reserve_mb: 64}}
 broker: {{embedded_port: {self.redis_port}}}
+commitment: {{requesters: {{{COMMITMENT_REQUESTER}: {{host: 127.0.0.1, port: {self.commitment_port}}}}}}}
 destinations:
   pacs: {{host: 127.0.0.1, port: {pacs.dicom_port}, ae_title: {pacs.ae_title}}}
+  viewer: {{host: 127.0.0.1, port: {pacs.dicom_port}, ae_title: {pacs.ae_title},
+           results: [seg, sr, key_images]}}
+  pacs-committed:
+    {{host: 127.0.0.1, port: {pacs.dicom_port}, ae_title: {pacs.ae_title}, storage_commitment: true}}
 """
-            + (user_pipelines_yaml(workdir / "models") if pipelines is None else pipelines)
+            + (
+                user_pipelines_yaml(workdir / "models", viewer="viewer", committed="pacs-committed")
+                if pipelines is None
+                else pipelines
+            )
         )
         if ris is not None:
             with self.config_path.open("a") as config:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from radrouter.cli.config import config_app
+from radrouter.cli.conformance import conformance_command
 from radrouter.cli.db import db_app
 from radrouter.cli.deliveries import deliveries_app
 from radrouter.cli.evaluate import evaluate_command
@@ -29,6 +30,7 @@ app.add_typer(deliveries_app, name="deliveries")
 app.add_typer(storage_app, name="storage")
 app.command("purge")(purge)
 app.command("erase")(erase)
+app.command("conformance")(conformance_command)
 
 
 def main() -> None:

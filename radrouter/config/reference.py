@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from radrouter.config.commitment import CommitmentPeer
 from radrouter.config.deidentification import Deidentification
 from radrouter.config.pipelines import (
     CodeSetting,
@@ -27,6 +29,8 @@ def _default(field: FieldInfo) -> str:
         return "`{}` (every series)"
     if field.default_factory is not None:
         produced = field.default_factory()  # type: ignore[call-arg]
+        if isinstance(produced, list) and produced and all(isinstance(v, enum.Enum) for v in produced):
+            return "`[" + ", ".join(str(v.value) for v in produced) + "]`"
         return f"`{produced!r}`" if not produced else "the defaults shown below"
     value: Any = field.get_default()
     if isinstance(value, CodeSetting):
@@ -56,6 +60,7 @@ def reference_rows() -> list[tuple[str, str, str]]:
         for row in _rows(Settings, "")
         if row[0] not in ("destinations", "rules", "worklist.triage_rules", "pipelines", "pools")
     ]
+    rows += _rows(CommitmentPeer, "commitment.requesters.<AE title>.")
     rows += _rows(Destination, "destinations.<name>.")
     rows += _rows(Deidentification, "destinations.<name>.deidentify.")
     rows += _rows(NetworkPipelineSetting, "pipelines.<name>.")

@@ -14,7 +14,8 @@ import torch
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from radrouter.config.settings import Settings
+from radrouter.config.results import ResultPart
+from radrouter.config.settings import Settings, config_file_from_environment
 from radrouter.inference.failures import REASON_LENGTH, JobFailed, in_words, series_name, stage
 from radrouter.inference.node_link import encode_file, node_link
 from radrouter.inference.pipeline import Pipeline, PipelineInputError, Prediction
@@ -22,9 +23,12 @@ from radrouter.inference.prepare import check_input
 from radrouter.inference.registry import WarmPipelines
 from radrouter.inference.results.build import build_results
 from radrouter.inference.results.content import ResultIdentity, job_key
+from radrouter.inference.results.key_images import KeyImageRequest
 from radrouter.inference.results.sanitise import Repair
 from radrouter.inference.volume import NoFrameOfReference, load_volume, read_series
 from radrouter.logs import study
+from radrouter.router.route.rulebook import RuleBook
+from radrouter.storage import workitems
 from radrouter.storage.index import (
     Delivery,
     Hop,
@@ -41,6 +45,14 @@ from radrouter.storage.index import (
 from radrouter.storage.store import InstanceStore
 
 log = logging.getLogger(__name__)
+
+#: Which part of a destination's ``results`` each kind of result belongs to.
+RESULT_PART = {
+    ResultKind.SEG: ResultPart.SEG,
+    ResultKind.SR: ResultPart.SR,
+    ResultKind.KEY_IMAGE: ResultPart.KEY_IMAGES,
+    ResultKind.KEY_OBJECTS: ResultPart.KEY_IMAGES,
+}
 
 
 @dataclass(frozen=True)
@@ -62,6 +74,8 @@ class JobRunner:
         self.store = store
         self.pipelines = pipelines
         self.node = node_link(settings, store)
+        #: Destinations as the config file says now, as the delivery workers read them.
+        self.rulebook = RuleBook(settings, config_file_from_environment())
 
     def run(
         self, job_id: int, worker: str = "", incarnation: str | None = None, credential: str | None = None
@@ -76,6 +90,8 @@ class JobRunner:
             if job.state == JobState.DONE:
                 # Redelivered after the work was done (acks late): deliver what exists, compute nothing.
                 return JobOutcome(job_id, [d.id for r in job.results for d in r.deliveries])
+            if not workitems.job_started(session, job_id, worker):
+                return JobOutcome(job_id, [])  # an outside Task Performer claimed it over UPS-RS
             job.state, job.started_at, job.error = JobState.RUNNING, utcnow(), None
             job.worker, job.incarnation = worker[:200] or None, incarnation
             job.study.state = StudyState.PROCESSING
@@ -99,13 +115,23 @@ class JobRunner:
             results_to: list[str] = list(job.destinations.get("results_to", []))
             if job.pipeline in self.settings.monitoring.shadow_pipelines:
                 results_to = []  # shadow mode: stored and monitored, never sent
+            parts = {name: self._parts(name) for name in results_to}
             replaced = _earlier_reports(session, job)
             waited = (job.started_at - job.queued_at).total_seconds() if job.started_at else 0.0
 
         try:
             paths = [str(path) for path in self.node.series_files(study_uid, series_uid, recorded)]
+            key_images = any(ResultPart.KEY_IMAGES in wanted for wanted in parts.values())
             timings, results, repairs = self._compute(
-                job_id, study_uid, series_uid, pipeline_name, revision, paths, replaced, credential
+                job_id,
+                study_uid,
+                series_uid,
+                pipeline_name,
+                revision,
+                paths,
+                replaced,
+                key_images,
+                credential,
             )
         except Exception as error:
             reason = (
@@ -117,6 +143,7 @@ class JobRunner:
                 failed = session.get(Job, job_id)
                 assert failed is not None
                 failed.state, failed.finished_at, failed.error = JobState.FAILED, utcnow(), reason
+                workitems.job_ended(session, job_id, None, reason)
                 self.index.record_event(session, study_uid, Hop.INFERENCE_FAILED, job=job_id, reason=reason)
                 settle_study(session, study_uid)
             log.warning("job %d (%s) failed: %s", job_id, pipeline_name, reason, extra=study(study_uid))
@@ -132,10 +159,17 @@ class JobRunner:
                 session.add(result)
                 session.flush()
                 for destination in results_to:
+                    if RESULT_PART[result.kind] not in parts[destination]:
+                        continue
                     delivery = Delivery(result_id=result.id, destination=destination)
                     session.add(delivery)
                     delivery_rows.append(delivery)
             done.state, done.finished_at, done.timings = JobState.DONE, utcnow(), timings
+            outputs = [
+                {"series_uid": r.series_uid, "sop_class_uid": r.sop_class_uid, "sop_uid": r.sop_uid}
+                for r in results
+            ]
+            workitems.job_ended(session, job_id, outputs, None)
             done.aftercare_sent_at = done.finished_at  # its triage and monitoring are sent next
             done.repairs = [repair.as_row() for repair in repairs]
             session.flush()
@@ -153,6 +187,12 @@ class JobRunner:
             settle_study(session, study_uid)
             return JobOutcome(job_id, [d.id for d in delivery_rows])
 
+    def _parts(self, destination: str) -> set[ResultPart]:
+        """What ``destination`` receives of a job's results (for one no longer configured, the defaults:
+        its delivery then fails with the reason)."""
+        configured = self.rulebook.current().destinations.get(destination)
+        return set(configured.results) if configured is not None else {ResultPart.SEG, ResultPart.SR}
+
     def _compute(
         self,
         job_id: int,
@@ -162,7 +202,8 @@ class JobRunner:
         revision: int,
         paths: list[str],
         replaced: list[str],
-        credential: str | None,
+        key_images: bool = False,
+        credential: str | None = None,
     ) -> tuple[dict[str, Any], list[Result], list[Repair]]:
         timings: dict[str, Any] = {}
         clock = time.perf_counter()
@@ -206,6 +247,11 @@ class JobRunner:
             pipeline,
             identity,
             replaces=[pydicom.dcmread(path) for path in earlier if path.is_file()],
+            key_images=KeyImageRequest(
+                volume, self.settings.key_images.spread_slices, self.settings.key_images.max_images
+            )
+            if key_images
+            else None,
         )
         timings.update(built.timings)
         clock = time.perf_counter()
@@ -214,7 +260,9 @@ class JobRunner:
         written: list[Path] = []
         for kind, dataset, stand_in in (
             (ResultKind.SEG, built.segmentation, built.stand_in),
-            (ResultKind.SR, built.report, None),
+            (ResultKind.SR, built.report, built.stand_in_report),
+            *((ResultKind.KEY_IMAGE, image, None) for image in built.key_images),
+            *([(ResultKind.KEY_OBJECTS, built.key_objects, None)] if built.key_objects else []),
         ):
             with stage(f"the {kind.value} could not be stored", where):
                 path = self.store.result_path(study_uid, dataset.SOPInstanceUID)

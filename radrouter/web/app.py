@@ -6,11 +6,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import redis
 from fastapi import FastAPI, HTTPException, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 import radrouter
 from radrouter.config.settings import Settings
@@ -20,17 +19,21 @@ from radrouter.router.dispatch.contract import celery_app
 from radrouter.router.dispatch.job_credential import credentials_of
 from radrouter.router.receive.self_check import CachedEcho
 from radrouter.storage.index import Index, Job, Result, Study, StudyState, utc_iso
-from radrouter.storage.node_status import read_node_status
+from radrouter.storage.steps import steps_of
 from radrouter.storage.store import InstanceStore
 from radrouter.web import audit, deliveries
 from radrouter.web.auth import PROTECTED
+from radrouter.web.configuration import configuration_router
 from radrouter.web.dashboard import dashboard_router
 from radrouter.web.dicomweb import dicomweb_router
+from radrouter.web.health import node_checks
+from radrouter.web.layout import mount_static
 from radrouter.web.monitoring import monitoring_parts
 from radrouter.web.pipelines import pipelines_router
 from radrouter.web.prometheus import NodeCollector
 from radrouter.web.routing import routing_api
 from radrouter.web.stow import stow_router
+from radrouter.web.ups import ups_events_router, ups_router
 from radrouter.web.worklist import worklist_router
 
 
@@ -105,7 +108,10 @@ def create_app(settings: Settings, index: Index | None = None) -> FastAPI:
     app.include_router(worklist_router(settings, index), dependencies=PROTECTED)
     app.include_router(monitoring_api, dependencies=PROTECTED)
     registry.register(drift_alerts)
-    app.include_router(dashboard_router(settings, index, celery), dependencies=PROTECTED)
+    echo_scp = CachedEcho(settings.node)
+    app.include_router(dashboard_router(settings, index, celery, echo_scp), dependencies=PROTECTED)
+    app.include_router(configuration_router(settings), dependencies=PROTECTED)
+    mount_static(app)
     store = InstanceStore(settings.storage.root, settings.storage.fsync)
     app.include_router(dicomweb_router(index, store), dependencies=PROTECTED)
     # STOW-RS takes no API token: each object needs the credential of the job it is a result of.
@@ -113,27 +119,12 @@ def create_app(settings: Settings, index: Index | None = None) -> FastAPI:
     if job_credentials is not None:
         limits = settings.web.max_request_mb * 2**20, settings.storage.free_space_reserve_mb * 2**20
         app.include_router(stow_router(index, store, job_credentials, *limits))
-
-    echo_scp = CachedEcho(settings.node)
+    app.include_router(ups_router(index), dependencies=PROTECTED)
+    app.include_router(ups_events_router(settings, index))  # checks the token itself
 
     @app.get("/api/health")
     def health() -> dict[str, Any]:
-        checks: dict[str, str] = {}
-        try:
-            with index.session() as session:
-                session.execute(text("SELECT 1"))
-            checks["index"] = "ok"
-        except Exception as error:
-            checks["index"] = f"error: {type(error).__name__}"
-        try:
-            redis.Redis.from_url(settings.broker.resolved_url(), socket_connect_timeout=1).ping()
-            checks["broker"] = "ok"
-        except redis.RedisError as error:
-            checks["broker"] = f"error: {type(error).__name__}"
-        checks["scp"] = echo_scp()  # a real C-ECHO to our own port: a process that runs may not answer
-        supervised = read_node_status(settings.storage.root)
-        if supervised is not None:  # under `radrouter up`: is every one of its processes running?
-            checks["processes"] = supervised.summary()
+        checks = node_checks(settings, index, echo_scp)
         healthy = all(value == "ok" for value in checks.values())
         return {"status": "ok" if healthy else "degraded", "version": radrouter.__version__, "checks": checks}
 
@@ -184,6 +175,7 @@ def create_app(settings: Settings, index: Index | None = None) -> FastAPI:
                 "results": [_result(result) for result in results],
                 "deliveries": [DeliveryView.of(d).as_json() for result in results for d in result.deliveries],
                 "forwards": [DeliveryView.of(d).as_json() for d in found.forwards],
+                "performed_steps": steps_of(index, found.uid),
                 "events": [
                     {"hop": e.hop.value, "at": utc_iso(e.at), "detail": e.detail} for e in found.events
                 ],

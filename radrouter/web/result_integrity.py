@@ -17,7 +17,7 @@ from pydicom.dataset import Dataset
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from radrouter.inference.results.content import job_key, result_uids
+from radrouter.inference.results.content import is_job_result, job_key
 from radrouter.router.dispatch.job_credential import CredentialRefused, JobCredentials
 from radrouter.storage.index import Instance, Job, JobState, Result, Study
 
@@ -95,7 +95,8 @@ def check_result(session: Session, job_id: int, offered: Offered) -> None:
         raise Refusal(
             409, FailureReason.DATASET_MISMATCH, f"job {job_id} is {job.state.value}: it takes no results now"
         )
-    if offered.sop_uid not in result_uids(job_key(job.series_uid, job.pipeline, job.revision)):
+    key = job_key(job.series_uid, job.pipeline, job.revision)
+    if not is_job_result(key, offered.sop_uid, offered.series_uid):
         raise Refusal(403, FailureReason.NOT_AUTHORIZED, f"{offered.sop_uid} is not a result of job {job_id}")
     source = _source_patient_id(session, job.series_uid)
     if source is not None and offered.patient_id != source:

@@ -93,7 +93,7 @@ def test_full_with_nothing_to_purge_is_an_alert_everywhere(
     assert "within the reserve" in caplog.text and "no finished study is left to purge" in caplog.text
 
     app = FastAPI()
-    app.include_router(dashboard.dashboard_router(settings, index, celery_app(settings)))
+    app.include_router(dashboard.dashboard_router(settings, index, celery_app(settings), lambda: "ok"))
     client = TestClient(app)
     status = client.get("/api/storage").json()
     assert status["stuck"] is True and status["eligible_bytes"] == 0
@@ -113,7 +113,7 @@ def test_no_alert_while_something_can_be_purged(
     monkeypatch.setattr(dashboard, "queue_depths", lambda celery, queues: {})
     _study(index, store, 2, settled_h_ago=1)
     app = FastAPI()
-    app.include_router(dashboard.dashboard_router(settings, index, celery_app(settings)))
+    app.include_router(dashboard.dashboard_router(settings, index, celery_app(settings), lambda: "ok"))
     client = TestClient(app)
     status = client.get("/api/storage").json()
     assert (status["reserve_reached"], status["stuck"], status["eligible_bytes"]) == (True, False, 3000)

@@ -59,5 +59,8 @@ def test_the_api_orders_by_class_and_the_cap_with_a_controlled_clock(settings: S
 def test_the_node_app_serves_the_page_and_the_api(settings: Settings) -> None:
     client = TestClient(create_app(settings))
     page = client.get("/worklist")
-    assert page.status_code == 200 and "/api/worklist" in page.text
+    assert page.status_code == 200 and '<script src="/static/worklist.js">' in page.text
+    script = client.get("/static/worklist.js")
+    assert script.status_code == 200 and "/api/worklist/version" in script.text
+    assert client.get("/static/pico.min.css").status_code == 200
     assert client.get("/api/worklist").json() == []

@@ -19,8 +19,10 @@ UTF8 = "ISO_IR 192"
 
 
 #: The objects a job writes, by the role that names their UIDs: SEG (or a binary stand-in beside a
-#: labelmap SEG), and SR.
-RESULT_ROLES = ("seg", "seg-labelmap", "sr")
+#: labelmap SEG), SR (and the stand-in's SR), the key objects selection.
+RESULT_ROLES = ("seg", "seg-labelmap", "sr", "sr-stand-in", "key-objects")
+#: The series whose every object is a result of the job: its key images (one per slice shown).
+RESULT_SERIES_ROLES = ("key-images",)
 
 
 def job_key(series_uid: str, pipeline: str, revision: int) -> str:
@@ -28,9 +30,16 @@ def job_key(series_uid: str, pipeline: str, revision: int) -> str:
     return f"{series_uid}/{pipeline}/{revision}"
 
 
-def result_uids(key: str) -> frozenset[str]:
-    """The SOP Instance UIDs of every object a job with this key may write; nothing else is its own."""
-    return frozenset(str(generate_uid(entropy_srcs=["radrouter", key, role])) for role in RESULT_ROLES)
+def _derived(key: str, role: str) -> str:
+    return str(generate_uid(entropy_srcs=["radrouter", key, role]))
+
+
+def is_job_result(key: str, sop_uid: str, series_uid: str) -> bool:
+    """Whether an object with these UIDs is one a job with this key writes (its UIDs are derived from
+    the key); nothing else is its own."""
+    if sop_uid in {_derived(key, role) for role in RESULT_ROLES}:
+        return True
+    return series_uid in {_derived(key, f"{role}-series") for role in RESULT_SERIES_ROLES}
 
 
 @dataclass(frozen=True)
@@ -43,7 +52,7 @@ class ResultIdentity:
     series_number: int
 
     def uid(self, role: str) -> str:
-        return str(generate_uid(entropy_srcs=["radrouter", self.job_key, role]))
+        return _derived(self.job_key, role)
 
     @property
     def model_name(self) -> str:
@@ -57,6 +66,18 @@ class ResultIdentity:
     def tid4019(self) -> hd.sr.AlgorithmIdentification:
         return hd.sr.AlgorithmIdentification(
             name=self.pipeline, version=self.algorithm_version[:64], manufacturer=MANUFACTURER
+        )
+
+    def device_observer(self) -> hd.sr.ObserverContext:
+        """The pipeline as the observer (TID 1004) of the SR and the key object selection."""
+        return hd.sr.ObserverContext(
+            observer_type=codes.DCM.Device,
+            observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+                uid=self.uid("device"),
+                name=self.model_name,
+                manufacturer_name=MANUFACTURER,
+                model_name=self.pipeline[:64],
+            ),
         )
 
     def contributing_equipment(self) -> hd.ContributingEquipment:

@@ -1,7 +1,7 @@
 """audit hops for refused and resent instances; resent copies kept apart
 
 Revision ID: 31c7091d7209
-Revises: 842aa401c2af
+Revises: 1ebd2850f80e
 Create Date: 2026-12-01 16:12:19.781237
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "31c7091d7209"
-down_revision: str | None = "842aa401c2af"
+down_revision: str | None = "1ebd2850f80e"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
