@@ -106,7 +106,9 @@ def test_the_jobs_credential_stores_the_jobs_result(node: dict[str, Any], tmp_pa
 ANOTHER_NODES = URLSafeTimedSerializer(b"another node's key", salt="radrouter.job-credential").dumps(1)
 
 
-@pytest.mark.parametrize("credential", [None, "not-a-credential", ANOTHER_NODES])
+@pytest.mark.parametrize(
+    "credential", [None, "not-a-credential", ANOTHER_NODES], ids=["none", "not-signed", "another-node"]
+)
 def test_no_valid_credential_stores_nothing_and_is_audited(
     node: dict[str, Any], tmp_path: Path, credential: str | None
 ) -> None:
