@@ -14,7 +14,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, IPvAnyNetwork, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -62,6 +62,16 @@ class DicomTLSSettings(BaseModel):
         return self
 
 
+class CallingAE(BaseModel):
+    """An allow-list entry that binds a calling AE title to the addresses it may call from."""
+
+    ae_title: str = Field(min_length=1, max_length=16, description="The calling AE title, as sent.")
+    hosts: list[IPvAnyNetwork] = Field(
+        min_length=1,
+        description="Addresses or networks (10.0.0.7, 10.1.0.0/16) the title may associate from.",
+    )
+
+
 class NodeSettings(BaseModel):
     """The DICOM SCP that modalities and PACS send to."""
 
@@ -72,10 +82,18 @@ class NodeSettings(BaseModel):
     max_associations: int = Field(
         32, ge=1, description="Concurrent associations (all SCP processes together) before rejecting."
     )
-    allowed_calling_aes: list[str] = Field(
-        default_factory=list, description="Calling AE titles allowed to associate; empty accepts all."
+    allowed_calling_aes: list[str | CallingAE] = Field(
+        default_factory=list,
+        description="Calling AE titles allowed to associate, each a title (from any address) or "
+        "`{ae_title: CT01, hosts: [10.0.0.7]}` (only from those addresses); empty accepts all.",
     )
     check_called_ae: bool = Field(True, description="Reject associations not addressed to our AE title.")
+    memory_budget_mb: int = Field(
+        2048,
+        ge=1,
+        description="Instance bytes all SCP processes together may hold in memory at once (deflated or "
+        "re-identified instances are decoded whole; others stream to disk); past it, 0xA700: try later.",
+    )
     processes: int = Field(
         2, ge=1, le=64, description="SCP processes sharing the port (one per core is a good start)."
     )
@@ -102,6 +120,22 @@ class WebSettings(BaseModel):
         description="When set, every API endpoint that changes state or returns study data needs "
         "`Authorization: Bearer <token>`.",
     )
+    max_request_mb: int = Field(
+        4096,
+        ge=1,
+        description="Largest STOW-RS request body; a larger one is refused (413) with nothing stored.",
+    )
+
+
+class ResendPolicy(enum.StrEnum):
+    """What the SCP does with a SOP Instance UID it holds, sent again with another patient or study."""
+
+    #: The first copy stays; the new one is stored apart (``<root>/resent/``) and recorded.
+    KEEP_FIRST = "keep_first"
+    #: The new copy takes the first one's place (moving to its study); the first file is removed.
+    REPLACE = "replace"
+    #: The new copy is refused (0x0111 Duplicate SOP Instance); nothing is stored.
+    REJECT = "reject"
 
 
 class ViewerSettings(BaseModel):
@@ -137,6 +171,17 @@ class StorageSettings(BaseModel):
         1024,
         ge=0,
         description="Answer Out of Resources (0xA700) rather than fill the disk past this reserve.",
+    )
+
+    max_instance_mb: int = Field(
+        8192,
+        ge=1,
+        description="Largest instance the SCP stores; a larger one is answered Out of Resources (0xA700).",
+    )
+    conflicting_resend: ResendPolicy = Field(
+        ResendPolicy.KEEP_FIRST,
+        description="A SOP Instance UID sent again with another patient or study: keep_first (the new "
+        "copy kept apart), replace, or reject; recorded in both studies' audit trails.",
     )
 
     def resolved_index_url(self) -> str:
@@ -316,6 +361,12 @@ class WorkerSettings(BaseModel):
     )
     node_url: str = Field(
         "", description="The node's DICOMweb base URL for dicomweb, e.g. http://node:8080/dicomweb."
+    )
+    job_credential_ttl_s: int = Field(
+        86400,
+        ge=60,
+        description="How long the credential a job's task carries lets a worker STOW-RS that job's "
+        "results to the node (from dispatch; longer than a job waits in its queue and runs).",
     )
 
     @model_validator(mode="after")

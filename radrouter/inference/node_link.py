@@ -37,7 +37,7 @@ class SharedStorage:
     def recorded_result_path(self, path: Path) -> str:
         return str(path)
 
-    def return_results(self, files: list[Path]) -> None:
+    def return_results(self, files: list[Path], credential: str | None = None) -> None:
         """Results are already where the node's delivery reads them."""
 
 
@@ -46,7 +46,8 @@ class NodeOverDicomweb:
 
     def __init__(self, store: InstanceStore, node_url: str, api_token: str | None = None) -> None:
         self.store = store
-        # The node's DICOMweb routes need its API token when one is set (web.api_token).
+        self.node_url = node_url
+        # The node's WADO-RS routes need its API token when one is set (web.api_token).
         headers = {"Authorization": f"Bearer {api_token}"} if api_token else None
         self.client = DICOMwebClient(url=node_url, headers=headers)
 
@@ -68,9 +69,13 @@ class NodeOverDicomweb:
         """Relative to the storage root: the node files the object at the same place under its own root."""
         return str(path.relative_to(self.store.root))
 
-    def return_results(self, files: list[Path]) -> None:
-        """STOW-RS the result files as written; the node answers 200 only when it stored all of them."""
-        response = self.client.store_instances([pydicom.dcmread(path) for path in files])
+    def return_results(self, files: list[Path], credential: str | None = None) -> None:
+        """STOW-RS the result files as written, showing the job's credential (the node takes only the
+        results of that job); the node answers 200 only when it stored all of them."""
+        if not credential:
+            raise ResultsNotReturned("the job's task carried no credential for returning its results")
+        stow = DICOMwebClient(url=self.node_url, headers={"Authorization": f"Bearer {credential}"})
+        response = stow.store_instances([pydicom.dcmread(path) for path in files])
         failed = response.get("FailedSOPSequence", [])
         if failed:
             raise ResultsNotReturned(f"the node refused {len(failed)} of {len(files)} result(s)")

@@ -24,7 +24,7 @@ from radrouter.inference.pipeline import Pipeline, PipelineInputError, Predictio
 from radrouter.inference.prepare import check_input
 from radrouter.inference.registry import WarmPipelines
 from radrouter.inference.results.build import build_results
-from radrouter.inference.results.content import ResultIdentity
+from radrouter.inference.results.content import ResultIdentity, job_key
 from radrouter.inference.results.key_images import KeyImageRequest
 from radrouter.inference.results.sanitise import Repair
 from radrouter.inference.results.summary import ResultSummary
@@ -73,12 +73,17 @@ class JobRunner:
         self.rulebook = RuleBook(settings, config_file_from_environment())
 
     def run(
-        self, job_id: int, worker: str = "", incarnation: str | None = None, hand_off: HandOff | None = None
+        self,
+        job_id: int,
+        worker: str = "",
+        incarnation: str | None = None,
+        hand_off: HandOff | None = None,
+        credential: str | None = None,
     ) -> JobOutcome:
         """Compute job ``job_id``; ``worker`` (the Celery worker's name) and its ``incarnation`` (this
         start of it) are recorded with the job and in the audit trail. ``hand_off`` gets each result's
         delivery IDs as soon as it is stored (the SEG before the SR is built); without it, the outcome
-        lists them."""
+        lists them. ``credential`` is the job's, for results returned over DICOMweb."""
         with self.index.session() as session:
             job = session.get(Job, job_id)
             if job is None:
@@ -120,7 +125,16 @@ class JobRunner:
             paths = [str(path) for path in self.node.series_files(study_uid, series_uid, recorded)]
             key_images = any(ResultPart.KEY_IMAGES in wanted for wanted in parts.values())
             timings, summary, repairs = self._compute(
-                job_id, study_uid, series_uid, pipeline_name, revision, paths, replaced, recorder, key_images
+                job_id,
+                study_uid,
+                series_uid,
+                pipeline_name,
+                revision,
+                paths,
+                replaced,
+                recorder,
+                key_images,
+                credential,
             )
         except Exception as error:
             reason = (
@@ -189,6 +203,7 @@ class JobRunner:
         replaced: list[str],
         recorder: ResultHandOff,
         key_images: bool = False,
+        credential: str | None = None,
     ) -> tuple[dict[str, Any], ResultSummary, list[Repair]]:
         timings: dict[str, Any] = {}
         clock = time.perf_counter()
@@ -220,7 +235,7 @@ class JobRunner:
         timings["model_s"] = round(prediction.model_seconds, 3)
 
         identity = ResultIdentity(
-            job_key=f"{series_uid}/{pipeline_name}/{revision}",
+            job_key=job_key(series_uid, pipeline_name, revision),
             pipeline=pipeline_name,
             algorithm_version=pipeline.version,
             series_number=pipeline.series_number,
@@ -243,7 +258,7 @@ class JobRunner:
                 self.store.write(path, encode_file(dataset))
                 written.append(path)
             with stage("the results could not be returned to the node"):
-                self.node.return_results(written)
+                self.node.return_results(written, credential)
             recorder.record(
                 Result(
                     job_id=job_id,

@@ -12,6 +12,7 @@ from typing import Any
 from celery import Celery, shared_task
 from sqlalchemy import select
 
+from radrouter.config.settings import SeriesAccess
 from radrouter.inference.failures import JobFailed
 from radrouter.inference.registry import WarmPipelines, available
 from radrouter.inference.run import JobRunner
@@ -39,12 +40,13 @@ def worker_pipelines() -> WarmPipelines:
 
 
 @shared_task(name=TaskName.INFER, bind=True, acks_late=True)
-def infer(self: Any, job_id: int) -> None:
+def infer(self: Any, job_id: int, credential: str | None = None) -> None:
     """Run a job, queueing one delivery task per result and destination as each result is stored (the
     SEG while the SR is built), then its triage and its monitoring.
 
     Deliveries go first: the delivery worker's threads share one process, so results start on their
-    way to PACS before triage and monitoring take their share of it.
+    way to PACS before triage and monitoring take their share of it. ``credential``: the job's, which
+    a worker on another machine shows the node to STOW-RS the results (``job_credential``).
     """
     runner = JobRunner(worker_settings(), worker_index(), worker_store(), worker_pipelines())
     priority = self.request.delivery_info.get("priority")
@@ -57,7 +59,11 @@ def infer(self: Any, job_id: int) -> None:
 
     try:
         outcome = runner.run(
-            job_id, worker=self.request.hostname or "", incarnation=process_incarnation(), hand_off=deliver
+            job_id,
+            worker=self.request.hostname or "",
+            incarnation=process_incarnation(),
+            hand_off=deliver,
+            credential=credential,
         )
     except JobFailed:
         return  # recorded FAILED with its reason, logged; the traceback is in the log at DEBUG
@@ -71,8 +77,13 @@ def infer(self: Any, job_id: int) -> None:
 def take_over_lost_jobs(app: Celery, worker: str) -> list[int]:
     """At a worker's start: the jobs an earlier start of this same worker left RUNNING (it was killed,
     or ran out of memory) go back on their queues at once, instead of at the broker's visibility
-    timeout. Results are idempotent; the late redelivery of the first message finds the job DONE."""
+    timeout. Results are idempotent; the late redelivery of the first message finds the job DONE.
+
+    A worker with its own storage root cannot issue the credential its results need at the node: its
+    lost jobs wait for the broker to hand their first messages, credential included, back."""
     settings, index = worker_settings(), worker_index()
+    if settings.worker.series_access == SeriesAccess.DICOMWEB:
+        return []
     with index.session() as session:
         lost = session.scalars(
             select(Job).where(

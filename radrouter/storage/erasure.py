@@ -31,6 +31,7 @@ from radrouter.storage.index import (
     Job,
     Pseudonym,
     PseudonymKind,
+    ResentInstance,
     Result,
     Series,
     Study,
@@ -279,7 +280,7 @@ def _erase_study(index: Index, store: InstanceStore, study_uid: str) -> tuple[in
     # Step 2: the files (and the study's folders, which late writes may have left).
     _unlink((store.resolve(path) for path, _ in instances), store.root)
     _unlink((store.resolve(p) for pair in result_files for p in pair if p), store.root)
-    for top in ("instances", "results"):
+    for top in ("instances", "results", "resent"):  # resent: copies kept apart (storage/resend.py)
         folder = store.root / top / study_uid
         if folder.is_dir():
             for leftover in sorted(folder.rglob("*"), reverse=True):
@@ -291,5 +292,6 @@ def _erase_study(index: Index, store: InstanceStore, study_uid: str) -> tuple[in
     # Step 3: the rows, dependents first, the study (and its mark) last.
     with index.session() as session:
         delete_study_rows(session, study_uid)
+        session.execute(delete(ResentInstance).where(ResentInstance.study_uid == study_uid))
     result_count = len(result_files)
     return len(instances), sum(size for _, size in instances), result_count

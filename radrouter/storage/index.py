@@ -89,6 +89,10 @@ class Hop(enum.StrEnum):
     DELIVERY_RETRY = "delivery_retry"
     PURGED = "purged"
     INCOMPLETE = "incomplete"  # completed without instances its MPPS listed (after the grace)
+    #: An instance offered over STOW-RS or C-STORE and refused (forged result, another patient's).
+    STORE_REFUSED = "store_refused"
+    #: A SOP Instance UID sent again with another patient or study: kept apart, replaced or refused.
+    RESENT = "resent"
 
 
 class ResultKind(enum.StrEnum):
@@ -196,6 +200,23 @@ class Instance(Base):
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     series: Mapped[Series] = relationship(back_populates="instances")
+
+
+class ResentInstance(Base):
+    """A copy of an instance sent again with another patient or study and kept apart from the first
+    (``storage.conflicting_resend: keep_first``): on disk under ``<root>/resent/`` and recorded here,
+    so it is never an unindexed file; the first copy stays as it was."""
+
+    __tablename__ = "resent_instances"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sop_uid: Mapped[str] = mapped_column(String(64), index=True)
+    study_uid: Mapped[str] = mapped_column(String(64), index=True)
+    series_uid: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(String(400))
+    size: Mapped[int] = mapped_column(BigInteger)
+    calling_ae: Mapped[str | None] = mapped_column(String(16))
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Job(Base):

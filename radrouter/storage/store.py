@@ -6,10 +6,12 @@ digits and dots only, at most 64 characters (PS3.5 9.1), which also rules out ``
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 
 _UID = re.compile(r"[0-9]+(\.[0-9]+)*")
@@ -46,11 +48,41 @@ def write_atomically(path: Path, data: bytes, fsync: bool = True) -> None:
         Path(tmp_name).unlink(missing_ok=True)
         raise
     if fsync:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
+        _fsync_folder(path.parent)
+
+
+def place_atomically(path: Path, source: Path, fsync: bool = True) -> None:
+    """Put the file ``source`` at ``path`` as :func:`write_atomically` writes bytes, without reading it
+    into memory: a hard link where both are on one file system (nothing copied), else a streamed copy."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".incoming-{uuid.uuid4().hex}.part"
+    try:
         try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+            os.link(source, tmp)
+        except OSError as error:
+            if error.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                raise
+            shutil.copyfile(source, tmp)
+        if fsync:
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if fsync:
+        _fsync_folder(path.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 class InstanceStore:
@@ -88,3 +120,9 @@ class InstanceStore:
         if not path.resolve().is_relative_to(self.root):
             raise InvalidUID(f"{path} is outside the storage root")
         write_atomically(path, data, self.fsync)
+
+    def place(self, path: Path, source: Path) -> None:
+        """Store the file ``source`` (received to disk) at ``path``."""
+        if not path.resolve().is_relative_to(self.root):
+            raise InvalidUID(f"{path} is outside the storage root")
+        place_atomically(path, source, self.fsync)

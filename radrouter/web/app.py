@@ -16,6 +16,7 @@ from radrouter.config.settings import Settings
 from radrouter.monitoring.service import keep_alerts_current
 from radrouter.router.deliver.view import DeliveryView
 from radrouter.router.dispatch.contract import celery_app
+from radrouter.router.dispatch.job_credential import credentials_of
 from radrouter.router.receive.self_check import CachedEcho
 from radrouter.storage.index import Index, Job, Result, Study, StudyState, utc_iso
 from radrouter.storage.steps import steps_of
@@ -31,6 +32,7 @@ from radrouter.web.monitoring import monitoring_parts
 from radrouter.web.pipelines import pipelines_router
 from radrouter.web.prometheus import NodeCollector
 from radrouter.web.routing import routing_api
+from radrouter.web.stow import stow_router
 from radrouter.web.ups import ups_events_router, ups_router
 from radrouter.web.worklist import worklist_router
 
@@ -110,10 +112,13 @@ def create_app(settings: Settings, index: Index | None = None) -> FastAPI:
     app.include_router(dashboard_router(settings, index, celery, echo_scp), dependencies=PROTECTED)
     app.include_router(configuration_router(settings), dependencies=PROTECTED)
     mount_static(app)
-    app.include_router(
-        dicomweb_router(index, InstanceStore(settings.storage.root, settings.storage.fsync)),
-        dependencies=PROTECTED,
-    )
+    store = InstanceStore(settings.storage.root, settings.storage.fsync)
+    app.include_router(dicomweb_router(index, store), dependencies=PROTECTED)
+    # STOW-RS takes no API token: each object needs the credential of the job it is a result of.
+    job_credentials = credentials_of(settings)
+    if job_credentials is not None:
+        limits = settings.web.max_request_mb * 2**20, settings.storage.free_space_reserve_mb * 2**20
+        app.include_router(stow_router(index, store, job_credentials, *limits))
     app.include_router(ups_router(index), dependencies=PROTECTED)
     app.include_router(ups_events_router(settings, index))  # checks the token itself
 

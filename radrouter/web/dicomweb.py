@@ -1,33 +1,28 @@
-"""DICOMweb for workers on other machines: WADO-RS serves stored instances, STOW-RS takes results back.
+"""DICOMweb for workers on other machines: WADO-RS serves stored instances (STOW-RS, which takes
+results back, is ``stow.py``).
 
-Only what a remote worker needs (PS3.18 10.4 Retrieve and 10.5 Store, multipart/related with
-application/dicom parts, the instances byte for byte as they were received). STOW-RS accepts objects
-of studies the node knows and files them as results, so delivery, audit and triage stay on the node.
+Only what a remote worker needs (PS3.18 10.4 Retrieve, multipart/related with application/dicom
+parts, the instances byte for byte as they were received).
 """
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from collections.abc import Iterator
-from email.parser import BytesParser
-from email.policy import HTTP
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-import pydicom
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import StreamingResponse
-from pydicom.errors import InvalidDicomError
 from sqlalchemy import select
 
-from radrouter.storage.index import Index, Instance, Series, Study
-from radrouter.storage.store import InstanceStore, InvalidUID
+from radrouter.storage.index import Index, Instance, Series
+from radrouter.storage.store import InstanceStore
 
 DICOM = "application/dicom"
 EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
+_CHUNK = 1 << 20
 
 
 def _acceptable(accept: str, stored: set[str]) -> bool:
@@ -45,34 +40,13 @@ def _multipart(paths: list[Path], transfer_syntaxes: list[str]) -> StreamingResp
     def parts() -> Iterator[bytes]:
         for path, syntax in zip(paths, transfer_syntaxes, strict=True):
             yield (f"--{boundary}\r\nContent-Type: {DICOM}; transfer-syntax={syntax}\r\n\r\n".encode())
-            yield path.read_bytes()
+            with path.open("rb") as handle:  # from disk in pieces: a 1.5 GB instance is not read whole
+                while chunk := handle.read(_CHUNK):
+                    yield chunk
             yield b"\r\n"
         yield f"--{boundary}--\r\n".encode()
 
     return StreamingResponse(parts(), media_type=f'multipart/related; type="{DICOM}"; boundary={boundary}')
-
-
-def _dicom_parts(content_type: str, body: bytes) -> list[bytes]:
-    """The application/dicom parts of a multipart/related body, read by the standard library's MIME parser."""
-    if not content_type.startswith("multipart/related"):
-        raise HTTPException(415, f'STOW-RS takes multipart/related; type="{DICOM}", not {content_type}')
-    message = BytesParser(policy=HTTP).parsebytes(
-        b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body
-    )
-    if not message.is_multipart():
-        raise HTTPException(400, "the multipart body has no parts (boundary missing or wrong)")
-    parts = [part.get_payload(decode=True) for part in message.iter_parts()]
-    return [part for part in parts if isinstance(part, bytes)]
-
-
-def _referenced(sop_class: str, sop_uid: str, url: str | None = None) -> dict[str, Any]:
-    item: dict[str, Any] = {
-        "00081150": {"vr": "UI", "Value": [sop_class]},
-        "00081155": {"vr": "UI", "Value": [sop_uid]},
-    }
-    if url:
-        item["00081190"] = {"vr": "UR", "Value": [url]}
-    return item
 
 
 def dicomweb_router(index: Index, store: InstanceStore) -> APIRouter:
@@ -110,44 +84,5 @@ def dicomweb_router(index: Index, store: InstanceStore) -> APIRouter:
         return retrieve(
             request, Series.study_uid == study_uid, Series.uid == series_uid, Instance.sop_uid == sop_uid
         )
-
-    @router.post("/studies")
-    async def store_results(request: Request) -> Response:
-        parts = _dicom_parts(request.headers.get("content-type", ""), await request.body())
-        stored: list[dict[str, Any]] = []
-        failed: list[dict[str, Any]] = []
-        for data in parts:
-            try:
-                header = pydicom.dcmread(BytesIO(data), stop_before_pixels=True)
-                study_uid, sop_uid, sop_class = (
-                    header.StudyInstanceUID,
-                    header.SOPInstanceUID,
-                    header.SOPClassUID,
-                )
-            except (InvalidDicomError, AttributeError, ValueError):
-                failed.append({"00081197": {"vr": "US", "Value": [0xC000]}})  # cannot understand
-                continue
-            with index.session() as session:
-                known = session.get(Study, str(study_uid)) is not None
-            try:
-                if not known:
-                    raise InvalidUID(f"study {study_uid} is not on this node")
-                path = store.result_path(str(study_uid), str(sop_uid))
-            except InvalidUID:
-                failed.append(
-                    {**_referenced(str(sop_class), str(sop_uid)), "00081197": {"vr": "US", "Value": [0xA900]}}
-                )
-                continue
-            store.write(path, data)
-            stored.append(
-                _referenced(str(sop_class), str(sop_uid), f"{request.base_url}dicomweb/studies/{study_uid}")
-            )
-        body: dict[str, Any] = {}
-        if stored:
-            body["00081199"] = {"vr": "SQ", "Value": stored}
-        if failed:
-            body["00081198"] = {"vr": "SQ", "Value": failed}
-        status = 200 if not failed else (202 if stored else 409)
-        return Response(content=json.dumps(body), status_code=status, media_type="application/dicom+json")
 
     return router

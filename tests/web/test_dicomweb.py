@@ -1,4 +1,4 @@
-"""The node's DICOMweb: WADO-RS returns instances byte for byte; STOW-RS files results, refuses strays."""
+"""The node's DICOMweb: WADO-RS returns instances byte for byte (STOW-RS: test_stow.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from radrouter.storage.index import Index
 from radrouter.storage.ingest import record_instance
 from radrouter.web.app import create_app
 from tests.router.route.test_study_router import received  # a ReceivedInstance from a file's header
-from tests.services import CT_HEAD, MPRAGE
+from tests.services import MPRAGE
 
 FILES = sorted(MPRAGE.glob("*.dcm"))[:3]
 ANY_SYNTAX = 'multipart/related; type="application/dicom"; transfer-syntax=*'
@@ -33,17 +33,6 @@ def client(tmp_path: Path) -> TestClient:
 def _parts(content_type: str, body: bytes) -> list[bytes]:
     message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + body)
     return [part.get_payload(decode=True) for part in message.iter_parts()]
-
-
-def _multipart(files: list[bytes]) -> tuple[str, bytes]:
-    boundary = "radrouter-test-boundary"
-    body = b"".join(
-        f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + data + b"\r\n" for data in files
-    )
-    return (
-        f'multipart/related; type="application/dicom"; boundary={boundary}',
-        body + f"--{boundary}--".encode(),
-    )
 
 
 def test_wado_rs_returns_the_series_as_received(client: TestClient) -> None:
@@ -72,30 +61,3 @@ def test_wado_rs_refuses_a_transfer_syntax_it_would_have_to_transcode(client: Te
         url, headers={"Accept": f'multipart/related; type="application/dicom"; transfer-syntax={stored}'}
     )
     assert named.status_code == 200
-
-
-def test_stow_rs_files_results_of_known_studies_and_refuses_others(
-    client: TestClient, tmp_path: Path
-) -> None:
-    known = pydicom.dcmread(FILES[0])
-    known.SOPInstanceUID = "1.2.826.0.1.3680043.8.498.4242"
-    stranger = pydicom.dcmread(CT_HEAD / "I10")
-    encoded = []
-    for dataset in (known, stranger):
-        path = tmp_path / f"{dataset.SOPInstanceUID}.dcm"
-        dataset.save_as(path, enforce_file_format=True)
-        encoded.append(path.read_bytes())
-    content_type, body = _multipart([*encoded, b"not DICOM"])
-    response = client.post("/dicomweb/studies", content=body, headers={"Content-Type": content_type})
-    assert response.status_code == 202  # some stored, some refused
-    answer = pydicom.Dataset.from_json(response.json())
-    assert [item.ReferencedSOPInstanceUID for item in answer.ReferencedSOPSequence] == [known.SOPInstanceUID]
-    assert [item.FailureReason for item in answer.FailedSOPSequence] == [0xA900, 0xC000]
-    stored = tmp_path / "results" / known.StudyInstanceUID / f"{known.SOPInstanceUID}.dcm"
-    assert stored.read_bytes() == encoded[0]
-    assert not (tmp_path / "results" / stranger.StudyInstanceUID).exists()
-
-
-def test_stow_rs_refuses_a_body_that_is_not_multipart(client: TestClient) -> None:
-    response = client.post("/dicomweb/studies", content=b"x", headers={"Content-Type": "application/dicom"})
-    assert response.status_code == 415

@@ -18,6 +18,30 @@ MANUFACTURER = "radrouter"
 UTF8 = "ISO_IR 192"
 
 
+#: The objects a job writes, by the role that names their UIDs: SEG (or a binary stand-in beside a
+#: labelmap SEG), SR (and the stand-in's SR), the key objects selection.
+RESULT_ROLES = ("seg", "seg-labelmap", "sr", "sr-stand-in", "key-objects")
+#: The series whose every object is a result of the job: its key images (one per slice shown).
+RESULT_SERIES_ROLES = ("key-images",)
+
+
+def job_key(series_uid: str, pipeline: str, revision: int) -> str:
+    """What names a job's results: the series, the pipeline and the study revision it ran on."""
+    return f"{series_uid}/{pipeline}/{revision}"
+
+
+def _derived(key: str, role: str) -> str:
+    return str(generate_uid(entropy_srcs=["radrouter", key, role]))
+
+
+def is_job_result(key: str, sop_uid: str, series_uid: str) -> bool:
+    """Whether an object with these UIDs is one a job with this key writes (its UIDs are derived from
+    the key); nothing else is its own."""
+    if sop_uid in {_derived(key, role) for role in RESULT_ROLES}:
+        return True
+    return series_uid in {_derived(key, f"{role}-series") for role in RESULT_SERIES_ROLES}
+
+
 @dataclass(frozen=True)
 class ResultIdentity:
     """What names one job's results; UIDs are derived, so a retried job rewrites the same objects."""
@@ -28,7 +52,7 @@ class ResultIdentity:
     series_number: int
 
     def uid(self, role: str) -> str:
-        return str(generate_uid(entropy_srcs=["radrouter", self.job_key, role]))
+        return _derived(self.job_key, role)
 
     @property
     def model_name(self) -> str:

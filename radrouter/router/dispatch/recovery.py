@@ -21,9 +21,8 @@ from celery import Celery
 from sqlalchemy import select
 
 from radrouter.config.settings import Settings
-from radrouter.router.dispatch.contract import TaskName, queue_for
 from radrouter.router.dispatch.heartbeat import SCP, is_alive
-from radrouter.router.dispatch.send import QueuedTask, delivery_task, send_tasks
+from radrouter.router.dispatch.send import delivery_task, inference_task, send_tasks
 from radrouter.router.dispatch.takeover import requeue_aftercare, requeue_delivery, requeue_job
 from radrouter.router.dispatch.worker import process_incarnation
 from radrouter.storage.index import (
@@ -161,8 +160,8 @@ class StudyReconciler:
             ).all()
         for job_id, study_uid, pipeline, priority in jobs:
             log.warning("job %d was never received by the broker; queueing it again", job_id)
-            queue, celery_priority = queue_for(self.settings, pipeline), priority.celery_priority
-            send_tasks(self.celery, self.index, [QueuedTask(TaskName.INFER, job_id, queue, celery_priority)])
+            task = inference_task(self.settings, job_id, pipeline, priority.celery_priority)
+            send_tasks(self.celery, self.index, [task])
             with self.index.session() as session:
                 self.index.record_event(session, study_uid, Hop.RECOVERED, redispatched_job=job_id)
         return [job_id for job_id, *_ in jobs]

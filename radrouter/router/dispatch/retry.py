@@ -10,7 +10,7 @@ from __future__ import annotations
 from celery import Celery
 
 from radrouter.config.settings import Settings
-from radrouter.router.dispatch.contract import TaskName, queue_for
+from radrouter.router.dispatch.send import inference_task
 from radrouter.storage.index import Hop, Index, Job, JobState, StudyState
 
 
@@ -28,5 +28,11 @@ def retry_job(settings: Settings, index: Index, celery: Celery, job_id: int) -> 
         job.state, job.error, job.started_at, job.finished_at = JobState.QUEUED, None, None, None
         job.study.state, job.study.reason = StudyState.ROUTED, None
         index.record_event(session, job.study_uid, Hop.QUEUED, job=job_id, pipeline=job.pipeline, retry=True)
-        queue, priority = queue_for(settings, job.pipeline), job.priority.celery_priority
-    celery.send_task(TaskName.INFER, args=[job_id], queue=queue, priority=priority)
+        task = inference_task(settings, job_id, job.pipeline, job.priority.celery_priority)
+    celery.send_task(
+        task.name,
+        args=[job_id],
+        kwargs={"credential": task.credential},
+        queue=task.queue,
+        priority=task.priority,
+    )

@@ -15,8 +15,8 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from radrouter.config.settings import Settings
-from radrouter.router.dispatch.contract import DELIVERY_QUEUE, TaskName, queue_for
-from radrouter.router.dispatch.send import QueuedTask, delivery_task
+from radrouter.router.dispatch.contract import DELIVERY_QUEUE, TaskName
+from radrouter.router.dispatch.send import QueuedTask, delivery_task, inference_task
 from radrouter.storage.index import Delivery, Hop, Index, Job, JobState, StudyState, settle_study, utcnow
 
 
@@ -38,7 +38,7 @@ def requeue_job(settings: Settings, index: Index, session: Session, job: Job) ->
     job.state, job.started_at = JobState.QUEUED, None
     job.study.state = StudyState.ROUTED
     index.record_event(session, job.study_uid, Hop.RECOVERED, job=job.id, lost_worker=lost_worker)
-    return QueuedTask(TaskName.INFER, job.id, queue_for(settings, job.pipeline), job.priority.celery_priority)
+    return inference_task(settings, job.id, job.pipeline, job.priority.celery_priority)
 
 
 def requeue_delivery(settings: Settings, index: Index, session: Session, delivery: Delivery) -> QueuedTask:

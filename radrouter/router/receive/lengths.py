@@ -8,6 +8,7 @@ and skips each value by its declared length: tens of microseconds, whatever the 
 
 from __future__ import annotations
 
+import mmap
 import struct
 
 #: Explicit VRs with a 2-byte reserved field and a 4-byte length (PS3.5 7.1.2).
@@ -22,13 +23,14 @@ class Truncated(ValueError):
     """The data set ends before an element, item or sequence it began."""
 
 
-def check_lengths(data: bytes, implicit_vr: bool, little_endian: bool) -> None:
-    """Raise :class:`Truncated` unless the data set's elements end exactly where ``data`` does."""
-    _Walk(data, little_endian).elements(0, implicit_vr, until=None)
+def check_lengths(data: bytes | mmap.mmap, implicit_vr: bool, little_endian: bool, start: int = 0) -> None:
+    """Raise :class:`Truncated` unless the data set that begins at ``start`` ends exactly where ``data``
+    does (``data`` may map a file: only element headers are read)."""
+    _Walk(data, little_endian).elements(start, implicit_vr, until=None)
 
 
 class _Walk:
-    def __init__(self, data: bytes, little_endian: bool) -> None:
+    def __init__(self, data: bytes | mmap.mmap, little_endian: bool) -> None:
         self.data = data
         self.tag = struct.Struct("<HH" if little_endian else ">HH").unpack_from
         self.u32 = struct.Struct("<I" if little_endian else ">I").unpack_from

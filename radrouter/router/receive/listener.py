@@ -31,7 +31,9 @@ from radrouter.config.settings import Settings
 from radrouter.router.assemble import ArrivalSink, StudyAssembler
 from radrouter.router.cluster import SharedStudyAssembler
 from radrouter.router.receive.acceptor import ConnectionCounts
+from radrouter.router.receive.memory_budget import MemoryBudget
 from radrouter.router.receive.scp import StorageSCP
+from radrouter.router.receive.spool import spool_in
 from radrouter.storage.index import Index
 from radrouter.storage.steps import StepBook
 from radrouter.storage.store import InstanceStore
@@ -118,7 +120,12 @@ def listening_socket(host: str, port: int, backlog: int = 128) -> socket.socket:
 
 
 def _receive(
-    settings: Settings, sock: socket.socket, pipe: Connection, counts: ConnectionCounts, parent: int
+    settings: Settings,
+    sock: socket.socket,
+    pipe: Connection,
+    counts: ConnectionCounts,
+    budget: MemoryBudget,
+    parent: int,
 ) -> None:
     """One receiver process: its own index connections and AE, on the shared socket."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us with SIGTERM
@@ -135,7 +142,8 @@ def _receive(
     pydicom.config.settings.writing_validation_mode = pydicom.config.IGNORE
     index = Index(settings.storage.resolved_index_url())
     store = InstanceStore(settings.storage.root, fsync=settings.storage.fsync)
-    receiver = StorageSCP(settings, store, index, PipedArrivals(pipe), counts)
+    spool_in(store.root)  # data sets arrive on the store's disk, then are linked into place
+    receiver = StorageSCP(settings, store, index, PipedArrivals(pipe), counts, budget)
     # pynetdicom runs gc.collect() every 60 connections, holding the GIL for 0.25 s over the imported
     # modules; frozen, they are left out of every collection.
     gc.freeze()
@@ -159,6 +167,7 @@ class ReceiverPool:
         self.settings = settings
         self.assembler = assembler
         self.slots: Any = RawArray("i", settings.node.processes)
+        self.held_bytes: Any = RawArray("q", settings.node.processes)  # of the memory budget
         self.receivers: list[ForkProcess | None] = [None] * settings.node.processes
         self._pipes: dict[Connection, set[str]] = {}  # each receiver's pipe → associations it holds
         self._pipes_lock = threading.Lock()
@@ -196,12 +205,13 @@ class ReceiverPool:
                 signal.signal(sig, handler)
 
     def _start_receiver(self, slot: int) -> None:
-        self.slots[slot] = 0  # the connections of a dead receiver died with it
+        self.slots[slot] = self.held_bytes[slot] = 0  # what a dead receiver held died with it
         counts = ConnectionCounts(self.slots, slot)
+        budget = MemoryBudget(self.held_bytes, slot, self.settings.node.memory_budget_mb * 2**20)
         reader, writer = _FORK.Pipe(duplex=False)
         receiver = _FORK.Process(
             target=_receive,
-            args=(self.settings, self.socket, writer, counts, os.getpid()),
+            args=(self.settings, self.socket, writer, counts, budget, os.getpid()),
             name=f"scp-{slot}",
         )
         receiver.start()

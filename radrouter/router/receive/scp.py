@@ -14,14 +14,15 @@ import logging
 import os
 import socket
 import threading
-import zlib
+from contextlib import ExitStack
+from dataclasses import replace
 from io import BytesIO
+from pathlib import Path
 from typing import Any
 
 import pydicom
 from prometheus_client import Counter
 from pydicom import Dataset
-from pydicom.filereader import read_dataset
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 from pynetdicom import (
     ALL_TRANSFER_SYNTAXES,
@@ -32,7 +33,7 @@ from pynetdicom import (
 from pynetdicom.events import EventHandlerType
 from sqlalchemy.exc import SQLAlchemyError
 
-from radrouter.config.settings import Settings
+from radrouter.config.settings import ResendPolicy, Settings
 from radrouter.deid import find_pseudonyms, is_pseudonymous, reidentify
 from radrouter.logs import study
 from radrouter.router.assemble import ArrivalSink
@@ -40,14 +41,26 @@ from radrouter.router.deliver.commitment import COMMITMENT_SOP_CLASS
 from radrouter.router.deliver.mpps_forward import StepForwarder
 from radrouter.router.dispatch.worker import process_incarnation
 from radrouter.router.receive.acceptor import AcceptorContexts, ConnectionCounts, NodeAE, SharedSocketServer
+from radrouter.router.receive.callers import AllowedCallers
 from radrouter.router.receive.commitment import CommitmentSCP
 from radrouter.router.receive.free_space import FreeSpace
-from radrouter.router.receive.lengths import check_lengths
+from radrouter.router.receive.header import NoRoom, index_header
+from radrouter.router.receive.memory_budget import MemoryBudget
 from radrouter.router.receive.mpps import MPPS_SOP_CLASS, PerformedStepSCP
 from radrouter.router.receive.negotiation import install as keep_senders_transfer_syntax
+from radrouter.router.receive.spool import receive_to_files
 from radrouter.router.transport import NODELAY_HANDLER, tls_server_context
 from radrouter.storage.ingest import ReceivedInstance, record_instance
-from radrouter.storage.part10 import part10_file
+from radrouter.storage.resend import (
+    audit_refused_result,
+    audit_resend,
+    conflict,
+    copies_kept,
+    first_copy,
+    kept_apart_path,
+    record_kept_apart,
+    result_job,
+)
 from radrouter.storage.retention import Purger
 from radrouter.storage.steps import StepBook
 from radrouter.storage.store import InstanceStore, InvalidUID, validate_uid
@@ -60,6 +73,7 @@ class StoreStatus(enum.IntEnum):
 
     SUCCESS = 0x0000
     PROCESSING_FAILURE = 0x0110
+    DUPLICATE_SOP_INSTANCE = 0x0111  # a result the node wrote, or a conflicting resend (policy reject)
     OUT_OF_RESOURCES = 0xA700
     DATASET_MISMATCH = 0xA900  # the data set does not match the command's SOP class or instance
     CANNOT_UNDERSTAND = 0xC000
@@ -76,47 +90,10 @@ SCP_ABSTRACT_SYNTAXES: list[UID] = [
 #: reports its storage commitment on a new association takes the SCP role of that SOP class.
 REQUESTOR_ROLES_ACCEPTED: dict[UID, tuple[bool | None, bool | None]] = {COMMITMENT_SOP_CLASS: (True, True)}
 
-#: What the index keeps of an instance.
-_HEADER_TAGS = [
-    "StudyInstanceUID",
-    "SeriesInstanceUID",
-    "Modality",
-    "SeriesNumber",
-    "SeriesDescription",
-    "PatientID",
-    "SOPClassUID",
-    "SOPInstanceUID",
-]
-#: Where reading stops, as pydicom's ``stop_before_pixels`` does: Float, Double Float and Pixel Data.
-_PIXEL_DATA_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
-
-
 # Exported by the SCP process itself (node.metrics_port): only it sees associations and raw bytes.
 ASSOCIATIONS = Counter("radrouter_associations", "Associations requested, by outcome", ["outcome"])
 INSTANCES = Counter("radrouter_instances_received", "C-STORE requests, by answered status", ["status"])
 RECEIVED_BYTES = Counter("radrouter_received_bytes", "Bytes of instances stored")
-
-
-def _index_header(dataset: bytes, transfer_syntax: UID) -> Dataset:
-    """The header up to the pixel data, with the elements the index needs decoded now.
-
-    Every element's structure is read (a data set that cannot be read back is refused here, not found
-    later by routing or a pipeline), but only the indexed elements are converted, and the data set is
-    read straight from the received bytes rather than through a File Meta group built for the purpose.
-    Every element must hold the bytes it declares, pixel data included (``check_lengths``).
-    """
-    if transfer_syntax == DeflatedExplicitVRLittleEndian:
-        dataset = zlib.decompress(dataset, -zlib.MAX_WBITS)
-    check_lengths(dataset, transfer_syntax.is_implicit_VR, transfer_syntax.is_little_endian)
-    header = read_dataset(
-        BytesIO(dataset),
-        transfer_syntax.is_implicit_VR,
-        transfer_syntax.is_little_endian,
-        stop_when=lambda tag, _vr, _length: tag in _PIXEL_DATA_TAGS,
-    )
-    for keyword in _HEADER_TAGS:
-        header.get(keyword)
-    return header
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -136,6 +113,7 @@ class StorageSCP:
         index: Any,
         arrivals: ArrivalSink,
         counts: ConnectionCounts | None = None,
+        budget: MemoryBudget | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -146,7 +124,11 @@ class StorageSCP:
         self.ae.maximum_pdu_size = settings.node.max_pdu
         self.ae.maximum_associations = settings.node.max_associations
         self.ae.require_called_aet = settings.node.check_called_ae
-        self.ae.require_calling_aet = settings.node.allowed_calling_aes
+        self.callers = AllowedCallers(settings.node.allowed_calling_aes)
+        self.ae.require_calling_aet = self.callers.titles
+        self.max_instance_bytes = settings.storage.max_instance_mb * 1024 * 1024
+        self.budget = budget or MemoryBudget([0], 0, settings.node.memory_budget_mb * 1024 * 1024)
+        receive_to_files()
         reserve_bytes = settings.storage.free_space_reserve_mb * 1024 * 1024
         self.free_space = FreeSpace(store, reserve_bytes, settings.node.processes)
         #: An instance that would reach the reserve first has retention purge what the watermark
@@ -171,8 +153,7 @@ class StorageSCP:
             (evt.EVT_ACCEPTED, lambda _event: ASSOCIATIONS.labels("accepted").inc()),
             (evt.EVT_REJECTED, lambda _event: ASSOCIATIONS.labels("rejected").inc()),
         ]
-        self.allowed_calling_aes = frozenset(title.rstrip(" ") for title in settings.node.allowed_calling_aes)
-        if self.allowed_calling_aes:
+        if self.callers:
             self.handlers += [
                 (evt.EVT_DATA_RECV, _note_calling_ae_as_sent),
                 (evt.EVT_REQUESTED, self.reject_unlisted_calling_ae),
@@ -206,16 +187,18 @@ class StorageSCP:
         return server
 
     def reject_unlisted_calling_ae(self, event: Any) -> None:
-        """The allow-list compares the calling AE title as sent, less only its trailing padding.
+        """The allow-list compares the calling AE title as sent, less only its trailing padding, and
+        the address it calls from where its entry names hosts.
 
         pynetdicom strips every kind of white space from both ends, so ``MODALITY1\\r\\n`` passed
         for ``MODALITY1``; the title as sent is noted from the raw A-ASSOCIATE-RQ.
         """
         assoc = event.assoc
         sent = getattr(assoc, _CALLING_AE_AS_SENT, None)
-        if sent in self.allowed_calling_aes or assoc.is_rejected or assoc.is_aborted:
+        refusal = self.callers.refusal(sent, str(assoc.requestor.address))
+        if refusal is None or assoc.is_rejected or assoc.is_aborted:
             return
-        log.warning("rejected calling AE title %r from %s", sent, assoc.requestor.address)
+        log.warning("rejected an association: %s", refusal)
         assoc.acse.send_reject(0x01, 0x01, 0x03)  # permanent, service user, calling AE not recognised
         evt.trigger(assoc, evt.EVT_REJECTED, {})
         assoc.kill()
@@ -240,15 +223,31 @@ class StorageSCP:
         self.arrivals.association_ended(_association_key(assoc))
 
     def handle_store(self, event: Any) -> int:
-        status = self._store(event)
+        with ExitStack() as in_memory:  # what this store holds of the memory budget, until it ends
+            status = self._store(event, in_memory)
         INSTANCES.labels(f"0x{status:04X}").inc()
         return status
 
-    def _store(self, event: Any) -> int:
-        dataset: bytes = event.request.DataSet.getvalue()
+    def _store(self, event: Any, in_memory: ExitStack) -> int:
+        received_file: Path = event.dataset_path  # written as it arrived (``spool.receive_to_files``)
         transfer_syntax: UID = event.context.transfer_syntax
+        size = received_file.stat().st_size
+        if size > self.max_instance_bytes:
+            log.warning("refused an instance of %d bytes: above storage.max_instance_mb", size)
+            return StoreStatus.OUT_OF_RESOURCES
+
+        def fits_in_memory() -> bool:
+            if in_memory.enter_context(self.budget.holding(size)):
+                return True
+            log.warning("refused an instance of %d bytes for now: node.memory_budget_mb is in use", size)
+            return False
+
+        room = 0
+        if transfer_syntax == DeflatedExplicitVRLittleEndian:  # inflated whole to read its header
+            room = in_memory.enter_context(self.budget.holding_the_rest(self.max_instance_bytes))
+        raw: bytes | None = None  # the file as stored, when it is not the received one
         try:
-            header = _index_header(dataset, transfer_syntax)
+            header = index_header(received_file, transfer_syntax, room)
             sop_uid = validate_uid(str(event.request.AffectedSOPInstanceUID), "SOPInstanceUID")
             sop_class_uid = validate_uid(str(event.request.AffectedSOPClassUID), "SOPClassUID")
             own_uids = (
@@ -263,30 +262,23 @@ class StorageSCP:
                     sop_class_uid,
                 )
                 return StoreStatus.DATASET_MISMATCH
-            raw = part10_file(dataset, str(event.request.AffectedSOPClassUID), sop_uid, transfer_syntax)
             if is_pseudonymous(header.get("PatientID")):
-                raw, header = self._reidentified(raw)
+                if not fits_in_memory():
+                    return StoreStatus.OUT_OF_RESOURCES
+                raw, header = self._reidentified(received_file.read_bytes())
+                size = len(raw)
                 sop_uid = validate_uid(str(header.SOPInstanceUID), "SOPInstanceUID")
             study_uid = validate_uid(str(header.StudyInstanceUID), "StudyInstanceUID")
             series_uid = validate_uid(str(header.SeriesInstanceUID), "SeriesInstanceUID")
+        except NoRoom:
+            log.warning("refused a deflated instance for now: it inflates past node.memory_budget_mb")
+            return StoreStatus.OUT_OF_RESOURCES
         except InvalidUID as error:
             log.warning("refused an instance: %s", error)
             return StoreStatus.INVALID_UID
         except Exception as error:  # any way the sender's bytes fail to parse: found by tests/fuzz
             log.warning("refused an instance that cannot be indexed: %s", type(error).__name__)
             return StoreStatus.CANNOT_UNDERSTAND
-
-        path = self.store.instance_path(study_uid, series_uid, sop_uid)
-        if not self.free_space.room_for(len(raw)) and not self._purged_room_for(len(raw)):
-            log.error("refused %s: free disk space is below the reserve", sop_uid, extra=study(study_uid))
-            return StoreStatus.OUT_OF_RESOURCES
-        try:
-            self.store.write(path, raw)
-        except OSError as error:
-            reason = errno.errorcode.get(error.errno or 0, error)
-            log.error("cannot store %s: %s", sop_uid, reason, extra=study(study_uid))
-            return StoreStatus.OUT_OF_RESOURCES
-        RECEIVED_BYTES.inc(len(raw))
 
         received = ReceivedInstance(
             study_uid=study_uid,
@@ -297,20 +289,64 @@ class StorageSCP:
             modality=header.get("Modality"),
             series_number=_int_or_none(header.get("SeriesNumber")),
             series_description=(str(header.get("SeriesDescription", "")) or None),
-            path=str(path),
-            size=len(raw),
+            path=str(self.store.instance_path(study_uid, series_uid, sop_uid)),
+            size=size,
             calling_ae=event.assoc.requestor.ae_title,
             calling_address=event.assoc.requestor.address,
             dimse_priority=_int_or_none(event.request.Priority) or 0,
             called_ae=str(getattr(event.assoc.requestor.primitive, "called_ae_title", "") or ""),
             receiver=process_incarnation(),
         )
+        job_id = result_job(self.index, sop_uid)
+        if job_id is not None:
+            audit_refused_result(self.index, received, job_id)
+            return StoreStatus.DUPLICATE_SOP_INSTANCE
+        first = first_copy(self.index, sop_uid)
+        why = conflict(first, study_uid, str(header.get("PatientID", ""))) if first is not None else None
+        policy = self.settings.storage.conflicting_resend
+        if first is not None and why is not None:
+            if policy == ResendPolicy.REJECT:
+                audit_resend(self.index, first, received, why, policy)
+                return StoreStatus.DUPLICATE_SOP_INSTANCE
+            if policy == ResendPolicy.KEEP_FIRST:
+                count = copies_kept(self.index, sop_uid) + 1
+                received = replace(received, path=str(kept_apart_path(self.store.root, received, count)))
+
+        status = self._write(Path(received.path), raw or received_file, size, study_uid)
+        if status != StoreStatus.SUCCESS:
+            return status
         try:
+            if first is not None and why is not None and policy == ResendPolicy.KEEP_FIRST:
+                record_kept_apart(self.index, received)
+                audit_resend(self.index, first, received, why, policy)
+                return StoreStatus.SUCCESS  # stored apart: the first copy's study is not touched
             record_instance(self.index, received)
+            if first is not None and why is not None:
+                audit_resend(self.index, first, received, why, policy)
         except SQLAlchemyError:
             log.exception("cannot index %s", sop_uid, extra=study(study_uid))
             return StoreStatus.PROCESSING_FAILURE
+        if first is not None and first.path != received.path:
+            Path(first.path).unlink(missing_ok=True)  # replaced, or moved to another series: no orphan
         self.arrivals.instance_received(study_uid, _association_key(event.assoc), series_uid, sop_uid)
+        return StoreStatus.SUCCESS
+
+    def _write(self, path: Path, data: bytes | Path, size: int, study_uid: str) -> StoreStatus:
+        """Store the file durably (bytes, or the file received), or answer Out of Resources (below the
+        free-space reserve, or the write failed) with nothing stored."""
+        if not self.free_space.room_for(size) and not self._purged_room_for(size):
+            log.error("refused %s: free disk space is below the reserve", path.stem, extra=study(study_uid))
+            return StoreStatus.OUT_OF_RESOURCES
+        try:
+            if isinstance(data, bytes):
+                self.store.write(path, data)
+            else:
+                self.store.place(path, data)
+        except OSError as error:
+            reason = errno.errorcode.get(error.errno or 0, error)
+            log.error("cannot store %s: %s", path.stem, reason, extra=study(study_uid))
+            return StoreStatus.OUT_OF_RESOURCES
+        RECEIVED_BYTES.inc(size)
         return StoreStatus.SUCCESS
 
     def _reidentified(self, raw: bytes) -> tuple[bytes, Dataset]:

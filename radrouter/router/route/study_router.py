@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session
 
 from radrouter.config.rules import Completion, rule_retention
 from radrouter.config.settings import Settings, config_file_from_environment
-from radrouter.router.dispatch.contract import DELIVERY_QUEUE, TaskName, queue_for
-from radrouter.router.dispatch.send import QueuedTask, send_tasks
+from radrouter.router.dispatch.contract import DELIVERY_QUEUE, TaskName
+from radrouter.router.dispatch.send import QueuedTask, inference_task, send_tasks
 from radrouter.router.route.header import read_stored_headers, stored_series
 from radrouter.router.route.rulebook import RuleBook
 from radrouter.router.route.rules import RouteDecision, decide
@@ -206,9 +206,7 @@ class StudyRouter:
             session.flush()
             schedule_job(session, job)  # the job as a UPS workitem, which outside performers may claim
             priority = run.priority.celery_priority
-            queued.append(
-                QueuedTask(TaskName.INFER, job.id, queue_for(self.settings, run.pipeline), priority)
-            )
+            queued.append(inference_task(self.settings, job.id, run.pipeline, priority))
             self.index.record_event(
                 session, study.uid, Hop.QUEUED, job=job.id, pipeline=run.pipeline, priority=run.priority.value
             )

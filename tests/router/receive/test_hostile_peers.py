@@ -130,9 +130,9 @@ def test_a_peer_breaking_the_protocol_leaves_no_connection_counted(
         wait_until(lambda: len(ended) == connections + 1, 10, "every association ended, once")
 
 
-def _answer_to(port: int, calling: bytes) -> bytes:
-    """The first PDU the SCP answers an A-ASSOCIATE-RQ from ``calling`` with."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+def _answer_to(port: int, calling: bytes, source: str = "127.0.0.1") -> bytes:
+    """The first PDU the SCP answers an A-ASSOCIATE-RQ from ``calling`` (at ``source``) with."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0)) as sock:
         sock.sendall(associate_rq(calling=calling))
         answer = sock.recv(10)
         if answer[:1] == b"\x02":
@@ -150,5 +150,18 @@ def test_the_allow_list_compares_calling_ae_titles_as_sent(tmp_path: Path) -> No
             answer = _answer_to(port, impostor)
             # A-ASSOCIATE-RJ: rejected permanent, by the service user, calling AE title not recognised
             assert answer[:1] == b"\x03" and answer[7:10] == b"\x01\x01\x03", (impostor, answer)
+        counts = scp.scp.counts
+        wait_until(lambda: counts.slots[counts.slot] == 0, 10, "no connection counted")
+
+
+def test_an_allow_list_entry_binds_its_title_to_addresses(tmp_path: Path) -> None:
+    """``CT01`` may call from 127.0.0.1 only, ``MR01`` from anywhere (127.0.0.2 stands for another host)."""
+    allowed = [{"ae_title": "CT01", "hosts": ["127.0.0.1"]}, "MR01"]
+    with RunningSCP(tmp_path / "data", allowed_calling_aes=allowed) as scp:
+        port = scp.settings.node.port
+        assert _answer_to(port, b"CT01")[:1] == b"\x02"
+        assert _answer_to(port, b"MR01", source="127.0.0.2")[:1] == b"\x02"
+        refused = _answer_to(port, b"CT01", source="127.0.0.2")
+        assert refused[:1] == b"\x03" and refused[7:10] == b"\x01\x01\x03", refused
         counts = scp.scp.counts
         wait_until(lambda: counts.slots[counts.slot] == 0, 10, "no connection counted")

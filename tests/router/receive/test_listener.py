@@ -172,7 +172,9 @@ def test_a_receiver_that_dies_is_replaced(scp: ScpProcesses) -> None:
 def test_a_study_held_by_a_receiver_that_dies_completes(scp: ScpProcesses) -> None:
     """The modality keeps its association open; both receivers are killed; the study still completes."""
     dataset = pydicom.dcmread(CT_HEAD / "I10")
-    dataset.StudyInstanceUID = generate_uid()
+    # A new instance of a new study: I10's own SOP Instance UID under another study would be a
+    # conflicting resend (kept apart, storage.conflicting_resend).
+    dataset.StudyInstanceUID, dataset.SOPInstanceUID = generate_uid(), generate_uid()
     scu = AE(ae_title="MODALITY")
     scu.add_requested_context(dataset.SOPClassUID, dataset.file_meta.TransferSyntaxUID)
     held = scu.associate("127.0.0.1", scp.port, ae_title="RADROUTER")
