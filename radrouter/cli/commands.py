@@ -5,7 +5,6 @@ from __future__ import annotations
 import typer
 
 from radrouter.cli.config import config_app
-from radrouter.cli.conformance import conformance_command
 from radrouter.cli.db import db_app
 from radrouter.cli.deliveries import deliveries_app
 from radrouter.cli.evaluate import evaluate_command
@@ -30,7 +29,16 @@ app.add_typer(deliveries_app, name="deliveries")
 app.add_typer(storage_app, name="storage")
 app.command("purge")(purge)
 app.command("erase")(erase)
-app.command("conformance")(conformance_command)
+
+
+@app.command("conformance")
+def conformance() -> None:
+    """Print the DICOM Conformance Statement (PS3.2 layout) as Markdown (docs/conformance.md)."""
+    # Imported here: it reads the SCP's tables, and importing the SCP imports prometheus_client, which
+    # must come after `radrouter scp` has named the folder its receivers count in.
+    from radrouter.cli.conformance import conformance_markdown
+
+    typer.echo(conformance_markdown(), nl=False)
 
 
 def main() -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 
-import typer
 from pydicom.uid import UID
 from pynetdicom import ALL_TRANSFER_SYNTAXES, PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
 
@@ -214,8 +213,3 @@ def conformance_markdown() -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-def conformance_command() -> None:
-    """Print the DICOM Conformance Statement (PS3.2 layout) as Markdown (docs/conformance.md)."""
-    typer.echo(conformance_markdown(), nl=False)

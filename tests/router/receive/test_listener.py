@@ -191,3 +191,11 @@ def test_a_study_held_by_a_receiver_that_dies_completes(scp: ScpProcesses) -> No
     finally:
         held.abort()
     wait_until(lambda: len(set(scp.receivers()) - set(receivers)) == 2, 30, "two new receivers")
+
+
+def test_the_command_line_does_not_import_prometheus_client_before_the_scp_names_its_metrics_folder() -> None:
+    """prometheus_client reads PROMETHEUS_MULTIPROC_DIR when first imported: imported by the `radrouter`
+    command itself, every receiver would count in its own memory and the SCP's /metrics would be empty."""
+    probe = "import sys, radrouter.cli.commands; print('prometheus_client' in sys.modules)"
+    found = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert found.stdout.strip() == "False"
