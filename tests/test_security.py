@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pydicom
 import pytest
 from fastapi.testclient import TestClient
@@ -55,7 +54,7 @@ def test_no_patient_data_in_any_log_line_or_in_the_index(phi_study: dict[str, An
 
 def test_the_audit_trail_tells_the_story_of_a_study(phi_study: dict[str, Any], node: Node) -> None:
     study_uid = phi_study["study_uid"]
-    trail = httpx.get(f"{node.api}/studies/{study_uid}/audit").json()
+    trail = node.http.get(f"{node.api}/studies/{study_uid}/audit").json()
     first = {event["hop"]: event["detail"] for event in reversed(trail)}
     assert first["received"]["calling_ae"] == "MODALITY"
     assert first["received"]["calling_address"] == "127.0.0.1"
@@ -65,11 +64,11 @@ def test_the_audit_trail_tells_the_story_of_a_study(phi_study: dict[str, Any], n
     delivered = [event["detail"] for event in trail if event["hop"] == "delivered"]
     assert [d["destination"] for d in delivered] == ["pacs", "pacs"]
 
-    exported = httpx.get(f"{node.api}/audit", params={"study_uid": study_uid, "format": "csv"})
+    exported = node.http.get(f"{node.api}/audit", params={"study_uid": study_uid, "format": "csv"})
     assert exported.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(exported.text)))
     assert [row["hop"] for row in rows] == [event["hop"] for event in trail]
-    everything = httpx.get(f"{node.api}/audit", params={"since": trail[0]["at"]}).json()
+    everything = node.http.get(f"{node.api}/audit", params={"since": trail[0]["at"]}).json()
     assert {event["id"] for event in trail} <= {event["id"] for event in everything}
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 from celery import Celery
@@ -25,6 +25,7 @@ from radrouter.router.deliver.view import DeliveryView
 from radrouter.router.dispatch.retry import NotRetryable, retry_job
 from radrouter.storage.index import Delivery, DeliveryState, Hop, Index, Job, JobState, Study
 from radrouter.storage.node_status import read_node_status
+from radrouter.web.access import Principal, Role, csrf_token, require
 from radrouter.web.prometheus import node_storage, queue_depths, served_queues
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).with_name("templates"))
@@ -62,7 +63,7 @@ def _workers(celery: Celery) -> dict[str, list[str]] | None:
 
 
 def dashboard_router(settings: Settings, index: Index, celery: Celery) -> APIRouter:
-    router = APIRouter(tags=["dashboard"])
+    router = APIRouter(tags=["dashboard"], dependencies=[require(Role.ADMIN)])
 
     @router.get("/dashboard", response_class=HTMLResponse)
     def dashboard(request: Request) -> HTMLResponse:
@@ -101,6 +102,7 @@ def dashboard_router(settings: Settings, index: Index, celery: Celery) -> APIRou
             "failed_jobs": job_rows,
             "dead_deliveries": delivery_rows,
             "config": config_in_use(settings),
+            "csrftoken": csrf_token(request),
         }
         return TEMPLATES.TemplateResponse(request, "dashboard.html", context)
 
@@ -118,11 +120,13 @@ def dashboard_router(settings: Settings, index: Index, celery: Celery) -> APIRou
         return RedirectResponse("/dashboard", status_code=303)
 
     @router.post("/dashboard/jobs/{job_id}/retry")
-    def retry_failed_job(job_id: int) -> RedirectResponse:
-        return _retry(lambda: retry_job(settings, index, celery, job_id))
+    def retry_failed_job(job_id: int, by: Annotated[Principal, require(Role.ADMIN)]) -> RedirectResponse:
+        return _retry(lambda: retry_job(settings, index, celery, job_id, by.actor))
 
     @router.post("/dashboard/deliveries/{delivery_id}/retry")
-    def retry_dead_delivery(delivery_id: int) -> RedirectResponse:
-        return _retry(lambda: retry_delivery(index, celery, delivery_id))
+    def retry_dead_delivery(
+        delivery_id: int, by: Annotated[Principal, require(Role.ADMIN)]
+    ) -> RedirectResponse:
+        return _retry(lambda: retry_delivery(index, celery, delivery_id, by.actor))
 
     return router

@@ -25,6 +25,7 @@ from sqlalchemy import select
 
 from radrouter.storage.index import Index, Instance, Series, Study
 from radrouter.storage.store import InstanceStore, InvalidUID
+from radrouter.web.access import Role, require
 
 DICOM = "application/dicom"
 EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
@@ -95,15 +96,17 @@ def dicomweb_router(index: Index, store: InstanceStore) -> APIRouter:
             )
         return _multipart([Path(path) for path, _ in rows], [syntax for _, syntax in rows])
 
-    @router.get("/studies/{study_uid}")
+    viewer = [require(Role.VIEWER)]
+
+    @router.get("/studies/{study_uid}", dependencies=viewer)
     def retrieve_study(request: Request, study_uid: str) -> StreamingResponse:
         return retrieve(request, Series.study_uid == study_uid)
 
-    @router.get("/studies/{study_uid}/series/{series_uid}")
+    @router.get("/studies/{study_uid}/series/{series_uid}", dependencies=viewer)
     def retrieve_series(request: Request, study_uid: str, series_uid: str) -> StreamingResponse:
         return retrieve(request, Series.study_uid == study_uid, Series.uid == series_uid)
 
-    @router.get("/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}")
+    @router.get("/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}", dependencies=viewer)
     def retrieve_instance(
         request: Request, study_uid: str, series_uid: str, sop_uid: str
     ) -> StreamingResponse:
@@ -111,7 +114,7 @@ def dicomweb_router(index: Index, store: InstanceStore) -> APIRouter:
             request, Series.study_uid == study_uid, Series.uid == series_uid, Instance.sop_uid == sop_uid
         )
 
-    @router.post("/studies")
+    @router.post("/studies", dependencies=[require(Role.ADMIN)])  # results of a remote worker
     async def store_results(request: Request) -> Response:
         parts = _dicom_parts(request.headers.get("content-type", ""), await request.body())
         stored: list[dict[str, Any]] = []

@@ -11,6 +11,7 @@ import pytest
 from playwright.sync_api import Page, expect
 from pydicom.uid import generate_uid
 
+from radrouter.config.access import Role
 from radrouter.config.settings import Settings
 from radrouter.storage.index import (
     Delivery,
@@ -24,13 +25,16 @@ from radrouter.storage.index import (
     StudyState,
 )
 from radrouter.web.dashboard import config_in_use
+from tests.access import browser_sign_in
 from tests.services import DATA, Node, Orthanc, wait_until
 
 LIVER_SEG = DATA / "ct-abdomen-3slice-with-seg" / "seg" / "liver.dcm"
 
 
 @pytest.fixture
-def page(browser_page: Page) -> Page:
+def page(browser_page: Page, node: Node) -> Page:
+    """The browser, signed in as an admin (the dashboard's role)."""
+    browser_sign_in(browser_page, node.url, node.user(Role.ADMIN))
     return browser_page
 
 
@@ -120,7 +124,7 @@ def test_retry_buttons_requeue_a_dead_delivery_and_a_failed_job(
 
 
 def test_retrying_what_did_not_fail_is_refused(node: Node) -> None:
-    response = httpx.post(f"http://127.0.0.1:{node.web_port}/dashboard/deliveries/999999/retry")
+    response = node.http.post(f"{node.url}/dashboard/deliveries/999999/retry")
     assert response.status_code == 409
 
 

@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.pool import NullPool
 
+from radrouter.storage import accounts  # noqa: F401  (its tables are part of the schema)
 from radrouter.storage.index import Base
 
 # Any fixed number: two `radrouter db upgrade` started together on PostgreSQL run one after the other.
