@@ -16,6 +16,7 @@ from pydicom.uid import generate_uid
 
 from radrouter.config.settings import Settings
 from radrouter.web.app import create_app
+from tests.access import LOCAL
 from tests.services import MPRAGE, Node, Orthanc, storescu, wait_until
 
 #: A one-part name makes highdicom warn, quoting it, when it copies the name into the SEG and SR.
@@ -86,13 +87,13 @@ def test_the_web_app_listens_on_loopback_only(node: Node) -> None:
 @pytest.fixture
 def guarded(tmp_path: Path) -> Iterator[TestClient]:
     settings = Settings(storage={"root": tmp_path}, web={"api_token": "correct horse battery"})
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url=LOCAL) as client:
         yield client
 
 
 def _data_routes(client: TestClient) -> list[tuple[str, str]]:
     """Every API route but the health check (from the OpenAPI schema), with path parameters filled in."""
-    paths = client.get("/openapi.json").json()["paths"]
+    paths = client.get("/openapi.json", headers=GOOD).json()["paths"]
     return [
         (method.upper(), path.replace("{study_uid}", "1.2.3"))
         for path, operations in paths.items()
@@ -101,15 +102,24 @@ def _data_routes(client: TestClient) -> list[tuple[str, str]]:
     ]
 
 
-def test_every_data_route_needs_the_token_when_one_is_set(guarded: TestClient) -> None:
+GOOD = {"Authorization": "Bearer correct horse battery"}
+
+
+def test_web_api_token_is_an_admin_service_token(guarded: TestClient) -> None:
+    """The compatibility token (remote workers, scripts): every data route refuses without it."""
     routes = _data_routes(guarded)
     assert ("GET", "/api/studies") in routes and ("POST", "/api/deliveries/retry") in routes
     for method, path in routes:
         assert guarded.request(method, path).status_code == 401, (method, path)
         wrong = guarded.request(method, path, headers={"Authorization": "Bearer wrong"})
         assert wrong.status_code == 401, (method, path)
-    good = {"Authorization": "Bearer correct horse battery"}
+    good = GOOD
     assert guarded.get("/api/studies", headers=good).status_code == 200
     assert guarded.get("/api/studies/1.2.3/audit", headers=good).status_code == 404
     assert guarded.post("/api/deliveries/retry", headers=good).json() == {"retried": []}
     assert guarded.get("/api/health").status_code == 200
+    assert guarded.get("/api/me", headers=good).json() == {
+        "name": "token:api_token",
+        "role": "admin",
+        "service": True,
+    }

@@ -12,6 +12,8 @@ from typing import Any
 
 from asgi_csrf import asgi_csrf
 from fastapi import Request
+from starlette.responses import JSONResponse
+from starlette.types import Scope, Send
 
 FORM_FIELD = "csrftoken"
 HEADER = "x-csrftoken"
@@ -26,6 +28,19 @@ def csrf_token(request: Request) -> str:
     return token_of()
 
 
+async def _refuse(scope: Scope, send: Send, _why: object) -> None:
+    """One clear 403 for every way the token can be missing or wrong."""
+    answer = JSONResponse(
+        {"detail": f"CSRF token missing or wrong: send the {HEADER} header or the {FORM_FIELD} form field"},
+        status_code=403,
+    )
+
+    async def nothing() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    await answer(scope, nothing, send)
+
+
 def with_csrf(app: Any, secret: str, secure: bool) -> Any:
     """The ASGI app wrapped in the CSRF check."""
     return asgi_csrf(
@@ -35,4 +50,5 @@ def with_csrf(app: Any, secret: str, secure: bool) -> Any:
         always_protect=SIGN_IN_PATHS,
         cookie_secure=secure,
         cookie_samesite="Strict",
+        send_csrf_failed=_refuse,
     )
