@@ -6,10 +6,13 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 from fastapi import APIRouter, FastAPI
 from fastapi.testclient import TestClient
 from playwright.sync_api import Page
@@ -104,3 +107,27 @@ def browser_sign_in(page: Page, base_url: str, name: str, password: str = PASSWO
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(lambda url: "/signin" not in url)
+
+
+@contextmanager
+def web_process(folder: Path, web: dict[str, Any], scheme: str = "http") -> Iterator[str]:
+    """`radrouter web` as a real process with ``web`` settings (and a free port) over its own index."""
+    from tests.services import free_port, port_open, wait_until  # tests.services imports this module
+
+    port = free_port()
+    config = folder / "radrouter.yaml"
+    config.write_text(
+        yaml.safe_dump({"storage": {"root": str(folder / "data")}, "web": {**web, "port": port}})
+    )
+    log = folder / "web.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "radrouter.cli", "web", "--config", str(config)],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_until(lambda: port_open(port), 60, "radrouter web")
+        yield f"{scheme}://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
