@@ -118,9 +118,16 @@ def test_retry_buttons_requeue_a_dead_delivery_and_a_failed_job(
 
     assert wait_until(worker_took_it_again, 60, "a worker to run the retried job")
     events = node.study(study_uid)["events"]
+    admin = node.user(Role.ADMIN)
     assert any(
-        e["hop"] == "queued" and e["detail"].get("retry") and e["detail"].get("job") == job_id for e in events
+        e["hop"] == "queued"
+        and e["detail"].get("retry")
+        and e["detail"].get("job") == job_id
+        and e["detail"].get("user") == admin  # the audit names who asked
+        for e in events
     )
+    [retried] = [e for e in events if e["hop"] == "delivery_retry" and e["detail"]["delivery"] == delivery_id]
+    assert retried["detail"]["user"] == admin
 
 
 def test_retrying_what_did_not_fail_is_refused(node: Node) -> None:

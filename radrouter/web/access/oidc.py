@@ -3,9 +3,9 @@ the provider's group claim maps to a role by ``web.oidc.role_groups``."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
-from authlib.integrations.starlette_client import OAuth, OAuthError
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import RedirectResponse, Response
 
@@ -14,6 +14,15 @@ from radrouter.config.settings import Settings
 from radrouter.storage.accounts import AccessKind, AccountError, oidc_sign_in, record_access
 from radrouter.web.access.sessions import start_session
 from radrouter.web.access.signin import PUBLIC, client_address, safe_next
+
+with warnings.catch_warnings():
+    # authlib's Starlette client imports its httpx integration, which warns on import that it will move
+    # to httpx2: a raw line on stderr that would break a JSON log stream; the client works the same.
+    # authlib.deprecate sets its warnings to "always" when imported, so this filter goes in front after.
+    import authlib.deprecate  # noqa: F401
+
+    warnings.filterwarnings("ignore", "The httpx module is deprecated", DeprecationWarning)
+    from authlib.integrations.starlette_client import OAuth, OAuthError
 
 #: Claims that name the person, best first.
 NAME_CLAIMS = ("preferred_username", "email", "sub")

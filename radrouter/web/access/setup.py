@@ -13,7 +13,6 @@ from radrouter.config.access import Role
 from radrouter.config.settings import Settings
 from radrouter.web.access.csrf import with_csrf
 from radrouter.web.access.hardening import OriginCheck, SecurityHeaders
-from radrouter.web.access.oidc import oidc_router
 from radrouter.web.access.principal import SignInRequired, require, sign_in_required
 from radrouter.web.access.sessions import COOKIE, session_secret
 from radrouter.web.access.signin import signin_router
@@ -27,7 +26,9 @@ def protect(app: FastAPI, settings: Settings) -> None:
     secret, https = session_secret(settings), web.tls.enabled
     app.add_exception_handler(SignInRequired, sign_in_required)
     app.include_router(signin_router(settings))
-    if web.oidc.enabled:
+    if web.oidc.enabled:  # authlib is loaded only by a node that signs in with OpenID Connect
+        from radrouter.web.access.oidc import oidc_router
+
         app.include_router(oidc_router(settings))
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=[ADMIN])
