@@ -4,16 +4,20 @@
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
-APT_PACKAGES := redis-server orthanc dcmtk dicom3tools postgresql iproute2 chromium openssl
-APT_TOOLS := /usr/bin/redis-server /usr/sbin/Orthanc /usr/bin/storescu /usr/bin/echoscu /usr/bin/dciodvfy /usr/lib/postgresql/15/bin/postgres /usr/sbin/ip /usr/bin/chromium /usr/bin/openssl
+APT_PACKAGES := redis-server orthanc orthanc-dicomweb dcmtk dicom3tools postgresql iproute2 chromium openssl
+APT_TOOLS := /usr/bin/redis-server /usr/sbin/Orthanc /usr/share/orthanc/plugins/libOrthancDicomWeb.so /usr/bin/storescu /usr/bin/echoscu /usr/bin/dciodvfy /usr/lib/postgresql/15/bin/postgres /usr/sbin/ip /usr/bin/chromium /usr/bin/openssl
 
-.PHONY: run test lint system-packages bench-ingest bench-e2e bench-soak bench-results-fuzz bench-retention
+.PHONY: run test lint ohif system-packages bench-ingest bench-e2e bench-soak bench-results-fuzz bench-retention bench-worklist
 
 run: system-packages $(VENV)/.installed
 	$(VENV)/bin/radrouter up
 
-test: system-packages $(VENV)/.installed lint
+test: system-packages $(VENV)/.installed lint ohif
 	$(VENV)/bin/pytest
+
+# The OHIF viewer's built app (npm @ohif/app dist/) for the viewer test, fetched once into .cache/ohif.
+ohif: $(VENV)/.installed
+	$(VENV)/bin/python -m tests.ohif
 
 # Throughput, completion latency and memory against Orthanc and dcmtk storescp (see README, Benchmarks).
 bench-ingest: system-packages $(VENV)/.installed
@@ -35,18 +39,22 @@ bench-results-fuzz: system-packages $(VENV)/.installed
 bench-retention: $(VENV)/.installed
 	$(VENV)/bin/python -m bench.retention
 
+# The reading list with 5,000 open studies: one page and the change counter against the whole list.
+bench-worklist: $(VENV)/.installed
+	$(VENV)/bin/python -m bench.worklist_page
+
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check radrouter tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
 # redis-server is the embedded broker; Orthanc, dcmtk and dicom3tools are the tests' real PACS,
-# modality and validator; PostgreSQL is the shared index the tests migrate and run a node on, and
+# modality and validator (orthanc-dicomweb gives the PACS the DICOMweb the OHIF viewer reads); PostgreSQL is the shared index the tests migrate and run a node on, and
 # iproute2's `ip netns` gives the remote-worker test its own network; chromium runs the worklist and
 # dashboard tests headless (Playwright drives it; no browser download); openssl makes the TLS tests'
 # CA. Installed only when one of them is missing.
 system-packages:
-	@missing=0; for tool in $(APT_TOOLS); do [ -x $$tool ] || missing=1; done; \
+	@missing=0; for tool in $(APT_TOOLS); do [ -e $$tool ] || missing=1; done; \
 	if [ $$missing = 1 ]; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); \
 	fi

@@ -97,7 +97,7 @@ def session_client(app: FastAPI, index: Index, name: str, role: Role) -> TestCli
 
 def csrf_headers(client: httpx.Client | TestClient, page: str = "/worklist") -> dict[str, Any]:
     """The header a page's fetch sends with each POST."""
-    return {"x-csrftoken": csrf_of(client.get(page).text)}
+    return {"x-csrf-token": csrf_of(client.get(page).text)}
 
 
 def browser_sign_in(page: Page, base_url: str, name: str, password: str = PASSWORD) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from radrouter.config.settings import CONFIG_ENV
-from tests.services import DATA, Node, Orthanc, PostgreSQL, RisListener, port_open
+from tests.services import DATA, DICOMWEB_PLUGIN, Node, Orthanc, PostgreSQL, RisListener, port_open
 
 pytest_plugins = ["tests.browser"]
 
@@ -27,6 +27,7 @@ REQUIRED_TOOLS = (
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     missing = [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
+    missing += [] if Path(DICOMWEB_PLUGIN).is_file() else [DICOMWEB_PLUGIN]
     if missing or not DATA.is_dir():
         raise pytest.UsageError(
             f"missing {missing or DATA}: run the tests through `make test`, which installs what is needed"

@@ -69,6 +69,9 @@ def port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
+
+
 class Orthanc:
     """Debian's Orthanc with its own temporary configuration (and TCP_NODELAY=1, which its build needs)."""
 
@@ -96,7 +99,9 @@ class Orthanc:
             "RemoteAccessAllowed": False,
             "AuthenticationEnabled": False,
             "DicomCheckCalledAet": False,
-            "Plugins": [],
+            # DICOMweb (Debian's orthanc-dicomweb) for the viewer test: OHIF reads the PACS through it.
+            "Plugins": [DICOMWEB_PLUGIN],
+            "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
         }
         config_path = self.workdir / "orthanc.json"
         config_path.write_text(json.dumps(config))
@@ -197,8 +202,10 @@ class Node:
         self.redis_port = free_port()
         self.config_path = workdir / "radrouter.yaml"
         # Overrides, each for a reason: free ports, so several nodes and a developer's own run coexist;
-        # the test PACS as destination; a 64 MB free-space reserve instead of 1024 MB, as a CI disk may
-        # have less than a GB free (tests/faults/test_disk_full.py fills a real tmpfs to test the reserve).
+        # the test PACS as destination (and as `viewer`: the PACS of a reading station whose viewer shows
+        # no SEG, which also gets key images; only the viewer test's rule sends there); a 64 MB free-space
+        # reserve instead of 1024 MB, as a CI disk may have less than a GB free
+        # (tests/faults/test_disk_full.py fills a real tmpfs to test the reserve).
         self.config_path.write_text(
             f"""
 node: {{ae_title: RADROUTER, port: {self.port}, metrics_port: {free_port()}}}
@@ -207,8 +214,10 @@ storage: {{root: {workdir / "data"}, free_space_reserve_mb: 64}}
 broker: {{embedded_port: {self.redis_port}}}
 destinations:
   pacs: {{host: 127.0.0.1, port: {pacs.dicom_port}, ae_title: {pacs.ae_title}}}
+  viewer: {{host: 127.0.0.1, port: {pacs.dicom_port}, ae_title: {pacs.ae_title},
+           results: [seg, sr, key_images]}}
 """
-            + (user_pipelines_yaml(workdir / "models") if pipelines is None else pipelines)
+            + (user_pipelines_yaml(workdir / "models", viewer="viewer") if pipelines is None else pipelines)
         )
         if ris is not None:
             with self.config_path.open("a") as config:

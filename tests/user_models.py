@@ -65,10 +65,24 @@ SERIES_TESTER = "SERIES-TEST"
 #: The calling AE the pipeline tests send with: the test node's CT rules match only it, so other tests'
 #: CT studies on the shared node are not processed by the test models.
 PIPELINE_TESTER = "PIPELINE-TEST"
+#: The calling AE the viewer test sends with: its chest CT goes to ct-lung, results and originals to `viewer`.
+VIEWER_TESTER = "VIEWER-TEST"
 
 
-def user_pipelines_yaml(models: Path, pacs: str = "pacs") -> str:
-    """The test node's pipelines, pool and rules (the default brain rule is kept)."""
+def _viewer_rule(viewer: str | None) -> str:
+    if viewer is None:
+        return ""
+    return f"""  - name: viewer-chest
+    match: {{Modality: CT, BodyPartExamined: CHEST, calling_ae: {VIEWER_TESTER}}}
+    pipelines: [ct-lung]
+    results_to: [{viewer}]
+    forward_to: [{viewer}]
+"""
+
+
+def user_pipelines_yaml(models: Path, pacs: str = "pacs", viewer: str | None = None) -> str:
+    """The test node's pipelines, pool and rules (the default brain rule is kept); with ``viewer``, the
+    viewer test's rule to that destination."""
     models.mkdir(parents=True, exist_ok=True)
     threshold = build_threshold_torchscript(models / "threshold.ts")
     broken = build_broken_torchscript(models / "broken.ts")
@@ -118,7 +132,7 @@ rules:
     match: {{Modality: CT, BodyPartExamined: BRAIN, calling_ae: {PIPELINE_TESTER}}}
     pipelines: [strict-slices, broken-model, threshold-ts]
     results_to: [{pacs}]
-  - name: series-forward
+{_viewer_rule(viewer)}  - name: series-forward
     match: {{calling_ae: {SERIES_TESTER}}}
     completion: series
     forward_to: [{pacs}]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 from pydantic import BaseModel
@@ -27,6 +28,8 @@ def _default(field: FieldInfo) -> str:
         return "`{}` (every series)"
     if field.default_factory is not None:
         produced = field.default_factory()  # type: ignore[call-arg]
+        if isinstance(produced, list) and produced and all(isinstance(v, enum.Enum) for v in produced):
+            return "`[" + ", ".join(str(v.value) for v in produced) + "]`"
         return f"`{produced!r}`" if not produced else "the defaults shown below"
     value: Any = field.get_default()
     if isinstance(value, CodeSetting):

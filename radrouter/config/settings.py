@@ -25,6 +25,7 @@ from radrouter.config.access import OIDCSettings, SessionSettings, SignInSetting
 from radrouter.config.deidentification import Deidentification
 from radrouter.config.monitoring import MonitoringSettings
 from radrouter.config.pipelines import NetworkPipelineSetting, WorkerPool
+from radrouter.config.results import KeyImageSettings, ResultPart, default_result_parts
 from radrouter.config.rules import Priority, Rule, default_rules
 from radrouter.config.worklist import WorklistSettings
 
@@ -117,6 +118,27 @@ class WebSettings(BaseModel):
         if self.allowed_hosts:
             return self.allowed_hosts
         return sorted({"127.0.0.1", "localhost", "::1", "[::1]", self.host} - {"0.0.0.0", "::"})
+
+
+class ViewerSettings(BaseModel):
+    """The image viewer the reading list opens a study in (OHIF, a PACS web viewer)."""
+
+    url_template: str = Field(
+        "",
+        description="URL of a study in the viewer, with `{study_uid}` for its Study Instance UID, e.g. "
+        "`https://ohif.example/viewer?StudyInstanceUIDs={study_uid}`; empty: rows link nowhere.",
+    )
+
+    @model_validator(mode="after")
+    def _names_the_study(self) -> ViewerSettings:
+        if self.url_template:
+            try:
+                formatted = self.url_template.format(study_uid="1.2.3")
+            except (KeyError, IndexError, ValueError) as error:
+                raise ValueError(f"viewer.url_template may name only {{study_uid}}: {error}") from error
+            if "1.2.3" not in formatted:
+                raise ValueError("viewer.url_template must contain {study_uid}")
+        return self
 
 
 class StorageSettings(BaseModel):
@@ -377,11 +399,24 @@ class Destination(BaseModel):
     deidentify: Deidentification | None = Field(
         None, description="De-identification on the way to this destination; required when it is external."
     )
+    results: list[ResultPart] = Field(
+        default_factory=default_result_parts,
+        min_length=1,
+        description="What it receives of a job's results: `seg`, `sr`, `key_images` (outlined slices "
+        "with a legend, for a viewer that shows no DICOM-SEG).",
+    )
 
     @model_validator(mode="after")
     def _external_needs_deidentification(self) -> Destination:
         if self.external and self.deidentify is None:
             raise ValueError("an external destination needs a `deidentify` block (with its `key`)")
+        return self
+
+    @model_validator(mode="after")
+    def _sr_with_its_seg(self) -> Destination:
+        """The SR references the SEG it measures: without the SEG, a viewer following it finds nothing."""
+        if ResultPart.SR in self.results and ResultPart.SEG not in self.results:
+            raise ValueError("results: `sr` needs `seg` too (the SR references the SEG's segments)")
         return self
 
 
@@ -398,11 +433,13 @@ class Settings(BaseSettings):
 
     node: NodeSettings = NodeSettings()
     web: WebSettings = WebSettings()
+    viewer: ViewerSettings = ViewerSettings()
     storage: StorageSettings = StorageSettings()
     broker: BrokerSettings = BrokerSettings()
     completion: CompletionSettings = CompletionSettings()
     delivery: DeliverySettings = DeliverySettings()
     inference: InferenceSettings = InferenceSettings()
+    key_images: KeyImageSettings = KeyImageSettings()
     worklist: WorklistSettings = WorklistSettings()
     routing: RoutingSettings = RoutingSettings()
     monitoring: MonitoringSettings = MonitoringSettings()

@@ -14,7 +14,8 @@ import torch
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from radrouter.config.settings import Settings
+from radrouter.config.results import ResultPart
+from radrouter.config.settings import Settings, config_file_from_environment
 from radrouter.inference.failures import REASON_LENGTH, JobFailed, in_words, series_name, stage
 from radrouter.inference.node_link import encode_file, node_link
 from radrouter.inference.pipeline import Pipeline, PipelineInputError, Prediction
@@ -22,9 +23,11 @@ from radrouter.inference.prepare import check_input
 from radrouter.inference.registry import WarmPipelines
 from radrouter.inference.results.build import build_results
 from radrouter.inference.results.content import ResultIdentity
+from radrouter.inference.results.key_images import KeyImageRequest
 from radrouter.inference.results.sanitise import Repair
 from radrouter.inference.volume import NoFrameOfReference, load_volume, read_series
 from radrouter.logs import study
+from radrouter.router.route.rulebook import RuleBook
 from radrouter.storage.index import (
     Delivery,
     Hop,
@@ -41,6 +44,14 @@ from radrouter.storage.index import (
 from radrouter.storage.store import InstanceStore
 
 log = logging.getLogger(__name__)
+
+#: Which part of a destination's ``results`` each kind of result belongs to.
+RESULT_PART = {
+    ResultKind.SEG: ResultPart.SEG,
+    ResultKind.SR: ResultPart.SR,
+    ResultKind.KEY_IMAGE: ResultPart.KEY_IMAGES,
+    ResultKind.KEY_OBJECTS: ResultPart.KEY_IMAGES,
+}
 
 
 @dataclass(frozen=True)
@@ -62,6 +73,8 @@ class JobRunner:
         self.store = store
         self.pipelines = pipelines
         self.node = node_link(settings, store)
+        #: Destinations as the config file says now, as the delivery workers read them.
+        self.rulebook = RuleBook(settings, config_file_from_environment())
 
     def run(self, job_id: int, worker: str = "", incarnation: str | None = None) -> JobOutcome:
         """Compute job ``job_id``; ``worker`` (the Celery worker's name) and its ``incarnation`` (this
@@ -96,13 +109,15 @@ class JobRunner:
             results_to: list[str] = list(job.destinations.get("results_to", []))
             if job.pipeline in self.settings.monitoring.shadow_pipelines:
                 results_to = []  # shadow mode: stored and monitored, never sent
+            parts = {name: self._parts(name) for name in results_to}
             replaced = _earlier_reports(session, job)
             waited = (job.started_at - job.queued_at).total_seconds() if job.started_at else 0.0
 
         try:
             paths = [str(path) for path in self.node.series_files(study_uid, series_uid, recorded)]
+            key_images = any(ResultPart.KEY_IMAGES in wanted for wanted in parts.values())
             timings, results, repairs = self._compute(
-                job_id, study_uid, series_uid, pipeline_name, revision, paths, replaced
+                job_id, study_uid, series_uid, pipeline_name, revision, paths, replaced, key_images
             )
         except Exception as error:
             reason = (
@@ -129,6 +144,8 @@ class JobRunner:
                 session.add(result)
                 session.flush()
                 for destination in results_to:
+                    if RESULT_PART[result.kind] not in parts[destination]:
+                        continue
                     delivery = Delivery(result_id=result.id, destination=destination)
                     session.add(delivery)
                     delivery_rows.append(delivery)
@@ -150,6 +167,12 @@ class JobRunner:
             settle_study(session, study_uid)
             return JobOutcome(job_id, [d.id for d in delivery_rows])
 
+    def _parts(self, destination: str) -> set[ResultPart]:
+        """What ``destination`` receives of a job's results (for one no longer configured, the defaults:
+        its delivery then fails with the reason)."""
+        configured = self.rulebook.current().destinations.get(destination)
+        return set(configured.results) if configured is not None else {ResultPart.SEG, ResultPart.SR}
+
     def _compute(
         self,
         job_id: int,
@@ -159,6 +182,7 @@ class JobRunner:
         revision: int,
         paths: list[str],
         replaced: list[str],
+        key_images: bool = False,
     ) -> tuple[dict[str, Any], list[Result], list[Repair]]:
         timings: dict[str, Any] = {}
         clock = time.perf_counter()
@@ -202,6 +226,11 @@ class JobRunner:
             pipeline,
             identity,
             replaces=[pydicom.dcmread(path) for path in earlier if path.is_file()],
+            key_images=KeyImageRequest(
+                volume, self.settings.key_images.spread_slices, self.settings.key_images.max_images
+            )
+            if key_images
+            else None,
         )
         timings.update(built.timings)
         clock = time.perf_counter()
@@ -210,7 +239,9 @@ class JobRunner:
         written: list[Path] = []
         for kind, dataset, stand_in in (
             (ResultKind.SEG, built.segmentation, built.stand_in),
-            (ResultKind.SR, built.report, None),
+            (ResultKind.SR, built.report, built.stand_in_report),
+            *((ResultKind.KEY_IMAGE, image, None) for image in built.key_images),
+            *([(ResultKind.KEY_OBJECTS, built.key_objects, None)] if built.key_objects else []),
         ):
             with stage(f"the {kind.value} could not be stored", where):
                 path = self.store.result_path(study_uid, dataset.SOPInstanceUID)

@@ -91,10 +91,14 @@ class Hop(enum.StrEnum):
 
 
 class ResultKind(enum.StrEnum):
-    """What a job wrote: a DICOM-SEG, or the TID 1500 SR that reports on it."""
+    """What a job wrote: a DICOM-SEG, the TID 1500 SR that reports on it, and for SEG-blind viewers
+    key images (Secondary Capture) with the Key Object Selection that flags them; values are the
+    objects' modalities."""
 
     SEG = "SEG"
     SR = "SR"
+    KEY_IMAGE = "SC"
+    KEY_OBJECTS = "KO"
 
 
 class Verdict(enum.StrEnum):
@@ -257,6 +261,14 @@ class Result(Base):
     deliveries: Mapped[list[Delivery]] = relationship(back_populates="result", order_by="Delivery.id")
 
 
+class SentVariant(enum.StrEnum):
+    """Which of a result's two versions went: the object itself, or its stand-in (a BINARY SEG for a
+    destination that refuses Label Map SEG, and the SR that references that stand-in)."""
+
+    PRIMARY = "primary"
+    STAND_IN = "stand-in"
+
+
 class DeliveryKind(enum.StrEnum):
     RESULT = "result"
     ORIGINAL = "original"
@@ -283,6 +295,8 @@ class Delivery(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(String(1000))
     sent_sop_class_uid: Mapped[str | None] = mapped_column(String(64))
+    #: For a result with a stand-in: which version the destination received (None: forwarded originals).
+    sent_variant: Mapped[SentVariant | None] = mapped_column(coded(SentVariant))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     #: Start of the current round of attempts; past ``delivery.dead_letter_after_s`` it is dead-lettered.
     pending_since: Mapped[datetime] = mapped_column(default=utcnow)

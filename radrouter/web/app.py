@@ -6,11 +6,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import redis
 from fastapi import FastAPI, HTTPException, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 import radrouter
 from radrouter.config.settings import Settings
@@ -19,13 +18,15 @@ from radrouter.router.deliver.view import DeliveryView
 from radrouter.router.dispatch.contract import celery_app
 from radrouter.router.receive.self_check import CachedEcho
 from radrouter.storage.index import Index, Job, Result, Study, StudyState, utc_iso
-from radrouter.storage.node_status import read_node_status
 from radrouter.storage.store import InstanceStore
 from radrouter.web import audit, deliveries
 from radrouter.web.access import Role, require
 from radrouter.web.access.setup import protect
+from radrouter.web.configuration import configuration_router
 from radrouter.web.dashboard import dashboard_router
 from radrouter.web.dicomweb import dicomweb_router
+from radrouter.web.health import node_checks
+from radrouter.web.layout import mount_static
 from radrouter.web.monitoring import monitoring_parts
 from radrouter.web.pipelines import pipelines_router
 from radrouter.web.prometheus import NodeCollector
@@ -116,29 +117,15 @@ def create_app(settings: Settings, index: Index | None = None) -> FastAPI:
     app.include_router(worklist_router(settings, index))
     app.include_router(monitoring_api)
     registry.register(drift_alerts)
-    app.include_router(dashboard_router(settings, index, celery))
-    app.include_router(dicomweb_router(index, InstanceStore(settings.storage.root, settings.storage.fsync)))
-
     echo_scp = CachedEcho(settings.node)
+    app.include_router(dashboard_router(settings, index, celery, echo_scp))
+    app.include_router(configuration_router(settings))
+    mount_static(app)
+    app.include_router(dicomweb_router(index, InstanceStore(settings.storage.root, settings.storage.fsync)))
 
     @app.get("/api/health", dependencies=[require(Role.VIEWER, public_if=lambda s: s.web.public_health)])
     def health() -> dict[str, Any]:
-        checks: dict[str, str] = {}
-        try:
-            with index.session() as session:
-                session.execute(text("SELECT 1"))
-            checks["index"] = "ok"
-        except Exception as error:
-            checks["index"] = f"error: {type(error).__name__}"
-        try:
-            redis.Redis.from_url(settings.broker.resolved_url(), socket_connect_timeout=1).ping()
-            checks["broker"] = "ok"
-        except redis.RedisError as error:
-            checks["broker"] = f"error: {type(error).__name__}"
-        checks["scp"] = echo_scp()  # a real C-ECHO to our own port: a process that runs may not answer
-        supervised = read_node_status(settings.storage.root)
-        if supervised is not None:  # under `radrouter up`: is every one of its processes running?
-            checks["processes"] = supervised.summary()
+        checks = node_checks(settings, index, echo_scp)
         healthy = all(value == "ok" for value in checks.values())
         return {"status": "ok" if healthy else "degraded", "version": radrouter.__version__, "checks": checks}
 

@@ -7,18 +7,19 @@ import csv
 import io
 import json
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from sqlalchemy import select
 
 from radrouter.storage.accounts import access_events
-from radrouter.storage.index import AuditEvent, Study, utc_iso
+from radrouter.storage.index import AuditEvent, Hop, Study, utc_iso
 from radrouter.web.access import Role, require
 
 router = APIRouter(prefix="/api", tags=["audit"])
 
 COLUMNS = ("id", "study_uid", "hop", "at", "detail")
+MAX_PAGE = 10_000
 
 
 def _row(event: AuditEvent) -> dict[str, Any]:
@@ -45,13 +46,22 @@ def study_audit(request: Request, study_uid: str) -> list[dict[str, Any]]:
 @router.get("/audit", response_model=None, dependencies=[require(Role.ADMIN)])
 def export(
     request: Request,
+    response: Response,
     since: datetime | None = None,
     until: datetime | None = None,
     study_uid: str | None = None,
+    hop: Hop | None = None,
+    after: Annotated[int | None, Query(ge=0, description="Events after this id (the cursor).")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1000,
     format: Literal["json", "csv"] = "json",
 ) -> list[dict[str, Any]] | Response:
-    """Every event in a time window (UTC), oldest first; ``format=csv`` for a spreadsheet or an archive."""
-    query = select(AuditEvent).order_by(AuditEvent.id)
+    """Events in a time window (UTC), oldest first, ``limit`` at a time; ``format=csv`` for a
+    spreadsheet or an archive. A full page carries ``X-Next-After``: pass it as ``after`` for the next."""
+    query = select(AuditEvent).order_by(AuditEvent.id).limit(limit)
+    if after is not None:
+        query = query.where(AuditEvent.id > after)
+    if hop is not None:
+        query = query.where(AuditEvent.hop == hop)
     if since is not None:
         query = query.where(AuditEvent.at >= since.replace(tzinfo=None))
     if until is not None:
@@ -60,7 +70,9 @@ def export(
         query = query.where(AuditEvent.study_uid == study_uid)
     with request.app.state.index.session() as session:
         rows = [_row(event) for event in session.scalars(query).all()]
+    cursor = {"X-Next-After": str(rows[-1]["id"])} if len(rows) == limit else {}
     if format == "json":
+        response.headers.update(cursor)
         return rows
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
@@ -70,7 +82,7 @@ def export(
     return Response(
         buffer.getvalue(),
         media_type="text/csv",
-        headers={"Content-Disposition": 'attachment; filename="radrouter-audit.csv"'},
+        headers={"Content-Disposition": 'attachment; filename="radrouter-audit.csv"', **cursor},
     )
 
 

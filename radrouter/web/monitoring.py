@@ -7,7 +7,7 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from prometheus_client.core import GaugeMetricFamily, Metric
 from pydantic import BaseModel, Field
@@ -18,7 +18,8 @@ from radrouter.monitoring.series import monitored_pipelines
 from radrouter.monitoring.service import Monitor
 from radrouter.storage.index import Index, Verdict, utcnow
 from radrouter.web.access import Principal, Role, require
-from radrouter.web.monitoring_page import index_page, pipeline_page
+from radrouter.web.layout import render
+from radrouter.web.monitoring_page import index_context, pipeline_context
 
 
 class FeedbackRequest(BaseModel):
@@ -87,15 +88,15 @@ def monitoring_router(monitor: Monitor, index: Index, clock: Callable[[], dateti
         return monitor.alerts()
 
     @router.get("/monitoring", response_class=HTMLResponse, dependencies=admin)
-    def index_of_pipelines() -> str:
+    def index_of_pipelines(request: Request) -> HTMLResponse:
         with index.session() as session:
             names = monitored_pipelines(session)
-        return index_page(names, monitor.alerts())
+        return render(request, "monitoring_index.html", index_context(names, monitor.alerts()))
 
     @router.get("/monitoring/{pipeline}", response_class=HTMLResponse, dependencies=admin)
-    def page(pipeline: str) -> str:
+    def page(request: Request, pipeline: str) -> HTMLResponse:
         """Charts of the pipeline's measurements, finding rate, agreement and input mix."""
-        return pipeline_page(monitor, pipeline)
+        return render(request, "monitoring_pipeline.html", pipeline_context(monitor, pipeline))
 
     @router.get("/api/monitoring/{pipeline}/series", dependencies=admin)
     def series(pipeline: str, version: str | None = None) -> list[dict[str, Any]]:

@@ -1,21 +1,28 @@
-"""The worklist's web side: the reading list as JSON, marking a study read, and the live page."""
+"""The worklist's web side: the reading list as JSON in pages, its change counter, reads, the page.
+
+The page and ``/api/worklist`` show patient identity (read from the stored header when served).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Request
+from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
+from radrouter.config.rules import Priority
 from radrouter.config.settings import Settings
 from radrouter.monitoring.feedback import record_study_verdict
 from radrouter.storage.index import Index, Verdict, utcnow
-from radrouter.web.access import Principal, Role, csrf_token, require
+from radrouter.web.access import Principal, Role, require
+from radrouter.web.layout import render
+from radrouter.worklist.listing import ListFilter, listed_modalities
 from radrouter.worklist.reading_list import AlreadyRead, ReadingList
+
+MAX_PAGE = 500
 
 
 class ReadRequest(BaseModel):
@@ -27,12 +34,31 @@ class ReadRequest(BaseModel):
 def worklist_router(settings: Settings, index: Index, clock: Callable[[], datetime] = utcnow) -> APIRouter:
     reading_list = ReadingList(settings, index, clock)
     router = APIRouter()
-    page = (Path(__file__).parent / "pages" / "worklist.html").read_text()
 
-    @router.get("/api/worklist", dependencies=[require(Role.VIEWER)])
-    def worklist() -> list[dict[str, Any]]:
-        """Unread studies in reading order, with priority, reason and seconds waited."""
-        return reading_list.in_reading_order()
+    viewer = [require(Role.VIEWER)]
+
+    @router.get("/api/worklist", dependencies=viewer)
+    def worklist(
+        response: Response,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+        offset: Annotated[int, Query(ge=0)] = 0,
+        modality: Annotated[str | None, Query(max_length=16)] = None,
+        priority: Priority | None = None,
+    ) -> list[dict[str, Any]]:
+        """Unread studies in reading order, one page: priority, reason, seconds waited, identity.
+
+        ``X-Total-Count`` says how many match the filter; ``X-Worklist-Version`` is the change
+        counter this page was read at (poll ``/api/worklist/version`` to know when to read again).
+        """
+        page = reading_list.page(ListFilter(modality, priority), limit, offset)
+        response.headers["X-Total-Count"] = str(page.total)
+        response.headers["X-Worklist-Version"] = page.version
+        return page.entries
+
+    @router.get("/api/worklist/version", dependencies=viewer)
+    def version() -> dict[str, str]:
+        """A token that changes whenever the reading list or its order does: one aggregate query."""
+        return {"version": reading_list.version()}
 
     @router.post("/api/worklist/{study_uid}/read")
     def mark_read(
@@ -52,8 +78,9 @@ def worklist_router(settings: Settings, index: Index, clock: Callable[[], dateti
         except AlreadyRead as error:
             raise HTTPException(status_code=409, detail=str(error)) from error
 
-    @router.get("/worklist", response_class=HTMLResponse, dependencies=[require(Role.VIEWER)])
-    def worklist_page(request: Request) -> str:
-        return page.replace("{{ csrftoken }}", csrf_token(request))
+    @router.get("/worklist", response_class=HTMLResponse, dependencies=viewer)
+    def worklist_page(request: Request) -> HTMLResponse:
+        context = {"modalities": listed_modalities(index), "priorities": [p.value for p in Priority]}
+        return render(request, "worklist.html", context)
 
     return router

@@ -26,14 +26,17 @@ from radrouter.storage.index import (
     Job,
     MessageKind,
     ResultKind,
-    Study,
     Verdict,
     WorklistItem,
     utc_iso,
     utcnow,
 )
 from radrouter.worklist.items import open_item, raise_priority
-from radrouter.worklist.triage import WaitingStudy, evaluate, most_urgent, reading_order
+from radrouter.worklist.listing import EVERYTHING, ListFilter, ReadingPage, list_page, list_version, ordered
+from radrouter.worklist.triage import WaitingStudy, evaluate, most_urgent
+
+#: Reading orders kept (one per filter in use) until the change counter moves.
+ORDERS_KEPT = 16
 
 
 class AlreadyRead(Exception):
@@ -55,40 +58,33 @@ class ReadingList:
         self.settings = settings
         self.index = index
         self.clock = clock
+        self._orders: dict[tuple[str, ListFilter], list[WaitingStudy]] = {}
 
-    def in_reading_order(self) -> list[dict[str, Any]]:
-        """Unread studies, the next to read first, with class, reason and seconds waited."""
+    def in_reading_order(self, chosen: ListFilter = EVERYTHING) -> list[dict[str, Any]]:
+        """Unread studies, the next to read first, with class, reason, seconds waited and identity."""
+        return self.page(chosen).entries
+
+    def page(self, chosen: ListFilter = EVERYTHING, limit: int | None = None, offset: int = 0) -> ReadingPage:
+        """One page of the unread studies in reading order, how many the filter matches, and the version.
+
+        The order of each filter is kept for as long as the change counter stays the same (it moves
+        whenever the order could), so paging through a long list sorts it once.
+        """
         now = self.clock()
-        caps = self.settings.worklist.max_wait_s()
-        with self.index.session() as session:
-            items = {
-                item.study_uid: item
-                for item in session.scalars(select(WorklistItem).where(WorklistItem.read_at.is_(None)))
-            }
-            waiting = [WaitingStudy(uid, i.priority, i.arrived_at) for uid, i in items.items()]
-            entries = []
-            for position, placement in enumerate(reading_order(waiting, now, caps), start=1):
-                item = items[placement.study.study_uid]
-                study = session.get(Study, item.study_uid)
-                entries.append(
-                    {
-                        "position": position,
-                        "study_uid": item.study_uid,
-                        "priority": item.priority,
-                        "base_priority": item.base_priority,
-                        "reason": item.reason,
-                        "finding": item.finding,
-                        "waited_s": round(placement.waited_s, 1),
-                        "max_wait_s": caps[item.priority],
-                        "overdue": placement.overdue,
-                        "arrived_at": utc_iso(item.arrived_at),
-                        "state": study.state.value if study else None,
-                        "modalities": sorted({s.modality for s in study.series if s.modality})
-                        if study
-                        else [],
-                    }
-                )
-            return entries
+        key = (list_version(self.settings, self.index, now), chosen)
+        order = self._orders.get(key)
+        if order is None:
+            order = ordered(self.settings, self.index, now, chosen)
+            if len(self._orders) >= ORDERS_KEPT:
+                self._orders.clear()
+            self._orders[key] = order
+        page = list_page(self.settings, self.index, now, order, limit, offset)
+        page.version = key[0]
+        return page
+
+    def version(self) -> str:
+        """The change counter: equal answers mean the same list in the same order."""
+        return list_version(self.settings, self.index, self.clock())
 
     def mark_read(
         self, study_uid: str, verdict: Verdict | None = None, reader: str | None = None

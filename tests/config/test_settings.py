@@ -296,3 +296,20 @@ rules:
     )
     with pytest.raises(ValidationError, match="ambiguous"):
         load_settings(path)
+
+
+def test_a_destination_given_the_sr_without_its_seg_is_rejected() -> None:
+    """The SR references the SEG: sent alone, its references would resolve nowhere at that PACS."""
+    with pytest.raises(ValidationError, match="`sr` needs `seg`"):
+        Destination(host="pacs", port=104, ae_title="PACS", results=["sr"])
+    assert Destination(host="pacs", port=104, ae_title="PACS", results=["seg", "key_images"]).results
+
+
+def test_the_viewer_url_must_name_the_study_and_nothing_else() -> None:
+    good = "https://ohif.example/viewer?StudyInstanceUIDs={study_uid}"
+    assert Settings(viewer={"url_template": good}).viewer.url_template == good
+    assert Settings().viewer.url_template == ""
+    with pytest.raises(ValidationError, match="must contain"):
+        Settings(viewer={"url_template": "https://ohif.example/viewer"})
+    with pytest.raises(ValidationError, match="only"):
+        Settings(viewer={"url_template": "https://ohif.example/{patient_id}/{study_uid}"})

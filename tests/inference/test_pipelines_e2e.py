@@ -133,6 +133,45 @@ def test_results_pass_dciodvfy(chest: dict[str, Any]) -> None:
         assert errors == [], number
 
 
+SEGMENTATION_CLASSES = ("1.2.840.10008.5.1.4.1.1.66.4", LABEL_MAP_SEGMENTATION)
+
+
+def _referenced_segs(items: pydicom.Sequence) -> set[str]:
+    """SEG instances referenced anywhere in an SR's content tree (TID 1411's Referenced Segment)."""
+    found = set()
+    for item in items:
+        for reference in item.get("ReferencedSOPSequence", []):
+            if reference.ReferencedSOPClassUID in SEGMENTATION_CLASSES:
+                found.add(str(reference.ReferencedSOPInstanceUID))
+        found |= _referenced_segs(item.get("ContentSequence", []))
+    return found
+
+
+def test_every_seg_an_sr_in_the_pacs_references_is_in_the_pacs(chest: dict[str, Any]) -> None:
+    """Orthanc 1.10 refuses Label Map SEG: ct-lung's BINARY stand-in went, with the SR on the stand-in."""
+    held = {str(dataset.SOPInstanceUID) for dataset in chest["results"].values()}
+    for number, dataset in chest["results"].items():
+        if dataset.Modality != "SR":
+            continue
+        evidence = {
+            str(item.ReferencedSOPInstanceUID)
+            for study in dataset.CurrentRequestedProcedureEvidenceSequence
+            for series in study.ReferencedSeriesSequence
+            for item in series.ReferencedSOPSequence
+            if item.ReferencedSOPClassUID in SEGMENTATION_CLASSES
+        }
+        referenced = _referenced_segs(dataset.ContentSequence)
+        assert referenced and referenced <= evidence, number
+        assert referenced <= held, number
+    variants = {
+        (d["kind"], d["sent_variant"]) for d in chest["study"]["deliveries"] if d["kind"] in ("SEG", "SR")
+    }
+    assert ("SEG", "stand-in") in variants and ("SR", "stand-in") in variants  # ct-lung's
+    assert ("SEG", "primary") in variants and ("SR", "primary") in variants  # the one-label SEGs
+    # `pacs` has the default results, [seg, sr]: no key images were sent there.
+    assert {d["kind"] for d in chest["study"]["deliveries"]} == {"SEG", "SR"}
+
+
 def test_ct_lung_gives_two_lungs_with_plausible_hu(chest: dict[str, Any]) -> None:
     seg = _seg(chest, "ct-lung")
     labels = {

@@ -24,8 +24,9 @@ from radrouter.storage.index import (
     Study,
     StudyState,
 )
-from radrouter.web.dashboard import config_in_use
+from radrouter.web.configuration import config_in_use
 from tests.access import browser_sign_in
+from tests.browser import screenshot
 from tests.services import DATA, Node, Orthanc, wait_until
 
 LIVER_SEG = DATA / "ct-abdomen-3slice-with-seg" / "seg" / "liver.dcm"
@@ -76,11 +77,30 @@ def _failed_study(index: Index) -> tuple[str, int, int]:
 
 def test_dashboard_shows_the_node_at_work(node: Node, page: Page) -> None:
     page.goto(f"http://127.0.0.1:{node.web_port}/dashboard")
+    for check in ("index", "broker", "scp"):
+        expect(page.locator(f'#checks tr[data-check="{check}"] td')).to_have_text("ok")
+    processes = page.locator("#processes tr[data-process]")
+    expect(processes.filter(has_text="scp")).to_have_count(1)
+    expect(processes.filter(has_text="running")).to_have_count(processes.count())
+    pacs = page.locator('#destinations tr[data-destination="pacs"]')
+    expect(pacs).to_contain_text("127.0.0.1")
     workers = page.locator("#workers tr[data-worker]")
     expect(workers.filter(has_text="delivery@")).to_have_count(1)
     expect(workers.filter(has_text="brain-extraction@")).to_have_count(1)
     expect(page.locator('#queues tr[data-queue="delivery"]')).to_have_count(1)
-    expect(page.locator("#config")).to_contain_text(f"port: {node.port}")
+    expect(page.locator('#activity [data-window="last day"] [data-key="received"]')).to_have_text(
+        str(len(node.http.get(f"{node.api}/studies?limit=1000").json()))
+    )
+    chart = page.locator("#activity-chart")
+    assert chart.evaluate("img => img.complete && img.naturalWidth") > 600, "the activity chart drew"
+    expect(page.locator("body")).not_to_contain_text("embedded_port"), "no configuration dump here"
+    screenshot(page, "dashboard")
+
+    page.locator("#config-link").click()
+    expect(page).to_have_url(f"http://127.0.0.1:{node.web_port}/config")
+    expect(page.locator("#navigation a[aria-current=page]")).to_have_text("Configuration")
+    expect(page.locator('#config [data-section="node"]')).to_contain_text(f"port: {node.port}")
+    screenshot(page, "configuration")
 
 
 def test_retry_buttons_requeue_a_dead_delivery_and_a_failed_job(

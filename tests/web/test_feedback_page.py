@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from playwright.sync_api import Page, expect
 
 from radrouter.config.access import Role
@@ -16,11 +14,12 @@ from radrouter.config.rules import Priority
 from radrouter.config.settings import Settings
 from radrouter.storage.accounts import add_token, add_user
 from radrouter.storage.index import Index, Result, WorklistItem, utcnow
-from radrouter.web.app import create_app
 from radrouter.worklist.items import open_item
 from tests.access import PASSWORD, bearer, browser_sign_in
+from tests.browser import screenshot
 from tests.monitoring.conftest import add_result
-from tests.services import free_port, port_open, wait_until
+from tests.services import free_port, wait_until
+from tests.web.served import serving
 
 
 @pytest.fixture
@@ -28,14 +27,8 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Index]]:
     """The web app on a free port (uvicorn in a thread), over its own index."""
     settings = Settings(storage={"root": tmp_path})
     index = Index(settings.storage.resolved_index_url())
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, index), port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_until(lambda: port_open(port), 30, "the web app")
-    yield f"http://127.0.0.1:{port}", index
-    server.should_exit = True
-    thread.join(timeout=30)
+    with serving(settings, index, free_port()) as url:
+        yield url, index
 
 
 def on_the_list(index: Index, finding: str) -> tuple[str, int]:
@@ -83,4 +76,4 @@ def test_agree_on_the_page_is_stored_as_feedback(served: tuple[str, Index], brow
     expect(browser_page.get_by_role("heading", name="Agreement")).to_be_visible()
     widths = browser_page.eval_on_selector_all("img", "images => images.map(i => i.naturalWidth)")
     assert len(widths) == 7 and all(w > 300 for w in widths)  # measurement, agreement, 5 input mixes
-    browser_page.screenshot(path="/tmp/issue10-monitoring.png", full_page=True)
+    screenshot(browser_page, "monitoring-pipeline")

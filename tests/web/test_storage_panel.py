@@ -91,7 +91,9 @@ def test_full_with_nothing_to_purge_is_an_alert_everywhere(
         Purger(settings.retention, index, store, reserve_bytes=1024 * 1024 * 1024).run_once()
     assert "within the reserve" in caplog.text and "no finished study is left to purge" in caplog.text
 
-    app = app_of(settings, index, dashboard.dashboard_router(settings, index, celery_app(settings)))
+    app = app_of(
+        settings, index, dashboard.dashboard_router(settings, index, celery_app(settings), lambda: "ok")
+    )
     client = token_client(app, index)
     status = client.get("/api/storage").json()
     assert status["stuck"] is True and status["eligible_bytes"] == 0
@@ -110,7 +112,9 @@ def test_no_alert_while_something_can_be_purged(
     monkeypatch.setattr(dashboard, "_workers", lambda celery: None)
     monkeypatch.setattr(dashboard, "queue_depths", lambda celery, queues: {})
     _study(index, store, 2, settled_h_ago=1)
-    app = app_of(settings, index, dashboard.dashboard_router(settings, index, celery_app(settings)))
+    app = app_of(
+        settings, index, dashboard.dashboard_router(settings, index, celery_app(settings), lambda: "ok")
+    )
     client = token_client(app, index)
     status = client.get("/api/storage").json()
     assert (status["reserve_reached"], status["stuck"], status["eligible_bytes"]) == (True, False, 3000)

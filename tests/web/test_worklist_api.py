@@ -59,5 +59,8 @@ def test_the_node_app_serves_the_page_and_the_api(settings: Settings) -> None:
     index = Index(settings.storage.resolved_index_url())
     client = token_client(create_app(settings, index), index, Role.VIEWER)
     page = client.get("/worklist")
-    assert page.status_code == 200 and "/api/worklist" in page.text
+    assert page.status_code == 200 and '<script src="/static/worklist.js">' in page.text
+    script = client.get("/static/worklist.js")
+    assert script.status_code == 200 and "/api/worklist/version" in script.text
+    assert client.get("/static/pico.min.css").status_code == 200
     assert client.get("/api/worklist").json() == []

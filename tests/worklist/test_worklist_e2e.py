@@ -13,6 +13,7 @@ from playwright.sync_api import Page, expect
 
 from radrouter.config.access import Role
 from tests.access import browser_sign_in
+from tests.browser import screenshot
 from tests.services import (
     BRAIN_VOLUME_RULE,
     CT_HEAD,
@@ -127,6 +128,9 @@ def test_the_page_shows_the_urgent_study_first_and_updates_live(
     expect(rows.first).to_have_attribute("data-study-uid", brain_mri)
     expect(rows.first.locator(".badge")).to_have_text("STAT")
     expect(rows.first.locator(".finding")).to_have_text(TRIAGE_REASON)
+    # Who it is, read from the stored header of the real MPRAGE (the index keeps no patient data).
+    expect(rows.first.locator(".patient")).to_contain_text("D2N_PHILIPS_3T_R571")
+    expect(rows.first.locator(".age-sex")).to_have_text("41 y / M")
     live_page.evaluate("window.notReloaded = true")
 
     second = send(node, stat_order_copy(tmp_path))
@@ -138,7 +142,8 @@ def test_the_page_shows_the_urgent_study_first_and_updates_live(
     uids = [row.get_attribute("data-study-uid") for row in rows.all()]
     assert uids[:2] == [brain_mri, second] and uids.index(routine_ct) > 1
     assert live_page.evaluate("window.notReloaded") is True, "updated without a reload"
-    live_page.screenshot(path=str(tmp_path / "worklist.png"), full_page=True)
+    expect(second_row.locator(".patient")).to_contain_text("HEAD")  # the phantom's name, kept by the copy
+    screenshot(live_page, "reading-list-node")
 
     second_row.get_by_role("button", name="Read").click()
     expect(second_row).to_have_count(0)

@@ -1,5 +1,6 @@
 """A job's result objects from its source series and prediction: sanitised sources in, SEG (with its
-BINARY stand-in for a label map) and TID 1500 SR out, in the source's character set.
+BINARY stand-in for a label map), TID 1500 SR and, when asked, key images out, in the source's
+character set.
 
 The order matters: the sources pass the sanitiser before highdicom copies from them, and each object
 is built inside a :func:`~radrouter.inference.failures.stage`, so a failure names the object and the
@@ -19,6 +20,7 @@ from radrouter.inference.failures import series_name, stage
 from radrouter.inference.pipeline import Pipeline, Prediction
 from radrouter.inference.results.characters import carry_character_set
 from radrouter.inference.results.content import ResultIdentity, drop_empty_inherited_sequences
+from radrouter.inference.results.key_images import KeyImageRequest, build_key_images, build_key_objects
 from radrouter.inference.results.measurements import reported_findings, reported_measurements, result_summary
 from radrouter.inference.results.sanitise import Repair, sanitise_sources
 from radrouter.inference.results.seg import build_segmentation
@@ -28,15 +30,20 @@ from radrouter.inference.results.summary import ResultSummary
 
 @dataclass(frozen=True)
 class ResultObjects:
-    """What one job writes: the SEG, its stand-in (LABELMAP SEGs only), the SR, and what changed."""
+    """What one job writes: the SEG, its stand-in (LABELMAP SEGs only), the SR and the SR on the
+    stand-in, the key images with their Key Object Selection (when asked), and what changed."""
 
     segmentation: hd.seg.Segmentation
     stand_in: hd.seg.Segmentation | None
     report: hd.sr.Comprehensive3DSR
     summary: ResultSummary
     repairs: list[Repair]
-    #: Seconds spent building the SEG(s) and the SR: ``seg_s``, ``sr_s``.
+    #: Seconds spent building the SEG(s), the SR and the key images: ``seg_s``, ``sr_s``, ``key_images_s``.
     timings: dict[str, float] = field(default_factory=dict)
+    key_images: list[hd.sc.SCImage] = field(default_factory=list)
+    key_objects: hd.ko.KeyObjectSelectionDocument | None = None
+    #: The same report referencing the stand-in: a destination that gets the stand-in gets this SR.
+    stand_in_report: hd.sr.Comprehensive3DSR | None = None
 
 
 def _finish(result: Dataset, source: Dataset, repairs: list[Repair]) -> None:
@@ -54,8 +61,10 @@ def build_results(
     pipeline: Pipeline,
     identity: ResultIdentity,
     replaces: Sequence[Dataset] = (),
+    key_images: KeyImageRequest | None = None,
 ) -> ResultObjects:
-    """The SEG and SR of a job; raises :class:`~radrouter.inference.failures.JobFailed` with the reason."""
+    """The SEG and SR of a job, and its key images with ``key_images``; raises
+    :class:`~radrouter.inference.failures.JobFailed` with the reason."""
     started = time.perf_counter()
     repairs = sanitise_sources(datasets)
     where = series_name(list(datasets))
@@ -73,9 +82,33 @@ def build_results(
         report = build_report(
             datasets, segmentation, measurements, findings, pipeline.procedure, identity, replaces=replaces
         )
-    for result in (segmentation, stand_in, report):
+        stand_in_report = None
+        if stand_in is not None:
+            stand_in_report = build_report(
+                datasets,
+                stand_in,
+                measurements,
+                findings,
+                pipeline.procedure,
+                identity,
+                replaces=replaces,
+                role="sr-stand-in",
+            )
+    built_sr = time.perf_counter()
+    images: list[hd.sc.SCImage] = []
+    key_objects = None
+    if key_images is not None:
+        with stage("the key images could not be written", where):
+            labels = prediction.labelmap.array
+            images = build_key_images(datasets, labels, pipeline.segments, measurements, identity, key_images)
+            key_objects = build_key_objects(images, identity) if images else None
+    for result in (segmentation, stand_in, report, stand_in_report, *images, key_objects):
         if result is not None:
             _finish(result, datasets[0], repairs)
-    timings = {"seg_s": round(built_seg - started, 3), "sr_s": round(time.perf_counter() - built_seg, 3)}
+    timings = {"seg_s": round(built_seg - started, 3), "sr_s": round(built_sr - built_seg, 3)}
+    if key_images is not None:
+        timings["key_images_s"] = round(time.perf_counter() - built_sr, 3)
     summary = result_summary(pipeline, measurements, findings)
-    return ResultObjects(segmentation, stand_in, report, summary, repairs, timings)
+    return ResultObjects(
+        segmentation, stand_in, report, summary, repairs, timings, images, key_objects, stand_in_report
+    )

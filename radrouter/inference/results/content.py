@@ -44,6 +44,18 @@ class ResultIdentity:
             name=self.pipeline, version=self.algorithm_version[:64], manufacturer=MANUFACTURER
         )
 
+    def device_observer(self) -> hd.sr.ObserverContext:
+        """The pipeline as the observer (TID 1004) of the SR and the key object selection."""
+        return hd.sr.ObserverContext(
+            observer_type=codes.DCM.Device,
+            observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+                uid=self.uid("device"),
+                name=self.model_name,
+                manufacturer_name=MANUFACTURER,
+                model_name=self.pipeline[:64],
+            ),
+        )
+
     def contributing_equipment(self) -> hd.ContributingEquipment:
         """The IHE AIR item; highdicom only admits DCM purposes, so the IHE code is set after building."""
         equipment = hd.ContributingEquipment(

@@ -63,19 +63,13 @@ def build_report(
     identity: ResultIdentity,
     replaces: Sequence[Dataset] = (),
     character_set: str = UTF8,
+    role: str = "sr",
 ) -> hd.sr.Comprehensive3DSR:
     """The report; ``replaces`` are earlier reports of the same job on an older study revision, which
-    the new one lists in its Predecessor Documents Sequence (PS3.3 C.17.2.3)."""
+    the new one lists in its Predecessor Documents Sequence (PS3.3 C.17.2.3). ``role`` names its UID:
+    the report on a SEG's stand-in is another document, in the same series."""
     algorithm = identity.tid4019()
-    observer = hd.sr.ObserverContext(
-        observer_type=codes.DCM.Device,
-        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=identity.uid("device"),
-            name=identity.model_name,
-            manufacturer_name=MANUFACTURER,
-            model_name=identity.pipeline[:64],
-        ),
-    )
+    observer = identity.device_observer()
     present = {int(item.SegmentNumber) for item in segmentation.SegmentSequence}
     segments = {m.segment.label: m.segment for m in measurements if m.segment is not None}
     groups: list[
@@ -118,7 +112,7 @@ def build_report(
         content=report,
         series_instance_uid=identity.uid("sr-series"),
         series_number=identity.series_number + 1,
-        sop_instance_uid=identity.uid("sr"),
+        sop_instance_uid=identity.uid(role),
         instance_number=1,
         manufacturer=MANUFACTURER,
         is_complete=True,

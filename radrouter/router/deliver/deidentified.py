@@ -34,6 +34,7 @@ def deidentified_copies(
             _copy(o.fallback_path, options, folder / f"{i}-fallback.dcm", issued)
             if o.fallback_path
             else None,
+            follows=o.follows,  # only its encoding is read, which de-identification keeps
         )
         for i, o in enumerate(objects)
     ]

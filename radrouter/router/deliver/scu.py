@@ -1,7 +1,9 @@
 """C-STORE SCU: sends stored files to a destination, each in the transfer syntax it was written in.
 
 When a destination refuses an object's SOP class during negotiation (Orthanc 1.10 refuses Label Map
-Segmentation), the object's stand-in of an older SOP class (a BINARY SEG) is sent instead.
+Segmentation), the object's stand-in of an older SOP class (a BINARY SEG) is sent instead. An object
+that references another one (the SR its SEG) follows it: where the SEG's stand-in goes, so does the
+SR that references the stand-in, so every reference a destination holds resolves there.
 Retries and their backoff belong to the caller (the Celery task), which records every attempt.
 """
 
@@ -57,11 +59,22 @@ class OutgoingObject:
 
     ``encoding``: its (SOP Class UID, Transfer Syntax UID) where the index already holds them (the
     originals of a forwarded series), so their headers are not read again before sending.
+    ``follows``: the object this one references (an SR's SEG); the stand-in is sent when the
+    destination does not accept that object's encoding, as the referenced object's stand-in then goes.
     """
 
     path: Path
     fallback_path: Path | None = None
     encoding: tuple[str, str] | None = None
+    follows: Path | None = None
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What one C-STORE sent: its SOP class, and whether it was the object's stand-in."""
+
+    sop_class_uid: str
+    stand_in: bool
 
 
 @dataclass(frozen=True)
@@ -69,6 +82,17 @@ class _Encoded:
     path: Path
     sop_class_uid: str
     transfer_syntax_uid: str
+
+    @property
+    def pair(self) -> tuple[str, str]:
+        return self.sop_class_uid, self.transfer_syntax_uid
+
+
+@dataclass(frozen=True)
+class _Choice:
+    primary: _Encoded
+    fallback: _Encoded | None
+    follows: _Encoded | None
 
 
 def _describe(path: Path, encoding: tuple[str, str] | None = None) -> _Encoded:
@@ -84,8 +108,8 @@ def send(
     calling_ae: str,
     timeout_s: float,
     pool: AssociationPool | None = None,
-) -> list[str]:
-    """Store ``objects`` at ``destination`` over one association; return the SOP class sent for each.
+) -> list[Sent]:
+    """Store ``objects`` at ``destination`` over one association; return what was sent for each.
 
     With ``pool``, an idle association negotiated for these objects is reused (and one the peer closed
     meanwhile is replaced by a new one, once), and the association is left open for the next delivery.
@@ -93,10 +117,14 @@ def send(
     if not objects:
         return []  # e.g. a forwarded series whose instances all moved to another series since routing
     choices = [
-        (_describe(o.path, o.encoding), _describe(o.fallback_path) if o.fallback_path else None)
+        _Choice(
+            _describe(o.path, o.encoding),
+            _describe(o.fallback_path) if o.fallback_path else None,
+            _describe(o.follows) if o.follows and o.fallback_path else None,
+        )
         for o in objects
     ]
-    pairs = {(c.sop_class_uid, c.transfer_syntax_uid) for primary, fb in choices for c in (primary, fb) if c}
+    pairs = {c.pair for choice in choices for c in (choice.primary, choice.fallback, choice.follows) if c}
     if len(pairs) > MAX_CONTEXTS:
         raise ValueError(f"{len(pairs)} presentation contexts needed; send in smaller batches")
     peer = PeerKey(destination.host, destination.port, destination.ae_title, calling_ae)
@@ -140,22 +168,22 @@ def _associate(
 
 def _store(
     entry: OpenAssociation,
-    choices: list[tuple[_Encoded, _Encoded | None]],
+    choices: list[_Choice],
     destination: Destination,
     peer: PeerKey,
     pool: AssociationPool | None,
-) -> list[str]:
+) -> list[Sent]:
     """C-STORE each object (or its stand-in) on ``entry``; then keep the association or release it."""
     assoc = entry.association
     try:
-        sent: list[str] = []
-        for primary, fallback in choices:
-            chosen = (
-                primary
-                if (primary.sop_class_uid, primary.transfer_syntax_uid) in entry.accepted
-                else fallback
+        sent: list[Sent] = []
+        for choice in choices:
+            primary, fallback = choice.primary, choice.fallback
+            goes_as_is = primary.pair in entry.accepted and (
+                choice.follows is None or choice.follows.pair in entry.accepted
             )
-            if chosen is None or (chosen.sop_class_uid, chosen.transfer_syntax_uid) not in entry.accepted:
+            chosen = primary if goes_as_is else fallback
+            if chosen is None or chosen.pair not in entry.accepted:
                 raise RefusedByDestination(
                     f"{destination.ae_title} refused SOP class {primary.sop_class_uid} "
                     f"in transfer syntax {primary.transfer_syntax_uid}"
@@ -171,7 +199,7 @@ def _store(
                 )
             if code not in (0x0000, 0xB000, 0xB007, 0xB006):
                 raise DeliveryError(f"{destination.ae_title} answered C-STORE with status 0x{code:04X}")
-            sent.append(chosen.sop_class_uid)
+            sent.append(Sent(chosen.sop_class_uid, stand_in=chosen is not primary))
     except BaseException:
         if assoc.is_established:
             assoc.release()

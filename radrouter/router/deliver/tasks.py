@@ -38,6 +38,8 @@ from radrouter.storage.index import (
     DeliveryKind,
     DeliveryState,
     Hop,
+    ResultKind,
+    SentVariant,
     Series,
     settle_study,
     utcnow,
@@ -141,7 +143,12 @@ def _outgoing(
     result = delivery.result
     assert result is not None
     fallback = store.resolve(result.fallback_path) if result.fallback_path else None
-    files = [OutgoingObject(store.resolve(result.path), fallback)]
+    follows = None
+    if result.kind == ResultKind.SR and fallback is not None:
+        # The SR on the SEG's stand-in goes where the SEG's stand-in goes (the SEG decides).
+        seg = next((r for r in result.job.results if r.kind == ResultKind.SEG), None)
+        follows = store.resolve(seg.path) if seg is not None else None
+    files = [OutgoingObject(store.resolve(result.path), fallback, follows=follows)]
     return result.job.study_uid, files, {"sop_uid": result.sop_uid}
 
 
@@ -169,7 +176,7 @@ def _ship(task: Any, delivery_id: int) -> None:
             if destination.external and destination.deidentify is not None:
                 outgoing = deidentified_copies(outgoing, destination.deidentify, Path(scratch), index)
                 sent_detail["deidentified"] = True
-            sent_classes = send(
+            sent = send(
                 destination,
                 outgoing,
                 settings.node.ae_title,
@@ -216,7 +223,12 @@ def _ship(task: Any, delivery_id: int) -> None:
         done = session.get(Delivery, delivery_id)
         assert done is not None
         done.state, done.delivered_at, done.last_error = DeliveryState.DELIVERED, utcnow(), None
-        done.sent_sop_class_uid = sent_classes[0] if len(set(sent_classes)) == 1 else None
+        classes = {item.sop_class_uid for item in sent}
+        done.sent_sop_class_uid = classes.pop() if len(classes) == 1 else None
+        if done.kind == DeliveryKind.RESULT:
+            stand_in = any(item.stand_in for item in sent)
+            done.sent_variant = SentVariant.STAND_IN if stand_in else SentVariant.PRIMARY
+            sent_detail["variant"] = done.sent_variant.value
         index.record_event(
             session,
             study_uid,

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from radrouter.storage.index import Delivery, DeliveryState, ResultKind, utc_iso
+from radrouter.storage.index import Delivery, DeliveryState, ResultKind, SentVariant, utc_iso
 
 ORIGINAL_SERIES = "original series"
 
@@ -28,6 +28,7 @@ class DeliveryView(BaseModel):
     attempts: int
     last_error: str | None
     sent_sop_class_uid: str | None
+    sent_variant: SentVariant | None
     pending_since: str | None
     delivered_at: str | None
 
@@ -48,6 +49,7 @@ class DeliveryView(BaseModel):
             attempts=delivery.attempts,
             last_error=delivery.last_error,
             sent_sop_class_uid=delivery.sent_sop_class_uid,
+            sent_variant=delivery.sent_variant,
             pending_since=utc_iso(delivery.pending_since),
             delivered_at=utc_iso(delivery.delivered_at),
         )

@@ -1,6 +1,6 @@
 """CSRF protection (Simon Willison's asgi-csrf, a double-submit cookie signed with the session key).
 
-Every POST that carries cookies must send the token: in the ``x-csrftoken`` header (fetch) or in a
+Every POST that carries cookies must send the token: in the ``X-CSRF-Token`` header (fetch) or in a
 ``csrftoken`` form field; a request with a bearer token and no cookies is not a browser's and passes.
 The sign-in form is protected even before any cookie exists (login CSRF).
 """
@@ -16,12 +16,12 @@ from starlette.responses import JSONResponse
 from starlette.types import Scope, Send
 
 FORM_FIELD = "csrftoken"
-HEADER = "x-csrftoken"
+HEADER = "x-csrf-token"
 SIGN_IN_PATHS = {"/signin"}
 
 
 def csrf_token(request: Request) -> str:
-    """The token to put in a form's hidden ``csrftoken`` field or a fetch's ``x-csrftoken`` header."""
+    """The token to put in a form's hidden ``csrftoken`` field or a fetch's ``X-CSRF-Token`` header."""
     token_of: Callable[[], str] | None = request.scope.get("csrftoken")
     if token_of is None:
         raise RuntimeError("the CSRF middleware is not installed on this app")
@@ -45,6 +45,7 @@ def with_csrf(app: Any, secret: str, secure: bool) -> Any:
     """The ASGI app wrapped in the CSRF check."""
     return asgi_csrf(
         app,
+        http_header=HEADER,
         signing_secret=secret,
         signing_namespace="radrouter-csrf",
         always_protect=SIGN_IN_PATHS,

@@ -19,6 +19,7 @@ from radrouter.config.access import Role
 from radrouter.config.settings import Settings
 from radrouter.storage.accounts import token_holder
 from radrouter.storage.index import Index
+from radrouter.web.access.csrf import csrf_token
 from radrouter.web.access.sessions import session_user
 
 #: Paths answered as an API (401) rather than as a page (redirect to sign-in).
@@ -96,6 +97,10 @@ class RoleRequirement:
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN, f"{principal.actor} is {principal.role}; this needs {self.role}"
             )
+        # What the layout shows and puts in its <meta> (radrouter/web/layout.py).
+        request.state.user = principal
+        if not request.url.path.startswith(API_PREFIXES):
+            request.state.csrf_token = csrf_token(request)
         return principal
 
 

@@ -11,6 +11,8 @@ from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from fastapi.testclient import TestClient
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
 
 from radrouter.config.access import Role
 from radrouter.config.settings import Settings
@@ -33,12 +35,17 @@ def _requirements(dependant: Dependant) -> list[RoleRequirement]:
 def _every_route(app: FastAPI) -> list[RouteContext]:
     """Each route as the app serves it (included routers flattened, their dependencies applied),
     whatever its kind: a route that is not an APIRoute cannot declare a role and fails here."""
-    routes = list(iter_route_contexts(app.routes))
+    routes = [r for r in iter_route_contexts(app.routes) if not _static(r)]
     for route in routes:
         assert isinstance(route.original_route, APIRoute), (
             f"{route.path}: not an APIRoute, cannot declare a role"
         )
     return routes
+
+
+def _static(route: RouteContext) -> bool:
+    """The pages' own CSS and scripts (a StaticFiles mount): no data, open like the sign-in page."""
+    return isinstance(route.original_route, Mount) and isinstance(route.original_route.app, StaticFiles)
 
 
 def _routes(app: FastAPI) -> list[tuple[str, str]]:

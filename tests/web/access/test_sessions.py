@@ -54,7 +54,7 @@ def test_a_signed_in_radiologist_posts_with_the_csrf_token_only(settings: Settin
     assert text.status_code == 415  # state changes take JSON only
     assert client.get("/dashboard").status_code == 403  # the admin's page
 
-    signed_out = client.post("/signout", data={"csrftoken": csrf_headers(client)["x-csrftoken"]})
+    signed_out = client.post("/signout", data={"csrftoken": csrf_headers(client)["x-csrf-token"]})
     assert signed_out.url.path == "/signin"
     assert client.get("/api/me").status_code == 401
     kinds = [(e["kind"], e["user"]) for e in accounts.access_events(index)]

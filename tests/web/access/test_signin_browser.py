@@ -15,7 +15,7 @@ from tests.services import Node
 
 FORGED_READ = """async ([uid, token]) => {
   const headers = {"Content-Type": "application/json"};
-  if (token) headers["x-csrftoken"] = document.querySelector('meta[name="csrf-token"]').content;
+  if (token) headers["X-CSRF-Token"] = document.querySelector('meta[name="csrf-token"]').content;
   const response = await fetch(`/api/worklist/${uid}/read`, {method: "POST", headers, body: "{}"});
   return response.status;
 }"""

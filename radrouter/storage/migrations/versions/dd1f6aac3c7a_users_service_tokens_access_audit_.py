@@ -1,7 +1,7 @@
 """users, service tokens, access audit, feedback author
 
 Revision ID: dd1f6aac3c7a
-Revises: 842aa401c2af
+Revises: b0098ced6eed
 Create Date: 2026-12-01 16:11:33.214383
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "dd1f6aac3c7a"
-down_revision: str | None = "842aa401c2af"
+down_revision: str | None = "b0098ced6eed"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
