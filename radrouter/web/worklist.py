@@ -17,7 +17,7 @@ from radrouter.config.rules import Priority
 from radrouter.config.settings import Settings
 from radrouter.monitoring.feedback import record_study_verdict
 from radrouter.storage.index import Index, Verdict, utcnow
-from radrouter.web.access import Principal, Role, require
+from radrouter.web.access import Principal, Role, current_user, require
 from radrouter.web.layout import render
 from radrouter.worklist.listing import ListFilter, listed_modalities
 from radrouter.worklist.reading_list import AlreadyRead, ReadingList
@@ -80,7 +80,12 @@ def worklist_router(settings: Settings, index: Index, clock: Callable[[], dateti
 
     @router.get("/worklist", response_class=HTMLResponse, dependencies=viewer)
     def worklist_page(request: Request) -> HTMLResponse:
-        context = {"modalities": listed_modalities(index), "priorities": [p.value for p in Priority]}
+        user = current_user(request)
+        context = {
+            "modalities": listed_modalities(index),
+            "priorities": [p.value for p in Priority],
+            "can_read": user is not None and user.role.grants(Role.RADIOLOGIST),
+        }
         return render(request, "worklist.html", context)
 
     return router

@@ -43,12 +43,15 @@ def test_a_viewer_cannot_read_and_a_post_without_csrf_token_is_refused(
 ) -> None:
     browser_sign_in(browser_page, node.url, node.user(Role.VIEWER))
     browser_page.goto(f"{node.url}/worklist")
+    expect(browser_page.locator("#worklist")).to_have_attribute("data-can-read", "false")
+    expect(browser_page.get_by_role("button", name="Read")).to_have_count(0)  # no Read for a viewer
     statuses: list[Any] = [browser_page.evaluate(FORGED_READ, ["1.2.3", True])]
     assert statuses == [403]  # a viewer's read, even with the page's own CSRF token
 
     browser_page.context.clear_cookies()
     browser_sign_in(browser_page, node.url, node.user(Role.RADIOLOGIST))
     browser_page.goto(f"{node.url}/worklist")
+    expect(browser_page.locator("#worklist")).to_have_attribute("data-can-read", "true")
     assert browser_page.evaluate(FORGED_READ, ["1.2.3", False]) == 403  # no CSRF token
     assert browser_page.evaluate(FORGED_READ, ["1.2.3", True]) == 404  # allowed: no such study
 
