@@ -4,10 +4,10 @@
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
-APT_PACKAGES := redis-server orthanc orthanc-dicomweb dcmtk dicom3tools postgresql iproute2 chromium openssl
-APT_TOOLS := /usr/bin/redis-server /usr/sbin/Orthanc /usr/share/orthanc/plugins/libOrthancDicomWeb.so /usr/bin/storescu /usr/bin/echoscu /usr/bin/dciodvfy /usr/lib/postgresql/15/bin/postgres /usr/sbin/ip /usr/bin/chromium /usr/bin/openssl
+APT_PACKAGES := redis-server orthanc orthanc-dicomweb dcmtk dicom3tools postgresql iproute2 chromium openssl haproxy
+APT_TOOLS := /usr/bin/redis-server /usr/sbin/Orthanc /usr/share/orthanc/plugins/libOrthancDicomWeb.so /usr/bin/storescu /usr/bin/echoscu /usr/bin/dciodvfy /usr/lib/postgresql/15/bin/postgres /usr/sbin/ip /usr/bin/chromium /usr/bin/openssl /usr/sbin/haproxy
 
-.PHONY: run test lint ohif system-packages bench-ingest bench-e2e bench-soak bench-results-fuzz bench-retention bench-worklist
+.PHONY: run test lint ohif system-packages bench-ingest bench-e2e bench-soak bench-results-fuzz bench-retention bench-worklist bench-cluster bench-mpps
 
 run: system-packages $(VENV)/.installed
 	$(VENV)/bin/radrouter up
@@ -35,6 +35,11 @@ bench-soak: system-packages $(VENV)/.installed
 bench-results-fuzz: system-packages $(VENV)/.installed
 	$(VENV)/bin/python -m bench.results_fuzz
 
+# Ingest through HAProxy with 1 and 2 SCP nodes (own network namespace and CPU each): instances/s,
+# completion latency, the ratio (README, Benchmarks). Needs root for `ip netns`, as the tests do.
+bench-cluster: system-packages $(VENV)/.installed
+	$(VENV)/bin/python -m bench.cluster
+
 # A simulated week of storage: GB received against peak disk used, C-STOREs refused (README).
 bench-retention: $(VENV)/.installed
 	$(VENV)/bin/python -m bench.retention
@@ -42,6 +47,9 @@ bench-retention: $(VENV)/.installed
 # The reading list with 5,000 open studies: one page and the change counter against the whole list.
 bench-worklist: $(VENV)/.installed
 	$(VENV)/bin/python -m bench.worklist_page
+
+bench-mpps: system-packages $(VENV)/.installed
+	$(VENV)/bin/python -m bench.mpps
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check radrouter tests bench
@@ -52,7 +60,8 @@ lint: $(VENV)/.installed
 # modality and validator (orthanc-dicomweb gives the PACS the DICOMweb the OHIF viewer reads); PostgreSQL is the shared index the tests migrate and run a node on, and
 # iproute2's `ip netns` gives the remote-worker test its own network; chromium runs the worklist and
 # dashboard tests headless (Playwright drives it; no browser download); openssl makes the TLS tests'
-# CA. Installed only when one of them is missing.
+# CA; HAProxy is the one address in front of the cluster tests' two SCP nodes. Installed only when one
+# of them is missing.
 system-packages:
 	@missing=0; for tool in $(APT_TOOLS); do [ -e $$tool ] || missing=1; done; \
 	if [ $$missing = 1 ]; then \

@@ -22,6 +22,7 @@ REQUIRED_TOOLS = (
     "dciodvfy",
     "chromium",
     "runuser",
+    "/usr/sbin/haproxy",
 )
 
 

@@ -19,8 +19,9 @@ def _ip(*args: str) -> None:
 class NetworkNamespace:
     """``ip netns`` + veth: the host at ``host_address``, the namespace at ``address``, a /24 of 10.231/16."""
 
-    def __init__(self) -> None:
-        tag = os.getpid() % 10000
+    def __init__(self, slot: int = 0) -> None:
+        """``slot``: several namespaces of one test process (each its own name and /24)."""
+        tag = (os.getpid() + slot) % 10000
         self.name = f"rr{tag}"
         self.host_link, self.link = f"rrh{tag}", f"rrw{tag}"
         subnet = f"10.231.{tag % 250}"

@@ -189,6 +189,10 @@ class RisListener:
         return [m for m in self.messages if m.split("\r", 1)[0].split("|")[8].startswith(message_type)]
 
 
+#: The AE title of the tests' Storage Commitment requester (tests/router/receive/test_commitment.py).
+COMMITMENT_REQUESTER = "COMMITTER"
+
+
 class Node:
     """``radrouter up`` as a user runs it, with a config file naming free ports and the test PACS."""
 
@@ -201,23 +205,34 @@ class Node:
         self.web_port = free_port()
         self.redis_port = free_port()
         self.config_path = workdir / "radrouter.yaml"
+        #: Where the test's Storage Commitment requester takes reports on a new association.
+        self.commitment_port = free_port()
         # Overrides, each for a reason: free ports, so several nodes and a developer's own run coexist;
         # the test PACS as destination (and as `viewer`: the PACS of a reading station whose viewer shows
         # no SEG, which also gets key images; only the viewer test's rule sends there); a 64 MB free-space
         # reserve instead of 1024 MB, as a CI disk may have less than a GB free
-        # (tests/faults/test_disk_full.py fills a real tmpfs to test the reserve).
+        # (tests/faults/test_disk_full.py fills a real tmpfs to test the reserve); a Storage Commitment
+        # requester's address (there is none by default); the test PACS again as a destination that must
+        # commit what it is sent.
         self.config_path.write_text(
             f"""
 node: {{ae_title: RADROUTER, port: {self.port}, metrics_port: {free_port()}}}
 web: {{port: {self.web_port}}}
 storage: {{root: {workdir / "data"}, free_space_reserve_mb: 64}}
 broker: {{embedded_port: {self.redis_port}}}
+commitment: {{requesters: {{{COMMITMENT_REQUESTER}: {{host: 127.0.0.1, port: {self.commitment_port}}}}}}}
 destinations:
   pacs: {{host: 127.0.0.1, port: {pacs.dicom_port}, ae_title: {pacs.ae_title}}}
   viewer: {{host: 127.0.0.1, port: {pacs.dicom_port}, ae_title: {pacs.ae_title},
            results: [seg, sr, key_images]}}
+  pacs-committed:
+    {{host: 127.0.0.1, port: {pacs.dicom_port}, ae_title: {pacs.ae_title}, storage_commitment: true}}
 """
-            + (user_pipelines_yaml(workdir / "models", viewer="viewer") if pipelines is None else pipelines)
+            + (
+                user_pipelines_yaml(workdir / "models", viewer="viewer", committed="pacs-committed")
+                if pipelines is None
+                else pipelines
+            )
         )
         if ris is not None:
             with self.config_path.open("a") as config:

@@ -69,6 +69,11 @@ PIPELINE_TESTER = "PIPELINE-TEST"
 VIEWER_TESTER = "VIEWER-TEST"
 
 
+#: The calling AE the Storage Commitment delivery test sends with: its studies are forwarded to a
+#: destination that must commit them (``committed``).
+COMMITMENT_TESTER = "COMMIT-TEST"
+
+
 def _viewer_rule(viewer: str | None) -> str:
     if viewer is None:
         return ""
@@ -80,9 +85,12 @@ def _viewer_rule(viewer: str | None) -> str:
 """
 
 
-def user_pipelines_yaml(models: Path, pacs: str = "pacs", viewer: str | None = None) -> str:
+def user_pipelines_yaml(
+    models: Path, pacs: str = "pacs", viewer: str | None = None, committed: str | None = None
+) -> str:
     """The test node's pipelines, pool and rules (the default brain rule is kept); with ``viewer``, the
-    viewer test's rule to that destination."""
+    viewer test's rule to that destination; with ``committed``, a rule forwarding the commitment test's
+    studies there."""
     models.mkdir(parents=True, exist_ok=True)
     threshold = build_threshold_torchscript(models / "threshold.ts")
     broken = build_broken_torchscript(models / "broken.ts")
@@ -136,4 +144,11 @@ rules:
     match: {{calling_ae: {SERIES_TESTER}}}
     completion: series
     forward_to: [{pacs}]
+""" + (
+        f"""  - name: committed-forward
+    match: {{calling_ae: {COMMITMENT_TESTER}}}
+    forward_to: [{committed}]
 """
+        if committed
+        else ""
+    )

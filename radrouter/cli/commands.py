@@ -6,6 +6,7 @@ import typer
 
 from radrouter.cli.accounts import tokens_app, users_app
 from radrouter.cli.config import config_app
+from radrouter.cli.conformance import conformance_command
 from radrouter.cli.db import db_app
 from radrouter.cli.deliveries import deliveries_app
 from radrouter.cli.evaluate import evaluate_command
@@ -32,6 +33,7 @@ app.command("purge")(purge)
 app.command("erase")(erase)
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
+app.command("conformance")(conformance_command)
 
 
 def main() -> None:

@@ -34,7 +34,11 @@ def scp(config: ConfigOption = None) -> None:
     setup_logging(settings)
     if settings.node.metrics_port:
         # Before the receivers import prometheus_client: they count in files the exporter sums.
-        share_metrics_between_processes(settings.storage.root / "scp-metrics")
+        folder = settings.storage.root / "scp-metrics"
+        # A cluster's nodes may share the storage root: each counts in a folder of its own.
+        share_metrics_between_processes(
+            folder / settings.cluster.resolved_node_name() if settings.cluster.enabled else folder
+        )
         serve_metrics(settings.node.metrics_port, settings.node.metrics_host)
     from radrouter.router.receive.listener import run_scp
     from radrouter.worklist.items import open_for_study

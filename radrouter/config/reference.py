@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from radrouter.config.commitment import CommitmentPeer
 from radrouter.config.deidentification import Deidentification
 from radrouter.config.pipelines import (
     CodeSetting,
@@ -59,6 +60,7 @@ def reference_rows() -> list[tuple[str, str, str]]:
         for row in _rows(Settings, "")
         if row[0] not in ("destinations", "rules", "worklist.triage_rules", "pipelines", "pools")
     ]
+    rows += _rows(CommitmentPeer, "commitment.requesters.<AE title>.")
     rows += _rows(Destination, "destinations.<name>.")
     rows += _rows(Deidentification, "destinations.<name>.deidentify.")
     rows += _rows(NetworkPipelineSetting, "pipelines.<name>.")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import os
+import socket
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from pydantic_settings import (
 )
 
 from radrouter.config.access import OIDCSettings, SessionSettings, SignInSettings, WebTLSSettings
+from radrouter.config.commitment import CommitmentSettings
 from radrouter.config.deidentification import Deidentification
 from radrouter.config.monitoring import MonitoringSettings
 from radrouter.config.pipelines import NetworkPipelineSetting, WorkerPool
@@ -175,8 +177,15 @@ class BrokerSettings(BaseModel):
         return self.url or f"redis://127.0.0.1:{self.embedded_port}/0"
 
 
+class DiscontinuedStudy(enum.StrEnum):
+    """What a study whose every performed procedure step was DISCONTINUED gets at completion."""
+
+    ROUTE = "route"
+    HOLD = "hold"
+
+
 class CompletionSettings(BaseModel):
-    """When a study counts as complete (DICOM has no end-of-study message)."""
+    """When a study counts as complete: by its MPPS when the modality sends one, else by a timer."""
 
     quiet_period_s: float = Field(
         1.0, gt=0, le=3600, description="Seconds without new instances, after release, before completion."
@@ -187,6 +196,55 @@ class CompletionSettings(BaseModel):
         le=3600,
         description="Seconds without new instances before completion while an association stays open.",
     )
+    mpps_grace_s: float = Field(
+        30.0,
+        ge=0,
+        le=86400,
+        description="Seconds after an MPPS COMPLETED that a study waits for listed instances not yet "
+        "stored; it then completes with what arrived, the missing ones recorded.",
+    )
+    mpps_in_progress_quiet_s: float = Field(
+        3600.0,
+        gt=0,
+        le=86400,
+        description="A study whose MPPS stays IN PROGRESS completes after this many seconds without "
+        "instances (a modality that never ends its step).",
+    )
+    mpps_discontinued: DiscontinuedStudy = Field(
+        DiscontinuedStudy.ROUTE,
+        description="A study whose MPPS was DISCONTINUED: `route` what arrived, or `hold` it (DONE, "
+        "not routed, with the reason).",
+    )
+
+
+class ClusterSettings(BaseModel):
+    """Several SCP nodes behind one address, sharing completion through the PostgreSQL index."""
+
+    enabled: bool = Field(
+        False,
+        description="Decide study completion in the shared index, so that several SCP nodes (behind "
+        "HAProxy or DNS round-robin) complete a study once; needs a PostgreSQL index_url. Off: the "
+        "node's own in-memory assembler, the fastest for one machine.",
+    )
+    node_name: str = Field(
+        "", max_length=64, description="This node's name in the index and logs; empty means the host name."
+    )
+    node_timeout_s: float = Field(
+        10.0,
+        ge=1,
+        description="A node whose heartbeat (every fifth of this) stopped this long ago is gone: its "
+        "associations count as ended and its studies complete from what it stored.",
+    )
+    flush_interval_s: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="Seconds between writes of arrivals to the index (batched, so no C-STORE waits on "
+        "them); less than completion.quiet_period_s.",
+    )
+
+    def resolved_node_name(self) -> str:
+        return self.node_name or socket.gethostname()
 
 
 class DeliverySettings(BaseModel):
@@ -405,6 +463,14 @@ class Destination(BaseModel):
         description="What it receives of a job's results: `seg`, `sr`, `key_images` (outlined slices "
         "with a legend, for a viewer that shows no DICOM-SEG).",
     )
+    storage_commitment: bool = Field(
+        False,
+        description="Ask the destination for Storage Commitment of what was sent: a delivery is DELIVERED "
+        "only once its commitment report says every instance is committed.",
+    )
+    forward_mpps: bool = Field(
+        False, description="Forward the modalities' MPPS N-CREATE and N-SET to this destination (PACS, RIS)."
+    )
 
     @model_validator(mode="after")
     def _external_needs_deidentification(self) -> Destination:
@@ -437,6 +503,8 @@ class Settings(BaseSettings):
     storage: StorageSettings = StorageSettings()
     broker: BrokerSettings = BrokerSettings()
     completion: CompletionSettings = CompletionSettings()
+    cluster: ClusterSettings = ClusterSettings()
+    commitment: CommitmentSettings = CommitmentSettings()
     delivery: DeliverySettings = DeliverySettings()
     inference: InferenceSettings = InferenceSettings()
     key_images: KeyImageSettings = KeyImageSettings()
@@ -475,6 +543,13 @@ class Settings(BaseSettings):
         twice = sorted({name for name in pooled if pooled.count(name) > 1})
         if twice:
             raise ValueError(f"pipelines in more than one pool: {twice}")
+        if self.cluster.enabled and not self.storage.resolved_index_url().startswith("postgresql"):
+            raise ValueError("cluster.enabled needs a PostgreSQL storage.index_url, shared by every node")
+        if self.cluster.enabled and self.cluster.flush_interval_s >= self.completion.quiet_period_s:
+            raise ValueError(
+                "cluster.flush_interval_s must be shorter than completion.quiet_period_s: an association's "
+                "arrivals would reach the index after its study could complete"
+            )
         return self
 
     @classmethod

@@ -28,6 +28,7 @@ from radrouter.inference.results.sanitise import Repair
 from radrouter.inference.volume import NoFrameOfReference, load_volume, read_series
 from radrouter.logs import study
 from radrouter.router.route.rulebook import RuleBook
+from radrouter.storage import workitems
 from radrouter.storage.index import (
     Delivery,
     Hop,
@@ -86,6 +87,8 @@ class JobRunner:
             if job.state == JobState.DONE:
                 # Redelivered after the work was done (acks late): deliver what exists, compute nothing.
                 return JobOutcome(job_id, [d.id for r in job.results for d in r.deliveries])
+            if not workitems.job_started(session, job_id, worker):
+                return JobOutcome(job_id, [])  # an outside Task Performer claimed it over UPS-RS
             job.state, job.started_at, job.error = JobState.RUNNING, utcnow(), None
             job.worker, job.incarnation = worker[:200] or None, incarnation
             job.study.state = StudyState.PROCESSING
@@ -129,6 +132,7 @@ class JobRunner:
                 failed = session.get(Job, job_id)
                 assert failed is not None
                 failed.state, failed.finished_at, failed.error = JobState.FAILED, utcnow(), reason
+                workitems.job_ended(session, job_id, None, reason)
                 self.index.record_event(session, study_uid, Hop.INFERENCE_FAILED, job=job_id, reason=reason)
                 settle_study(session, study_uid)
             log.warning("job %d (%s) failed: %s", job_id, pipeline_name, reason, extra=study(study_uid))
@@ -150,6 +154,11 @@ class JobRunner:
                     session.add(delivery)
                     delivery_rows.append(delivery)
             done.state, done.finished_at, done.timings = JobState.DONE, utcnow(), timings
+            outputs = [
+                {"series_uid": r.series_uid, "sop_class_uid": r.sop_class_uid, "sop_uid": r.sop_uid}
+                for r in results
+            ]
+            workitems.job_ended(session, job_id, outputs, None)
             done.aftercare_sent_at = done.finished_at  # its triage and monitoring are sent next
             done.repairs = [repair.as_row() for repair in repairs]
             session.flush()

@@ -88,6 +88,7 @@ class Hop(enum.StrEnum):
     RECOVERED = "recovered"
     DELIVERY_RETRY = "delivery_retry"
     PURGED = "purged"
+    INCOMPLETE = "incomplete"  # completed without instances its MPPS listed (after the grace)
 
 
 class ResultKind(enum.StrEnum):

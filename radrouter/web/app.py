@@ -18,6 +18,7 @@ from radrouter.router.deliver.view import DeliveryView
 from radrouter.router.dispatch.contract import celery_app
 from radrouter.router.receive.self_check import CachedEcho
 from radrouter.storage.index import Index, Job, Result, Study, StudyState, utc_iso
+from radrouter.storage.steps import steps_of
 from radrouter.storage.store import InstanceStore
 from radrouter.web import audit, deliveries
 from radrouter.web.access import Role, require
@@ -31,6 +32,7 @@ from radrouter.web.monitoring import monitoring_parts
 from radrouter.web.pipelines import pipelines_router
 from radrouter.web.prometheus import NodeCollector
 from radrouter.web.routing import routing_api
+from radrouter.web.ups import ups_events_router, ups_router
 from radrouter.web.worklist import worklist_router
 
 
@@ -122,6 +124,8 @@ def create_app(settings: Settings, index: Index | None = None) -> FastAPI:
     app.include_router(configuration_router(settings))
     mount_static(app)
     app.include_router(dicomweb_router(index, InstanceStore(settings.storage.root, settings.storage.fsync)))
+    app.include_router(ups_router(index), dependencies=[require(Role.ADMIN)])  # outside Task Performers
+    app.include_router(ups_events_router(settings, index))  # a WebSocket: checks its token itself
 
     @app.get("/api/health", dependencies=[require(Role.VIEWER, public_if=lambda s: s.web.public_health)])
     def health() -> dict[str, Any]:
@@ -176,6 +180,7 @@ def create_app(settings: Settings, index: Index | None = None) -> FastAPI:
                 "results": [_result(result) for result in results],
                 "deliveries": [DeliveryView.of(d).as_json() for result in results for d in result.deliveries],
                 "forwards": [DeliveryView.of(d).as_json() for d in found.forwards],
+                "performed_steps": steps_of(index, found.uid),
                 "events": [
                     {"hop": e.hop.value, "at": utc_iso(e.at), "detail": e.detail} for e in found.events
                 ],

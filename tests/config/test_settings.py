@@ -313,3 +313,18 @@ def test_the_viewer_url_must_name_the_study_and_nothing_else() -> None:
         Settings(viewer={"url_template": "https://ohif.example/viewer"})
     with pytest.raises(ValidationError, match="only"):
         Settings(viewer={"url_template": "https://ohif.example/{patient_id}/{study_uid}"})
+
+
+def test_a_cluster_needs_a_shared_postgresql_index() -> None:
+    with pytest.raises(ValidationError, match=r"cluster\.enabled needs a PostgreSQL storage\.index_url"):
+        Settings(cluster={"enabled": True})
+    shared = Settings(cluster={"enabled": True}, storage={"index_url": "postgresql+psycopg://db/radrouter"})
+    assert shared.cluster.enabled
+    with pytest.raises(
+        ValidationError, match=r"flush_interval_s must be shorter than completion\.quiet_period_s"
+    ):
+        Settings(
+            cluster={"enabled": True, "flush_interval_s": 0.5},
+            completion={"quiet_period_s": 0.5},
+            storage={"index_url": "postgresql+psycopg://db/radrouter"},
+        )

@@ -328,3 +328,24 @@ def test_pipelines_are_listed_with_version_queue_and_source(node: Node) -> None:
     assert listed["threshold-ts"]["source"].startswith("torchscript ")
     assert listed["threshold-bundle"]["version"] == BUNDLE_VERSION
     assert listed["threshold-bundle"]["source"].startswith("monai-bundle ")
+
+
+def test_the_celery_jobs_wrote_their_ups_workitems(node: Node, head: dict[str, Any]) -> None:
+    """The same workitems an outside performer sees over UPS-RS: COMPLETED with the job's SEG and SR
+    as outputs, CANCELED with the failure's reason."""
+    found = node.http.get(
+        f"http://127.0.0.1:{node.web_port}/dicomweb/workitems", params={"StudyInstanceUID": head["study_uid"]}
+    )
+    workitems = {item.ProcedureStepLabel: item for item in map(pydicom.Dataset.from_json, found.json())}
+    assert sorted(workitems) == sorted(job["pipeline"] for job in head["jobs"])
+    for job in head["jobs"]:
+        item = workitems[job["pipeline"]]
+        assert item.InputInformationSequence[0].SeriesInstanceUID == job["series_uid"]
+        if job["state"] == "DONE":
+            assert item.ProcedureStepState == "COMPLETED"
+            outputs = item.UnifiedProcedureStepPerformedProcedureSequence[0].OutputInformationSequence
+            sent = {str(o.ReferencedSOPSequence[0].ReferencedSOPInstanceUID) for o in outputs}
+            assert sent == {r["sop_uid"] for r in head["results"] if r["job_id"] == job["id"]}
+        else:
+            assert (item.ProcedureStepState, job["state"]) == ("CANCELED", "FAILED")
+            assert item.ReasonForCancellation == job["error"][:64]

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from radrouter.config.settings import config_file_from_environment, load_settings
 from radrouter.logs import study
 from radrouter.router.deliver.associations import AssociationPool
+from radrouter.router.deliver.commitment import request_commitment, sent_references
 from radrouter.router.deliver.deidentified import deidentified_copies
 from radrouter.router.deliver.scu import DeliveryError, OutgoingObject, RefusedByDestination, send
 from radrouter.router.dispatch.contract import TaskName
@@ -183,6 +184,15 @@ def _ship(task: Any, delivery_id: int) -> None:
                 settings.delivery.timeout_s,
                 worker_associations(),
             )
+            if destination.storage_commitment:  # done only once the destination vouches for it all
+                sent_detail["commitment"] = request_commitment(
+                    destination_name,
+                    destination,
+                    sent_references(outgoing, sent),
+                    settings.node.ae_title,
+                    index,
+                    settings.commitment.timeout_s,
+                )
     except DeliveryError as error:
         give_up = (
             isinstance(error, RefusedByDestination)

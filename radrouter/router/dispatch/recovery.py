@@ -222,16 +222,23 @@ def start_reconciler(
     celery: Celery,
     complete_study: Callable[[str], None],
     pending: Callable[[], list[str]],
+    leading: Callable[[], bool] | None = None,
 ) -> threading.Event:
     """Run a pass now and then every ``recovery.interval_s`` on a daemon thread; set the event to stop.
 
-    ``complete_study`` is the study router; ``pending`` names the studies the assembler still tracks."""
+    ``complete_study`` is the study router; ``pending`` names the studies the assembler still tracks.
+    ``leading``, in a cluster, says whether this node holds the sweeper's lease: one node's reconciler
+    passes at a time, whichever node that is now (a node that died hands it on with the lease)."""
     reconciler = StudyReconciler(settings, index, celery, complete_study, pending)
     stop = threading.Event()
     interval_s = settings.recovery.interval_s
 
     def loop() -> None:
         while True:
+            if leading is not None and not leading():
+                if stop.wait(min(interval_s, 1.0)):  # a pass as soon as this node leads
+                    return
+                continue
             try:
                 reconciler.run_once()
             except Exception as error:

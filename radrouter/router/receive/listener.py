@@ -22,16 +22,18 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.context import ForkProcess
 from multiprocessing.sharedctypes import RawArray
 from types import FrameType
-from typing import TYPE_CHECKING, Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
 
 import pydicom.config
 import pynetdicom._config
 
 from radrouter.config.settings import Settings
-from radrouter.router.assemble import StudyAssembler
+from radrouter.router.assemble import ArrivalSink, StudyAssembler
+from radrouter.router.cluster import SharedStudyAssembler
 from radrouter.router.receive.acceptor import ConnectionCounts
 from radrouter.router.receive.scp import StorageSCP
 from radrouter.storage.index import Index
+from radrouter.storage.steps import StepBook
 from radrouter.storage.store import InstanceStore
 
 if TYPE_CHECKING:
@@ -46,12 +48,30 @@ _PR_SET_PDEATHSIG = 1
 _PRCTL = ctypes.CDLL(None, use_errno=True).prctl
 
 
+class Assembler(ArrivalSink, Protocol):
+    """What the parent feeds arrivals to: the node's own :class:`StudyAssembler`, or, in a cluster,
+    the :class:`SharedStudyAssembler` that writes them to the index for the sweeping node."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def pending(self) -> list[str]: ...
+
+
 class InstanceArrived(NamedTuple):
     """A receiver stored and indexed an instance of ``study_uid`` on ``association``."""
 
     study_uid: str
     association: str
     series_uid: str | None
+    sop_uid: str | None
+
+
+class StepsChanged(NamedTuple):
+    """A receiver recorded an MPPS N-CREATE or N-SET of a step of ``study_uid``."""
+
+    study_uid: str
 
 
 class AssociationEnded(NamedTuple):
@@ -61,7 +81,7 @@ class AssociationEnded(NamedTuple):
 
 
 #: What a receiver sends its parent over the pipe (named tuples: typed, and as cheap to pickle as tuples).
-Arrival = InstanceArrived | AssociationEnded
+Arrival = InstanceArrived | AssociationEnded | StepsChanged
 
 
 class PipedArrivals:
@@ -71,9 +91,15 @@ class PipedArrivals:
         self._pipe = pipe
         self._lock = threading.Lock()  # one association thread writes at a time
 
-    def instance_received(self, study_uid: str, association: str, series_uid: str | None = None) -> None:
+    def instance_received(
+        self, study_uid: str, association: str, series_uid: str | None = None, sop_uid: str | None = None
+    ) -> None:
         with self._lock:
-            self._pipe.send(InstanceArrived(study_uid, association, series_uid))
+            self._pipe.send(InstanceArrived(study_uid, association, series_uid, sop_uid))
+
+    def steps_changed(self, study_uid: str) -> None:
+        with self._lock:
+            self._pipe.send(StepsChanged(study_uid))
 
     def association_ended(self, association: str) -> None:
         with self._lock:
@@ -129,7 +155,7 @@ def _die_with_parent(parent: int) -> None:
 class ReceiverPool:
     """The parent: forks the receivers, feeds their arrivals to the assembler, replaces the dead."""
 
-    def __init__(self, settings: Settings, assembler: StudyAssembler) -> None:
+    def __init__(self, settings: Settings, assembler: Assembler) -> None:
         self.settings = settings
         self.assembler = assembler
         self.slots: Any = RawArray("i", settings.node.processes)
@@ -213,9 +239,11 @@ class ReceiverPool:
                 self.assembler.association_ended(association)
             return
         match arrival:
-            case InstanceArrived(study_uid, association, series_uid):
+            case InstanceArrived(study_uid, association, series_uid, sop_uid):
                 held.add(association)
-                self.assembler.instance_received(study_uid, association, series_uid)
+                self.assembler.instance_received(study_uid, association, series_uid, sop_uid)
+            case StepsChanged(study_uid):
+                self.assembler.steps_changed(study_uid)
             case AssociationEnded(association):
                 held.discard(association)
                 self.assembler.association_ended(association)
@@ -230,27 +258,38 @@ def run_scp(settings: Settings, reading_list: ReadingListEntry) -> None:
     from radrouter.router.dispatch.recovery import start_reconciler
     from radrouter.router.dispatch.worker import process_incarnation
     from radrouter.router.route.study_router import StudyRouter
-    from radrouter.storage.consistency import reconcile_store
+    from radrouter.storage.consistency import SETTLE_S, reconcile_store
     from radrouter.storage.erasure import resume_erasures
     from radrouter.storage.retention import start_purger
 
     index = Index(settings.storage.resolved_index_url())
     # Before any receiver runs, so no temp file found is a write still in progress.
     store = InstanceStore(settings.storage.root, fsync=settings.storage.fsync)
-    reconcile_store(store, index, settle_s=0)
+    # A cluster's other nodes may be writing to a shared storage root now: their files in progress
+    # are young, and left alone.
+    reconcile_store(store, index, settle_s=SETTLE_S if settings.cluster.enabled else 0)
     resume_erasures(index, store)  # an erasure a crash interrupted: its studies never come back
     celery = celery_app(settings)
     router = StudyRouter(settings, index, celery, reading_list)
-    assembler = StudyAssembler(settings.completion, router, router.series_complete)
+    steps = StepBook(index, settings.completion)
     # Before the receivers fork, so they share this start's identity, which the studies they receive
     # carry and the heartbeat vouches for.
     incarnation = process_incarnation()
+    assembler: Assembler
+    leading: Callable[[], bool] | None = None
+    if settings.cluster.enabled:
+        shared = SharedStudyAssembler(settings, index, incarnation, router, router.series_complete, steps)
+        assembler, leading = shared, shared.leading
+    else:
+        assembler = StudyAssembler(settings.completion, router, router.series_complete, steps=steps)
+        for study_uid in steps.open_studies():  # held or awaited before this start: still so
+            assembler.steps_changed(study_uid)
     stops: list[threading.Event] = []
 
     def start_threads() -> None:
         key, lost_after_s = heartbeat_key(SCP, incarnation), settings.recovery.scp_lost_after_s
         stops.append(keep_beating(settings.broker.resolved_url(), key, lost_after_s))
-        stops.append(start_reconciler(settings, index, celery, router, assembler.pending))
+        stops.append(start_reconciler(settings, index, celery, router, assembler.pending, leading))
         if settings.retention.enabled:
             # Finishes a purge a crash interrupted, then purges what retention or the watermark allows.
             reserve_bytes = settings.storage.free_space_reserve_mb * 1024 * 1024

@@ -1,5 +1,6 @@
-"""The DICOM SCP: C-ECHO, and C-STORE for every storage SOP class and transfer syntax, in each
-presentation context the first transfer syntax the sender proposes (``negotiation.py``).
+"""The DICOM SCP: C-ECHO, C-STORE for every storage SOP class and transfer syntax, in each
+presentation context the first transfer syntax the sender proposes (``negotiation.py``), and the
+workflow services (MPPS: ``mpps.py``; Storage Commitment: ``commitment.py``).
 
 The C-STORE handler writes the bytes exactly as received (no pixel decoding, no transcoding),
 durably, indexes them, tells the assembler, and only then answers Success.
@@ -35,15 +36,20 @@ from radrouter.config.settings import Settings
 from radrouter.deid import find_pseudonyms, is_pseudonymous, reidentify
 from radrouter.logs import study
 from radrouter.router.assemble import ArrivalSink
+from radrouter.router.deliver.commitment import COMMITMENT_SOP_CLASS
+from radrouter.router.deliver.mpps_forward import StepForwarder
 from radrouter.router.dispatch.worker import process_incarnation
 from radrouter.router.receive.acceptor import AcceptorContexts, ConnectionCounts, NodeAE, SharedSocketServer
+from radrouter.router.receive.commitment import CommitmentSCP
 from radrouter.router.receive.free_space import FreeSpace
 from radrouter.router.receive.lengths import check_lengths
+from radrouter.router.receive.mpps import MPPS_SOP_CLASS, PerformedStepSCP
 from radrouter.router.receive.negotiation import install as keep_senders_transfer_syntax
 from radrouter.router.transport import NODELAY_HANDLER, tls_server_context
 from radrouter.storage.ingest import ReceivedInstance, record_instance
 from radrouter.storage.part10 import part10_file
 from radrouter.storage.retention import Purger
+from radrouter.storage.steps import StepBook
 from radrouter.storage.store import InstanceStore, InvalidUID, validate_uid
 
 log = logging.getLogger(__name__)
@@ -59,6 +65,16 @@ class StoreStatus(enum.IntEnum):
     CANNOT_UNDERSTAND = 0xC000
     INVALID_UID = 0xC001
 
+
+#: Every SOP class the SCP accepts, each in every transfer syntax (the conformance statement lists these).
+SCP_ABSTRACT_SYNTAXES: list[UID] = [
+    UID(str(context.abstract_syntax))
+    for context in [*VerificationPresentationContexts, *AllStoragePresentationContexts]
+    if context.abstract_syntax is not None
+] + [MPPS_SOP_CLASS, COMMITMENT_SOP_CLASS]
+#: SCP/SCU role selection accepted, as (SCU role, SCP role) of the requestor: a destination that
+#: reports its storage commitment on a new association takes the SCP role of that SOP class.
+REQUESTOR_ROLES_ACCEPTED: dict[UID, tuple[bool | None, bool | None]] = {COMMITMENT_SOP_CLASS: (True, True)}
 
 #: What the index keeps of an instance.
 _HEADER_TAGS = [
@@ -136,14 +152,22 @@ class StorageSCP:
         #: An instance that would reach the reserve first has retention purge what the watermark
         #: allows, here and now: the SCP's timed pass may be up to ``retention.interval_s`` away.
         self.purger = Purger(settings.retention, index, store) if settings.retention.enabled else None
-        for context in [*AllStoragePresentationContexts, *VerificationPresentationContexts]:
-            if context.abstract_syntax is not None:
-                self.ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+        for abstract_syntax in SCP_ABSTRACT_SYNTAXES:
+            roles = REQUESTOR_ROLES_ACCEPTED.get(abstract_syntax, (None, None))
+            self.ae.add_supported_context(abstract_syntax, ALL_TRANSFER_SYNTAXES, *roles)
         keep_senders_transfer_syntax()
+        forwarder = StepForwarder(settings.destinations, settings.node.ae_title, settings.delivery.timeout_s)
+        mpps = PerformedStepSCP(StepBook(index, settings.completion), arrivals, forwarder)
+        commitment = CommitmentSCP(settings, store, index)
         self.handlers: list[EventHandlerType] = [
             NODELAY_HANDLER,
             (evt.EVT_C_ECHO, self.handle_echo),
             (evt.EVT_C_STORE, self.handle_store),
+            (evt.EVT_N_CREATE, mpps.handle_create),
+            (evt.EVT_N_SET, mpps.handle_set),
+            (evt.EVT_N_ACTION, commitment.handle_action),
+            (evt.EVT_DIMSE_SENT, commitment.answer_sent),
+            (evt.EVT_N_EVENT_REPORT, commitment.handle_report),
             (evt.EVT_ACCEPTED, lambda _event: ASSOCIATIONS.labels("accepted").inc()),
             (evt.EVT_REJECTED, lambda _event: ASSOCIATIONS.labels("rejected").inc()),
         ]
@@ -286,7 +310,7 @@ class StorageSCP:
         except SQLAlchemyError:
             log.exception("cannot index %s", sop_uid, extra=study(study_uid))
             return StoreStatus.PROCESSING_FAILURE
-        self.arrivals.instance_received(study_uid, _association_key(event.assoc), series_uid)
+        self.arrivals.instance_received(study_uid, _association_key(event.assoc), series_uid, sop_uid)
         return StoreStatus.SUCCESS
 
     def _reidentified(self, raw: bytes) -> tuple[bytes, Dataset]:

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Protocol
 
 from celery import Celery
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from radrouter.config.rules import Completion, rule_retention
@@ -35,6 +36,7 @@ from radrouter.storage.index import (
     settle_study,
     utcnow,
 )
+from radrouter.storage.workitems import schedule_job
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +94,11 @@ class StudyRouter:
         )
 
         with self.index.session() as session:
-            study = session.get(Study, study_uid)
+            # Locked: in a cluster, a sweep on another node that lost its lease mid-call waits, then
+            # finds the study ROUTED (PostgreSQL; SQLite's one writer serialises this anyway).
+            study = session.scalars(
+                select(Study).where(Study.uid == study_uid).with_for_update()
+            ).one_or_none()
             if study is None or study.state != StudyState.RECEIVING or study.last_received_at != seen_last:
                 return []
             now = utcnow()
@@ -198,6 +204,7 @@ class StudyRouter:
             )
             session.add(job)
             session.flush()
+            schedule_job(session, job)  # the job as a UPS workitem, which outside performers may claim
             priority = run.priority.celery_priority
             queued.append(
                 QueuedTask(TaskName.INFER, job.id, queue_for(self.settings, run.pipeline), priority)

@@ -6,8 +6,14 @@ from alembic import context
 from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.pool import NullPool
 
-from radrouter.storage import accounts  # noqa: F401  (its tables are part of the schema)
+from radrouter.storage import (
+    accounts,  # noqa: F401  (its tables are part of the schema)
+    arrivals,  # noqa: F401  (its tables are in Base.metadata)
+)
+from radrouter.storage.commitments import CommitmentRequest  # noqa: F401  (its table is in Base.metadata)
 from radrouter.storage.index import Base
+from radrouter.storage.steps import PerformedStep  # noqa: F401  (its table is in Base.metadata)
+from radrouter.storage.workitems import Workitem  # noqa: F401  (its tables are in Base.metadata)
 
 # Any fixed number: two `radrouter db upgrade` started together on PostgreSQL run one after the other.
 _MIGRATION_LOCK = 0x7261_6472

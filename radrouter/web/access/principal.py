@@ -50,7 +50,8 @@ def _bearer(request: Request) -> str | None:
     return credentials.strip() if scheme.lower() == "bearer" and credentials.strip() else None
 
 
-def _token_principal(settings: Settings, index: Index, token: str) -> Principal | None:
+def token_principal(settings: Settings, index: Index, token: str) -> Principal | None:
+    """The service a bearer token names (``web.api_token`` or a live ``tokens add`` one), or None."""
     if settings.web.api_token is not None and hmac.compare_digest(
         token.encode(), settings.web.api_token.get_secret_value().encode()
     ):
@@ -69,7 +70,7 @@ def current_user(request: Request) -> Principal | None:
     token = _bearer(request)
     principal: Principal | None
     if token is not None:
-        principal = _token_principal(settings, index, token)
+        principal = token_principal(settings, index, token)
         if principal is None:
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED, "unknown or revoked token", {"WWW-Authenticate": "Bearer"}

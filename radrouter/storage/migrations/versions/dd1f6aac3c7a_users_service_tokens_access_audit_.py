@@ -1,7 +1,7 @@
 """users, service tokens, access audit, feedback author
 
 Revision ID: dd1f6aac3c7a
-Revises: b0098ced6eed
+Revises: 1ebd2850f80e
 Create Date: 2026-12-01 16:11:33.214383
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "dd1f6aac3c7a"
-down_revision: str | None = "b0098ced6eed"
+down_revision: str | None = "1ebd2850f80e"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
