@@ -22,8 +22,10 @@ import yaml
 from hl7.mllp import start_hl7_server
 from pydicom.uid import generate_uid
 
+from radrouter.config.access import Role
 from radrouter.config.settings import Settings
 from radrouter.node.supervisor import node_commands
+from tests.access import add_token, add_user, bearer
 from tests.user_models import user_pipelines_yaml
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -236,10 +238,15 @@ destinations:
             with self.config_path.open("a") as config:
                 config.write(worklist_config(ris.port))
         self._process: subprocess.Popen[bytes] | None = None
+        self._users: set[str] = set()
 
     @property
     def api(self) -> str:
         return f"http://127.0.0.1:{self.web_port}/api"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
 
     def start(self) -> None:
         self.log_path = self.workdir / "node.log"
@@ -249,6 +256,9 @@ destinations:
             stderr=subprocess.STDOUT,
         )
         wait_until(self._ready, 120, "radrouter up")
+        # The tests' own admin token, made as an admin makes one; `http` carries it to the API.
+        self.token = add_token(self.config_path, "tests", Role.ADMIN)
+        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.web_port}", headers=bearer(self.token))
 
     def _ready(self) -> bool:
         assert self._process is not None
@@ -268,8 +278,16 @@ destinations:
         self._process.send_signal(signal.SIGINT)
         return self._process.wait(timeout=60)
 
+    def user(self, role: Role) -> str:
+        """A local account of ``role`` (made once per node, password ``tests.access.PASSWORD``)."""
+        name = f"{role.value}-tests"
+        if name not in self._users:
+            add_user(self.config_path, name, role)
+            self._users.add(name)
+        return name
+
     def study(self, study_uid: str) -> dict[str, Any]:
-        return dict(httpx.get(f"{self.api}/studies/{study_uid}").json())
+        return dict(self.http.get(f"{self.api}/studies/{study_uid}").json())
 
 
 #: The session node's triage rule: a real measurement of brain extraction makes the study STAT.

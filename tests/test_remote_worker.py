@@ -23,11 +23,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from radrouter.config.settings import Settings
 from radrouter.node.supervisor import node_commands
 from radrouter.router.dispatch.contract import queue_for
+from tests.access import bearer
 from tests.remote import NetworkNamespace
 from tests.services import MPRAGE, Orthanc, PostgreSQL, free_port, storescu, wait_until
 
 PIPELINE = "brain-extraction"
 REMOTE_WORKER = "remote@other-machine"
+#: The one service token of web.api_token, set on node and worker alike: the way remote workers have
+#: always reached the node's DICOMweb (tokens made by `radrouter tokens add` work the same way).
+API_TOKEN = "remote-worker-shared-token"
 
 
 class Processes:
@@ -83,7 +87,7 @@ def scaled_out(
         node_config.write_text(
             f"""
 node: {{port: {scp_port}, metrics_port: {scp_metrics_port}}}
-web: {{host: {link.host_address}, port: {web_port}}}
+web: {{host: {link.host_address}, port: {web_port}, api_token: {API_TOKEN}}}
 storage: {{root: {workdir / "node"}, index_url: '{database}', free_space_reserve_mb: 64}}
 broker: {{url: 'redis://127.0.0.1:{redis_port}/0'}}
 logging: {{format: json}}
@@ -97,6 +101,7 @@ destinations:
             f"""
 storage: {{root: {remote_root}, index_url: '{database.replace("127.0.0.1", link.host_address)}'}}
 broker: {{url: 'redis://{link.host_address}:{redis_port}/0'}}
+web: {{api_token: {API_TOKEN}}}
 worker: {{series_access: dicomweb, node_url: 'http://{link.host_address}:{web_port}/dicomweb'}}
 logging: {{format: json}}
 """
@@ -174,7 +179,11 @@ def computed(scaled_out: dict[str, Any]) -> dict[str, Any]:
     assert sent.returncode == 0, sent.stderr
 
     def settled() -> dict[str, Any] | None:
-        current = dict(httpx.get(f"{scaled_out['api']}/studies/{study_uid}", timeout=10).json())
+        current = dict(
+            httpx.get(
+                f"{scaled_out['api']}/studies/{study_uid}", headers=bearer(API_TOKEN), timeout=10
+            ).json()
+        )
         return current if current.get("state") in ("DONE", "FAILED") else None
 
     study = wait_until(settled, 400, "the study to settle", interval_s=0.5)

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pydicom
 import pytest
 from fastapi.testclient import TestClient
@@ -17,6 +16,7 @@ from pydicom.uid import generate_uid
 
 from radrouter.config.settings import Settings
 from radrouter.web.app import create_app
+from tests.access import LOCAL
 from tests.services import MPRAGE, Node, Orthanc, storescu, wait_until
 
 #: A one-part name makes highdicom warn, quoting it, when it copies the name into the SEG and SR.
@@ -55,7 +55,7 @@ def test_no_patient_data_in_any_log_line_or_in_the_index(phi_study: dict[str, An
 
 def test_the_audit_trail_tells_the_story_of_a_study(phi_study: dict[str, Any], node: Node) -> None:
     study_uid = phi_study["study_uid"]
-    trail = httpx.get(f"{node.api}/studies/{study_uid}/audit").json()
+    trail = node.http.get(f"{node.api}/studies/{study_uid}/audit").json()
     first = {event["hop"]: event["detail"] for event in reversed(trail)}
     assert first["received"]["calling_ae"] == "MODALITY"
     assert first["received"]["calling_address"] == "127.0.0.1"
@@ -65,12 +65,12 @@ def test_the_audit_trail_tells_the_story_of_a_study(phi_study: dict[str, Any], n
     delivered = [event["detail"] for event in trail if event["hop"] == "delivered"]
     assert [d["destination"] for d in delivered] == ["pacs", "pacs"]
 
-    exported = httpx.get(f"{node.api}/audit", params={"study_uid": study_uid, "format": "csv"})
+    exported = node.http.get(f"{node.api}/audit", params={"study_uid": study_uid, "format": "csv"})
     assert exported.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(exported.text)))
     # Events may still arrive (an HL7 ACK) between the two requests: the export begins with the trail.
     assert [row["hop"] for row in rows][: len(trail)] == [event["hop"] for event in trail]
-    everything = httpx.get(f"{node.api}/audit", params={"since": trail[0]["at"]}).json()
+    everything = node.http.get(f"{node.api}/audit", params={"since": trail[0]["at"]}).json()
     assert {event["id"] for event in trail} <= {event["id"] for event in everything}
 
 
@@ -88,13 +88,13 @@ def test_the_web_app_listens_on_loopback_only(node: Node) -> None:
 @pytest.fixture
 def guarded(tmp_path: Path) -> Iterator[TestClient]:
     settings = Settings(storage={"root": tmp_path}, web={"api_token": "correct horse battery"})
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url=LOCAL) as client:
         yield client
 
 
 def _data_routes(client: TestClient) -> list[tuple[str, str]]:
     """Every API route but the health check (from the OpenAPI schema), with path parameters filled in."""
-    paths = client.get("/openapi.json").json()["paths"]
+    paths = client.get("/openapi.json", headers=GOOD).json()["paths"]
     return [
         (method.upper(), path.replace("{study_uid}", "1.2.3"))
         for path, operations in paths.items()
@@ -103,15 +103,24 @@ def _data_routes(client: TestClient) -> list[tuple[str, str]]:
     ]
 
 
-def test_every_data_route_needs_the_token_when_one_is_set(guarded: TestClient) -> None:
+GOOD = {"Authorization": "Bearer correct horse battery"}
+
+
+def test_web_api_token_is_an_admin_service_token(guarded: TestClient) -> None:
+    """The compatibility token (remote workers, scripts): every data route refuses without it."""
     routes = _data_routes(guarded)
     assert ("GET", "/api/studies") in routes and ("POST", "/api/deliveries/retry") in routes
     for method, path in routes:
         assert guarded.request(method, path).status_code == 401, (method, path)
         wrong = guarded.request(method, path, headers={"Authorization": "Bearer wrong"})
         assert wrong.status_code == 401, (method, path)
-    good = {"Authorization": "Bearer correct horse battery"}
+    good = GOOD
     assert guarded.get("/api/studies", headers=good).status_code == 200
     assert guarded.get("/api/studies/1.2.3/audit", headers=good).status_code == 404
     assert guarded.post("/api/deliveries/retry", headers=good).json() == {"retried": []}
     assert guarded.get("/api/health").status_code == 200
+    assert guarded.get("/api/me", headers=good).json() == {
+        "name": "token:api_token",
+        "role": "admin",
+        "service": True,
+    }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from radrouter.cli.accounts import tokens_app, users_app
 from radrouter.cli.config import config_app
 from radrouter.cli.db import db_app
 from radrouter.cli.deliveries import deliveries_app
@@ -29,6 +30,8 @@ app.add_typer(deliveries_app, name="deliveries")
 app.add_typer(storage_app, name="storage")
 app.command("purge")(purge)
 app.command("erase")(erase)
+app.add_typer(users_app, name="users")
+app.add_typer(tokens_app, name="tokens")
 
 
 @app.command("conformance")

@@ -90,7 +90,7 @@ def worker(
 
 
 def web(config: ConfigOption = None) -> None:
-    """Run the web app (JSON API, metrics)."""
+    """Run the web app (pages, JSON API, DICOMweb, metrics); HTTPS when web.tls is set."""
     import uvicorn
 
     from radrouter.web.app import create_app
@@ -98,4 +98,12 @@ def web(config: ConfigOption = None) -> None:
     settings = settings_or_exit(config)
     setup_logging(settings)
     # log_config=None: uvicorn's lines go through radrouter's handler (text or JSON) like all others.
-    uvicorn.run(create_app(settings), host=settings.web.host, port=settings.web.port, log_config=None)
+    tls = settings.web.tls
+    uvicorn.run(
+        create_app(settings),
+        host=settings.web.host,
+        port=settings.web.port,
+        log_config=None,
+        ssl_certfile=tls.cert_file,
+        ssl_keyfile=tls.key_file,
+    )

@@ -22,6 +22,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from radrouter.config.access import OIDCSettings, SessionSettings, SignInSettings, WebTLSSettings
 from radrouter.config.commitment import CommitmentSettings
 from radrouter.config.deidentification import Deidentification
 from radrouter.config.monitoring import MonitoringSettings
@@ -117,14 +118,31 @@ class WebSettings(BaseModel):
     port: int = Field(8080, ge=1, le=65535, description="Port of the web app.")
     api_token: SecretStr | None = Field(
         None,
-        description="When set, every API endpoint that changes state or returns study data needs "
-        "`Authorization: Bearer <token>`.",
+        description="A service token with the admin role (`Authorization: Bearer <token>`), e.g. for "
+        "remote workers; `radrouter tokens add` makes revocable ones.",
     )
     max_request_mb: int = Field(
         4096,
         ge=1,
         description="Largest STOW-RS request body; a larger one is refused (413) with nothing stored.",
     )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Names the web app answers to (Host, and Origin of state changes); empty: 127.0.0.1, "
+        "localhost, ::1 and web.host.",
+    )
+    public_health: bool = Field(True, description="Serve /api/health without sign-in (health checks).")
+    public_metrics: bool = Field(True, description="Serve /metrics without sign-in (Prometheus scrapes).")
+    tls: WebTLSSettings = WebTLSSettings()
+    session: SessionSettings = SessionSettings()
+    sign_in: SignInSettings = SignInSettings()
+    oidc: OIDCSettings = OIDCSettings()
+
+    def answers_to(self) -> list[str]:
+        """The host names Host and Origin are checked against."""
+        if self.allowed_hosts:
+            return self.allowed_hosts
+        return sorted({"127.0.0.1", "localhost", "::1", "[::1]", self.host} - {"0.0.0.0", "::"})
 
 
 class ResendPolicy(enum.StrEnum):

@@ -37,6 +37,7 @@ def feedback_json(row: Feedback) -> dict[str, Any]:
         "item": row.item,
         "corrected_value": row.corrected_value,
         "source": row.source,
+        "author": row.author,
         "at": utc_iso(row.at),
     }
 
@@ -48,13 +49,15 @@ def record_feedback(
     at: datetime,
     item: str | None = None,
     corrected_value: float | None = None,
+    author: str | None = None,
 ) -> dict[str, Any]:
-    """Store a verdict on one result; LookupError when there is no such result."""
+    """Store a verdict on one result (by ``author``, the signed-in reader); LookupError when there is no
+    such result."""
     with index.session() as session:
         result = session.get(Result, result_id)
         if result is None:
             raise LookupError(f"no result {result_id}")
-        row = _feedback(result, verdict, "api", at, item=item, corrected_value=corrected_value)
+        row = _feedback(result, verdict, "api", at, item=item, corrected_value=corrected_value, author=author)
         session.add(row)
         session.flush()
         return feedback_json(row)
@@ -69,7 +72,9 @@ def feedback_for(index: Index, result_id: int) -> list[dict[str, Any]]:
         return [feedback_json(row) for row in rows]
 
 
-def record_study_verdict(index: Index, study_uid: str, verdict: Verdict, at: datetime) -> int:
+def record_study_verdict(
+    index: Index, study_uid: str, verdict: Verdict, at: datetime, author: str | None = None
+) -> int:
     """Store a reading verdict on each report of the study's current revision; how many were stored."""
     with index.session() as session:
         study = session.get(Study, study_uid)
@@ -82,5 +87,5 @@ def record_study_verdict(index: Index, study_uid: str, verdict: Verdict, at: dat
             for result in job.results
             if result.kind == ResultKind.SR
         ]
-        session.add_all(_feedback(result, verdict, "worklist", at) for result in reports)
+        session.add_all(_feedback(result, verdict, "worklist", at, author=author) for result in reports)
         return len(reports)

@@ -22,6 +22,7 @@ from radrouter.config.settings import CONFIG_ENV, Settings
 from radrouter.inference.registry import available
 from radrouter.node.broker import EmbeddedRedis
 from radrouter.router.dispatch.contract import DELIVERY_QUEUE, queue_for
+from radrouter.storage.accounts import has_users
 from radrouter.storage.index import Index
 from radrouter.storage.node_status import ProcessState, status_path, write_node_status
 
@@ -194,7 +195,13 @@ class NodeSupervisor:
 def run_node(settings: Settings, config_file: Path | None) -> int:
     """Start everything and keep it running; on Ctrl-C or SIGTERM stop everything; return an exit code."""
     # Migrate once, here, before the processes share the index (they only check its revision).
-    Index(settings.storage.resolved_index_url(), migrate=True)
+    index = Index(settings.storage.resolved_index_url(), migrate=True)
+    if not has_users(index):
+        config = f" --config {config_file}" if config_file is not None else ""
+        log.warning(
+            "no web user yet: create the first admin with `radrouter users add <name> --role admin%s`",
+            config,
+        )
     env = dict(os.environ)
     if config_file is not None:
         env[CONFIG_ENV] = str(config_file.resolve())
@@ -216,9 +223,10 @@ def run_node(settings: Settings, config_file: Path | None) -> int:
     try:
         supervisor.start_all()
         log.info(
-            "node up: SCP %s on port %d, web on http://%s:%d",
+            "node up: SCP %s on port %d, web on %s://%s:%d",
             settings.node.ae_title,
             settings.node.port,
+            "https" if settings.web.tls.enabled else "http",
             settings.web.host,
             settings.web.port,
         )

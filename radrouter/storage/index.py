@@ -479,6 +479,7 @@ class Feedback(Base):
     item: Mapped[str | None] = mapped_column(String(100))
     corrected_value: Mapped[float | None]
     source: Mapped[str] = mapped_column(String(16))
+    author: Mapped[str | None] = mapped_column(String(100))
     at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -22,7 +22,8 @@ from radrouter.storage.index import Index, Job, Result, Study, StudyState, utc_i
 from radrouter.storage.steps import steps_of
 from radrouter.storage.store import InstanceStore
 from radrouter.web import audit, deliveries
-from radrouter.web.auth import PROTECTED
+from radrouter.web.access import Role, require
+from radrouter.web.access.setup import protect
 from radrouter.web.configuration import configuration_router
 from radrouter.web.dashboard import dashboard_router
 from radrouter.web.dicomweb import dicomweb_router
@@ -85,6 +86,9 @@ class _StudyStateCollector:
         yield gauge
 
 
+VIEWER = require(Role.VIEWER)
+
+
 def create_app(settings: Settings, index: Index | None = None) -> FastAPI:
     index = index or Index(settings.storage.resolved_index_url())
     registry = CollectorRegistry()
@@ -100,35 +104,44 @@ def create_app(settings: Settings, index: Index | None = None) -> FastAPI:
         yield
         stop.set()
 
-    app = FastAPI(title="radrouter", version=radrouter.__version__, lifespan=lifespan)
+    # No docs routes of FastAPI's own: protect() adds /docs and /openapi.json for admins only.
+    app = FastAPI(
+        title="radrouter",
+        version=radrouter.__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
     app.state.settings, app.state.index = settings, index
-    # Every router that returns patient data or changes state needs the API token when one is set.
+    protect(app, settings)
+    # Every route declares the role it needs (tests/web/test_access_routes.py enumerates them).
     app.include_router(audit.router)
     app.include_router(deliveries.router)
-    app.include_router(worklist_router(settings, index), dependencies=PROTECTED)
-    app.include_router(monitoring_api, dependencies=PROTECTED)
+    app.include_router(worklist_router(settings, index))
+    app.include_router(monitoring_api)
     registry.register(drift_alerts)
     echo_scp = CachedEcho(settings.node)
-    app.include_router(dashboard_router(settings, index, celery, echo_scp), dependencies=PROTECTED)
-    app.include_router(configuration_router(settings), dependencies=PROTECTED)
+    app.include_router(dashboard_router(settings, index, celery, echo_scp))
+    app.include_router(configuration_router(settings))
     mount_static(app)
     store = InstanceStore(settings.storage.root, settings.storage.fsync)
-    app.include_router(dicomweb_router(index, store), dependencies=PROTECTED)
-    # STOW-RS takes no API token: each object needs the credential of the job it is a result of.
+    app.include_router(dicomweb_router(index, store))  # each route declares its role
+    # STOW-RS takes no sign-in: each object needs the credential of the job it is a result of.
     job_credentials = credentials_of(settings)
     if job_credentials is not None:
         limits = settings.web.max_request_mb * 2**20, settings.storage.free_space_reserve_mb * 2**20
         app.include_router(stow_router(index, store, job_credentials, *limits))
-    app.include_router(ups_router(index), dependencies=PROTECTED)
-    app.include_router(ups_events_router(settings, index))  # checks the token itself
+    app.include_router(ups_router(index), dependencies=[require(Role.ADMIN)])  # outside Task Performers
+    app.include_router(ups_events_router(settings, index))  # a WebSocket: checks its token itself
 
-    @app.get("/api/health")
+    @app.get("/api/health", dependencies=[require(Role.VIEWER, public_if=lambda s: s.web.public_health)])
     def health() -> dict[str, Any]:
         checks = node_checks(settings, index, echo_scp)
         healthy = all(value == "ok" for value in checks.values())
         return {"status": "ok" if healthy else "degraded", "version": radrouter.__version__, "checks": checks}
 
-    @app.get("/api/studies", dependencies=PROTECTED)
+    @app.get("/api/studies", dependencies=[VIEWER])
     def studies(limit: int = 100) -> list[dict[str, Any]]:
         with index.session() as session:
             rows = session.scalars(select(Study).order_by(Study.last_received_at.desc()).limit(limit)).all()
@@ -145,7 +158,7 @@ def create_app(settings: Settings, index: Index | None = None) -> FastAPI:
                 for study in rows
             ]
 
-    @app.get("/api/studies/{study_uid}", dependencies=PROTECTED)
+    @app.get("/api/studies/{study_uid}", dependencies=[VIEWER])
     def study(study_uid: str) -> dict[str, Any]:
         with index.session() as session:
             found = session.get(Study, study_uid)
@@ -181,10 +194,10 @@ def create_app(settings: Settings, index: Index | None = None) -> FastAPI:
                 ],
             }
 
-    app.include_router(routing_api(settings, index), dependencies=PROTECTED)
-    app.include_router(pipelines_router(settings), dependencies=PROTECTED)
+    app.include_router(routing_api(settings, index), dependencies=[VIEWER])
+    app.include_router(pipelines_router(settings), dependencies=[require(Role.ADMIN)])
 
-    @app.get("/metrics")
+    @app.get("/metrics", dependencies=[require(Role.ADMIN, public_if=lambda s: s.web.public_metrics)])
     def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 

@@ -12,10 +12,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from sqlalchemy import select
 
+from radrouter.storage.accounts import access_events
 from radrouter.storage.index import AuditEvent, Hop, Study, utc_iso
-from radrouter.web.auth import PROTECTED
+from radrouter.web.access import Role, require
 
-router = APIRouter(prefix="/api", tags=["audit"], dependencies=PROTECTED)
+router = APIRouter(prefix="/api", tags=["audit"])
 
 COLUMNS = ("id", "study_uid", "hop", "at", "detail")
 MAX_PAGE = 10_000
@@ -31,7 +32,7 @@ def _row(event: AuditEvent) -> dict[str, Any]:
     }
 
 
-@router.get("/studies/{study_uid}/audit")
+@router.get("/studies/{study_uid}/audit", dependencies=[require(Role.VIEWER)])
 def study_audit(request: Request, study_uid: str) -> list[dict[str, Any]]:
     with request.app.state.index.session() as session:
         if session.get(Study, study_uid) is None:
@@ -42,7 +43,7 @@ def study_audit(request: Request, study_uid: str) -> list[dict[str, Any]]:
         return [_row(event) for event in events]
 
 
-@router.get("/audit", response_model=None)
+@router.get("/audit", response_model=None, dependencies=[require(Role.ADMIN)])
 def export(
     request: Request,
     response: Response,
@@ -83,3 +84,9 @@ def export(
         media_type="text/csv",
         headers={"Content-Disposition": 'attachment; filename="radrouter-audit.csv"', **cursor},
     )
+
+
+@router.get("/audit/access", dependencies=[require(Role.ADMIN)])
+def access(request: Request, since: datetime | None = None) -> list[dict[str, Any]]:
+    """Sign-ins, failed sign-ins, lock-outs and sign-outs, oldest first (who, when, from where)."""
+    return access_events(request.app.state.index, since.replace(tzinfo=None) if since else None)

@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from radrouter.config.settings import Settings
+from radrouter.web.access import Role, require
 from radrouter.web.layout import render
 
 MASK = "***"
@@ -49,7 +50,7 @@ def config_in_use(settings: Settings) -> str:
 
 
 def configuration_router(settings: Settings) -> APIRouter:
-    router = APIRouter(tags=["configuration"])
+    router = APIRouter(tags=["configuration"], dependencies=[require(Role.ADMIN)])
 
     @router.get("/config", response_class=HTMLResponse)
     def configuration(request: Request) -> HTMLResponse:

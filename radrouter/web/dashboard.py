@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from celery import Celery
 from fastapi import APIRouter, HTTPException, Request
@@ -22,6 +22,7 @@ from radrouter.router.deliver.view import DeliveryView
 from radrouter.router.dispatch.retry import NotRetryable, retry_job
 from radrouter.storage.index import Delivery, DeliveryState, Hop, Index, Job, JobState, Study, utcnow
 from radrouter.storage.node_status import read_node_status
+from radrouter.web.access import Principal, Role, require
 from radrouter.web.activity import activity, activity_chart
 from radrouter.web.health import destination_health, node_checks
 from radrouter.web.layout import render
@@ -82,7 +83,7 @@ def _recent_studies(index: Index) -> list[dict[str, Any]]:
 def dashboard_router(
     settings: Settings, index: Index, celery: Celery, echo_scp: Callable[[], str]
 ) -> APIRouter:
-    router = APIRouter(tags=["dashboard"])
+    router = APIRouter(tags=["dashboard"], dependencies=[require(Role.ADMIN)])
 
     @router.get("/dashboard", response_class=HTMLResponse)
     def dashboard(request: Request) -> HTMLResponse:
@@ -122,11 +123,13 @@ def dashboard_router(
         return {**what, "retried": True}
 
     @router.post("/dashboard/jobs/{job_id}/retry")
-    def retry_failed_job(job_id: int) -> dict[str, Any]:
-        return _retry(lambda: retry_job(settings, index, celery, job_id), {"job": job_id})
+    def retry_failed_job(job_id: int, by: Annotated[Principal, require(Role.ADMIN)]) -> dict[str, Any]:
+        return _retry(lambda: retry_job(settings, index, celery, job_id, by.actor), {"job": job_id})
 
     @router.post("/dashboard/deliveries/{delivery_id}/retry")
-    def retry_dead_delivery(delivery_id: int) -> dict[str, Any]:
-        return _retry(lambda: retry_delivery(index, celery, delivery_id), {"delivery": delivery_id})
+    def retry_dead_delivery(
+        delivery_id: int, by: Annotated[Principal, require(Role.ADMIN)]
+    ) -> dict[str, Any]:
+        return _retry(lambda: retry_delivery(index, celery, delivery_id, by.actor), {"delivery": delivery_id})
 
     return router

@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from radrouter.storage.index import Index, Instance, Series
 from radrouter.storage.store import InstanceStore
+from radrouter.web.access import Role, require
 
 DICOM = "application/dicom"
 EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
@@ -69,15 +70,17 @@ def dicomweb_router(index: Index, store: InstanceStore) -> APIRouter:
             )
         return _multipart([Path(path) for path, _ in rows], [syntax for _, syntax in rows])
 
-    @router.get("/studies/{study_uid}")
+    viewer = [require(Role.VIEWER)]
+
+    @router.get("/studies/{study_uid}", dependencies=viewer)
     def retrieve_study(request: Request, study_uid: str) -> StreamingResponse:
         return retrieve(request, Series.study_uid == study_uid)
 
-    @router.get("/studies/{study_uid}/series/{series_uid}")
+    @router.get("/studies/{study_uid}/series/{series_uid}", dependencies=viewer)
     def retrieve_series(request: Request, study_uid: str, series_uid: str) -> StreamingResponse:
         return retrieve(request, Series.study_uid == study_uid, Series.uid == series_uid)
 
-    @router.get("/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}")
+    @router.get("/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}", dependencies=viewer)
     def retrieve_instance(
         request: Request, study_uid: str, series_uid: str, sop_uid: str
     ) -> StreamingResponse:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse
@@ -17,6 +17,7 @@ from radrouter.monitoring.feedback import feedback_for, record_feedback
 from radrouter.monitoring.series import monitored_pipelines
 from radrouter.monitoring.service import Monitor
 from radrouter.storage.index import Index, Verdict, utcnow
+from radrouter.web.access import Principal, Role, require
 from radrouter.web.layout import render
 from radrouter.web.monitoring_page import index_context, pipeline_context
 
@@ -48,17 +49,26 @@ class DriftAlertCollector:
 
 def monitoring_router(monitor: Monitor, index: Index, clock: Callable[[], datetime] = utcnow) -> APIRouter:
     router = APIRouter()
+    admin = [require(Role.ADMIN)]
 
     @router.post("/api/results/{result_id}/feedback", status_code=201)
-    def feedback(result_id: int, request: FeedbackRequest) -> dict[str, Any]:
+    def feedback(
+        result_id: int, request: FeedbackRequest, author: Annotated[Principal, require(Role.RADIOLOGIST)]
+    ) -> dict[str, Any]:
         try:
             return record_feedback(
-                index, result_id, request.verdict, clock(), request.item, request.corrected_value
+                index,
+                result_id,
+                request.verdict,
+                clock(),
+                request.item,
+                request.corrected_value,
+                author.actor,
             )
         except LookupError as error:
             raise HTTPException(status_code=404, detail=str(error)) from error
 
-    @router.get("/api/results/{result_id}/feedback")
+    @router.get("/api/results/{result_id}/feedback", dependencies=[require(Role.VIEWER)])
     def feedback_on(result_id: int) -> list[dict[str, Any]]:
         """Every verdict given on a result, oldest first."""
         try:
@@ -66,34 +76,34 @@ def monitoring_router(monitor: Monitor, index: Index, clock: Callable[[], dateti
         except LookupError as error:
             raise HTTPException(status_code=404, detail=str(error)) from error
 
-    @router.get("/api/monitoring")
+    @router.get("/api/monitoring", dependencies=admin)
     def pipelines() -> dict[str, Any]:
         """Monitored pipelines and the open drift alerts."""
         with index.session() as session:
             names = monitored_pipelines(session)
         return {"pipelines": names, "alerts": monitor.alerts()}
 
-    @router.get("/api/monitoring/alerts")
+    @router.get("/api/monitoring/alerts", dependencies=admin)
     def alerts() -> list[dict[str, Any]]:
         return monitor.alerts()
 
-    @router.get("/monitoring", response_class=HTMLResponse)
+    @router.get("/monitoring", response_class=HTMLResponse, dependencies=admin)
     def index_of_pipelines(request: Request) -> HTMLResponse:
         with index.session() as session:
             names = monitored_pipelines(session)
         return render(request, "monitoring_index.html", index_context(names, monitor.alerts()))
 
-    @router.get("/monitoring/{pipeline}", response_class=HTMLResponse)
+    @router.get("/monitoring/{pipeline}", response_class=HTMLResponse, dependencies=admin)
     def page(request: Request, pipeline: str) -> HTMLResponse:
         """Charts of the pipeline's measurements, finding rate, agreement and input mix."""
         return render(request, "monitoring_pipeline.html", pipeline_context(monitor, pipeline))
 
-    @router.get("/api/monitoring/{pipeline}/series")
+    @router.get("/api/monitoring/{pipeline}/series", dependencies=admin)
     def series(pipeline: str, version: str | None = None) -> list[dict[str, Any]]:
         """Every result of the pipeline (of one model version if given) over both windows, oldest first."""
         return monitor.series(pipeline, version)
 
-    @router.get("/api/monitoring/{pipeline}")
+    @router.get("/api/monitoring/{pipeline}", dependencies=admin)
     def statistics(pipeline: str, version: str | None = None) -> dict[str, Any]:
         """Each statistic of the pipeline (of one model version if given): baseline, recent days with
         limits, days outside in a row."""

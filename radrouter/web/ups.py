@@ -10,7 +10,6 @@ subscriptions are kept in the index as well.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 from typing import Any
 
@@ -19,6 +18,7 @@ from pydicom import Dataset
 from pydicom.sequence import Sequence
 from sqlalchemy import select
 
+from radrouter.config.access import Role
 from radrouter.config.settings import Settings
 from radrouter.storage.index import Index
 from radrouter.storage.workitems import (
@@ -37,6 +37,7 @@ from radrouter.storage.workitems import (
 )
 from radrouter.storage.workitems import subscribe as subscribe_to
 from radrouter.storage.workitems import unsubscribe as unsubscribe_from
+from radrouter.web.access.principal import token_principal
 
 DICOM_JSON = "application/dicom+json"
 UPS_PUSH = "1.2.840.10008.5.1.4.34.6.1"
@@ -122,7 +123,7 @@ def _refused(error: UpsError) -> HTTPException:
 
 
 def ups_router(index: Index) -> APIRouter:
-    """The UPS-RS resources; include with ``dependencies=PROTECTED``."""
+    """The UPS-RS resources; include with ``dependencies=[require(Role.ADMIN)]``."""
     router = APIRouter(prefix="/dicomweb", tags=["ups-rs"])
 
     @router.post("/workitems", status_code=201)
@@ -240,14 +241,14 @@ def ups_router(index: Index) -> APIRouter:
 
 def ups_events_router(settings: Settings, index: Index) -> APIRouter:
     """The event channel, a WebSocket per subscriber AE title. WebSockets carry no Request for the
-    routers' dependencies, so the API token (``web.api_token``) is checked here."""
+    routers' dependencies, so the bearer token (an admin's service token) is checked here."""
     router = APIRouter(prefix="/dicomweb")
 
     @router.websocket("/subscribers/{ae_title}")
     async def events(websocket: WebSocket, ae_title: str) -> None:
-        token = settings.web.api_token
-        offered = websocket.headers.get("authorization", "").removeprefix("Bearer ").encode()
-        if token is not None and not hmac.compare_digest(offered, token.get_secret_value().encode()):
+        offered = websocket.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        holder = await asyncio.to_thread(token_principal, settings, index, offered) if offered else None
+        if holder is None or not holder.role.grants(Role.ADMIN):
             await websocket.close(code=1008)
             return
         await websocket.accept()

@@ -17,6 +17,7 @@ from radrouter.config.rules import Priority
 from radrouter.config.settings import Settings
 from radrouter.monitoring.feedback import record_study_verdict
 from radrouter.storage.index import Index, Verdict, utcnow
+from radrouter.web.access import Principal, Role, current_user, require
 from radrouter.web.layout import render
 from radrouter.worklist.listing import ListFilter, listed_modalities
 from radrouter.worklist.reading_list import AlreadyRead, ReadingList
@@ -34,7 +35,9 @@ def worklist_router(settings: Settings, index: Index, clock: Callable[[], dateti
     reading_list = ReadingList(settings, index, clock)
     router = APIRouter()
 
-    @router.get("/api/worklist")
+    viewer = [require(Role.VIEWER)]
+
+    @router.get("/api/worklist", dependencies=viewer)
     def worklist(
         response: Response,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
@@ -52,26 +55,37 @@ def worklist_router(settings: Settings, index: Index, clock: Callable[[], dateti
         response.headers["X-Worklist-Version"] = page.version
         return page.entries
 
-    @router.get("/api/worklist/version")
+    @router.get("/api/worklist/version", dependencies=viewer)
     def version() -> dict[str, str]:
         """A token that changes whenever the reading list or its order does: one aggregate query."""
         return {"version": reading_list.version()}
 
     @router.post("/api/worklist/{study_uid}/read")
-    def mark_read(study_uid: str, request: Annotated[ReadRequest | None, Body()] = None) -> dict[str, Any]:
+    def mark_read(
+        study_uid: str,
+        reader: Annotated[Principal, require(Role.RADIOLOGIST)],
+        request: Annotated[ReadRequest | None, Body()] = None,
+    ) -> dict[str, Any]:
         try:
-            read = reading_list.mark_read(study_uid, request.verdict if request else None)
+            read = reading_list.mark_read(study_uid, request.verdict if request else None, reader.actor)
             if request and request.verdict:
-                read["feedback"] = record_study_verdict(index, study_uid, request.verdict, clock())
+                read["feedback"] = record_study_verdict(
+                    index, study_uid, request.verdict, clock(), reader.actor
+                )
             return read
         except LookupError as error:
             raise HTTPException(status_code=404, detail=str(error)) from error
         except AlreadyRead as error:
             raise HTTPException(status_code=409, detail=str(error)) from error
 
-    @router.get("/worklist", response_class=HTMLResponse)
+    @router.get("/worklist", response_class=HTMLResponse, dependencies=viewer)
     def worklist_page(request: Request) -> HTMLResponse:
-        context = {"modalities": listed_modalities(index), "priorities": [p.value for p in Priority]}
+        user = current_user(request)
+        context = {
+            "modalities": listed_modalities(index),
+            "priorities": [p.value for p in Priority],
+            "can_read": user is not None and user.role.grants(Role.RADIOLOGIST),
+        }
         return render(request, "worklist.html", context)
 
     return router

@@ -86,8 +86,11 @@ class ReadingList:
         """The change counter: equal answers mean the same list in the same order."""
         return list_version(self.settings, self.index, self.clock())
 
-    def mark_read(self, study_uid: str, verdict: Verdict | None = None) -> dict[str, Any]:
-        """Take a study off the list, with the radiologist's agreement with the AI finding if given."""
+    def mark_read(
+        self, study_uid: str, verdict: Verdict | None = None, reader: str | None = None
+    ) -> dict[str, Any]:
+        """Take a study off the list, with the radiologist's agreement with the AI finding if given; the
+        audit names the reader."""
         now = self.clock()
         with self.index.session() as session:
             item = session.get(WorklistItem, study_uid)
@@ -98,7 +101,13 @@ class ReadingList:
             item.read_at, item.verdict = now, verdict
             waited = round((now - item.arrived_at).total_seconds(), 1)
             self.index.record_event(
-                session, study_uid, Hop.READ, priority=item.priority, verdict=verdict, waited_s=waited
+                session,
+                study_uid,
+                Hop.READ,
+                priority=item.priority,
+                verdict=verdict,
+                waited_s=waited,
+                user=reader,
             )
             return {"study_uid": study_uid, "read_at": utc_iso(now), "verdict": verdict, "waited_s": waited}
 

@@ -15,7 +15,6 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pydicom
 import pytest
 import yaml
@@ -77,7 +76,7 @@ def external_config(node: Node, cloud: Orthanc) -> Iterator[None]:
 
 def settled(node: Node, study_uid: str) -> dict[str, Any]:
     def done() -> dict[str, Any] | None:
-        response = httpx.get(f"{node.api}/studies/{study_uid}")
+        response = node.http.get(f"{node.api}/studies/{study_uid}")
         study = response.json() if response.status_code == 200 else None
         return study if study and study["state"] in ("DONE", "FAILED") else None
 

@@ -13,10 +13,13 @@ import pydicom
 import yaml
 from sqlalchemy import func, select
 
+from radrouter.config.access import Role
 from radrouter.config.settings import Settings
 from radrouter.node.broker import EmbeddedRedis
 from radrouter.node.supervisor import node_commands
+from radrouter.storage.accounts import add_token
 from radrouter.storage.index import Index, Instance, Job, Series
+from tests.access import bearer
 from tests.services import Orthanc, free_port, port_open, wait_until
 
 PIPELINE_WORKER = "worker-brain-extraction"
@@ -67,6 +70,9 @@ class NodeProcesses:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.starts: dict[str, int] = {}
         self.index = Index(Settings(**config).storage.resolved_index_url())
+        # An admin token of the test's own, made in the index as `radrouter tokens add` makes it.
+        token = add_token(self.index, "faults", Role.ADMIN)
+        self.http = httpx.Client(headers=bearer(token))
 
     @property
     def api(self) -> str:
@@ -130,10 +136,10 @@ class NodeProcesses:
     # What the node knows, read from its index and its API.
 
     def study(self, study_uid: str) -> dict[str, Any]:
-        return dict(httpx.get(f"{self.api}/studies/{study_uid}", timeout=30).json())
+        return dict(self.http.get(f"{self.api}/studies/{study_uid}", timeout=30).json())
 
     def study_state(self, study_uid: str) -> str | None:
-        response = httpx.get(f"{self.api}/studies/{study_uid}", timeout=30)
+        response = self.http.get(f"{self.api}/studies/{study_uid}", timeout=30)
         return str(response.json()["state"]) if response.status_code == 200 else None
 
     def wait_for_state(self, study_uid: str, state: str, timeout_s: float = 240) -> dict[str, Any]:

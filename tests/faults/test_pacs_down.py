@@ -8,8 +8,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from radrouter.node.supervisor import NodeProcess
 from tests.faults.conftest import FILES, STUDY, FaultTally
 from tests.faults.harness import DELIVERY_WORKER, NodeProcesses
@@ -41,7 +39,7 @@ def test_pacs_down_then_back_and_past_the_dead_letter_age(tmp_path: Path, tally:
         tally.sent(FILES[:1], new_study=False)
         study = node.wait_for_state(STUDY, "FAILED", timeout_s=300)
         assert study["reason"] == "2 delivery(ies) failed"
-        dead = httpx.get(f"{node.api}/deliveries/dead-letter").json()
+        dead = node.http.get(f"{node.api}/deliveries/dead-letter").json()
         assert sorted(d["kind"] for d in dead) == ["SEG", "SR"]
 
         pacs.start()
@@ -61,7 +59,7 @@ def test_pacs_down_then_back_and_past_the_dead_letter_age(tmp_path: Path, tally:
         assert retried.returncode == 0, retried.stderr + retried.stdout
         assert "queued 2 delivery(ies) again" in retried.stdout
         node.wait_for_state(STUDY, "DONE")
-        assert httpx.get(f"{node.api}/deliveries/dead-letter").json() == []
+        assert node.http.get(f"{node.api}/deliveries/dead-letter").json() == []
         tally.results_in_pacs(pacs, STUDY, 2)
     finally:
         node.stop()

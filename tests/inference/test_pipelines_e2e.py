@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import highdicom as hd
-import httpx
 import numpy as np
 import pydicom
 import pytest
@@ -278,7 +277,7 @@ def test_a_reported_finding_moves_the_study_up_the_worklist(node: Node, chest: d
     study_uid = chest["study"]["study_uid"]
 
     def triaged() -> dict[str, Any] | None:
-        listed = httpx.get(f"{node.api}/worklist").json()
+        listed = node.http.get(f"{node.api}/worklist").json()
         entry = next((e for e in listed if e["study_uid"] == study_uid), None)
         return entry if entry and entry["priority"] == "urgent" else None
 
@@ -321,7 +320,7 @@ def test_the_worker_outlives_failures_and_evicts_least_recently_used(
 
 def test_pipelines_are_listed_with_version_queue_and_source(node: Node) -> None:
     # The first call imports torch in the web process: generous timeout on a loaded machine.
-    listed = {p["name"]: p for p in httpx.get(f"{node.api}/pipelines", timeout=120).json()}
+    listed = {p["name"]: p for p in node.http.get(f"{node.api}/pipelines", timeout=120).json()}
     assert listed["brain-extraction"]["source"] == "built-in"
     assert listed["brain-extraction"]["queue"] == "brain-extraction"
     assert listed["ct-lung"]["queue"] == "pool.cpu"
@@ -334,7 +333,7 @@ def test_pipelines_are_listed_with_version_queue_and_source(node: Node) -> None:
 def test_the_celery_jobs_wrote_their_ups_workitems(node: Node, head: dict[str, Any]) -> None:
     """The same workitems an outside performer sees over UPS-RS: COMPLETED with the job's SEG and SR
     as outputs, CANCELED with the failure's reason."""
-    found = httpx.get(
+    found = node.http.get(
         f"http://127.0.0.1:{node.web_port}/dicomweb/workitems", params={"StudyInstanceUID": head["study_uid"]}
     )
     workitems = {item.ProcedureStepLabel: item for item in map(pydicom.Dataset.from_json, found.json())}

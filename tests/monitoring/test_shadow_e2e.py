@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pydicom
 import pytest
 
@@ -55,11 +54,13 @@ def test_shadow_results_are_stored_and_monitored_but_never_delivered(
         return any(e["hop"] == "triaged" and e["detail"].get("shadow") for e in events)
 
     wait_until(triaged_in_shadow, 60, "triage skipped for the shadow pipeline")
-    [item] = [e for e in httpx.get(f"{shadow_node.api}/worklist").json() if e["study_uid"] == study_uid]
+    [item] = [
+        e for e in shadow_node.http.get(f"{shadow_node.api}/worklist").json() if e["study_uid"] == study_uid
+    ]
     assert item["priority"] == "routine" and item["finding"] is None
 
     def monitored() -> dict[str, Any]:
-        stats = httpx.get(f"{shadow_node.api}/monitoring/brain-extraction").json()["statistics"]
+        stats = shadow_node.http.get(f"{shadow_node.api}/monitoring/brain-extraction").json()["statistics"]
         by_name = {s["statistic"]: s for s in stats}
         return by_name if "measurement:Brain volume" in by_name else {}
 

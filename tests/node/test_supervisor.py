@@ -70,7 +70,7 @@ def test_a_worker_killed_mid_inference_comes_back_and_the_study_gets_its_results
     wait_until(running, 120, "the job RUNNING", 0.02)
     kill_and_wait_until_back(root, PIPELINE_WORKER, timeout_s=30)
     # The SCP and the web app never went down; the web app says what happened.
-    assert httpx.get(f"{node.api}/health").json()["checks"]["index"] == "ok"
+    assert node.http.get(f"{node.api}/health").json()["checks"]["index"] == "ok"
     wait_for_results(orthanc, study_uid, "the worker came back")
     study = node.study(study_uid)
     hops = [event["hop"] for event in study["events"]]
@@ -123,7 +123,7 @@ def test_the_embedded_redis_killed_is_started_again_and_studies_still_get_result
 ) -> None:
     kill_and_wait_until_back(node.workdir / "data", BROKER, timeout_s=30)
     wait_for_results(orthanc, send_new_study(node, tmp_path), "redis came back")
-    assert httpx.get(f"{node.api}/health").json()["checks"]["broker"] == "ok"
+    assert node.http.get(f"{node.api}/health").json()["checks"]["broker"] == "ok"
 
 
 def test_the_scp_and_the_web_app_killed_come_back_and_the_next_study_gets_its_results(
@@ -135,5 +135,5 @@ def test_the_scp_and_the_web_app_killed_come_back_and_the_next_study_gets_its_re
     study_uid = send_new_study(node, tmp_path)
     wait_for_results(orthanc, study_uid, "the SCP came back")
     assert len(orthanc.find_series(study_uid, "SEG")) == 1 and len(orthanc.find_series(study_uid, "SR")) == 1
-    health = httpx.get(f"{node.api}/health").json()
+    health = node.http.get(f"{node.api}/health").json()
     assert health["status"] == "ok" and health["checks"]["processes"] == "ok"

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi.testclient import TestClient
 from pydicom.uid import generate_uid
 
 from radrouter.config.settings import Settings
 from radrouter.storage.index import Hop, Index, Study
 from radrouter.web.app import create_app
+from tests.access import token_client
 
 
 def test_the_audit_export_pages_with_a_cursor_and_filters_by_hop(tmp_path: Path) -> None:
@@ -21,7 +21,7 @@ def test_the_audit_export_pages_with_a_cursor_and_filters_by_hop(tmp_path: Path)
         session.flush()
         for number in range(25):
             index.record_event(session, study_uid, Hop.READ if number % 5 == 0 else Hop.RECEIVED, n=number)
-    client = TestClient(create_app(settings, index))
+    client = token_client(create_app(settings, index), index)
 
     seen, after, pages = [], None, 0
     while True:

@@ -11,6 +11,7 @@ import pytest
 from playwright.sync_api import Page, expect
 from pydicom.uid import generate_uid
 
+from radrouter.config.access import Role
 from radrouter.config.settings import Settings
 from radrouter.storage.index import (
     Delivery,
@@ -24,6 +25,7 @@ from radrouter.storage.index import (
     StudyState,
 )
 from radrouter.web.configuration import config_in_use
+from tests.access import browser_sign_in
 from tests.browser import screenshot
 from tests.services import DATA, Node, Orthanc, wait_until
 
@@ -31,7 +33,9 @@ LIVER_SEG = DATA / "ct-abdomen-3slice-with-seg" / "seg" / "liver.dcm"
 
 
 @pytest.fixture
-def page(browser_page: Page) -> Page:
+def page(browser_page: Page, node: Node) -> Page:
+    """The browser, signed in as an admin (the dashboard's role)."""
+    browser_sign_in(browser_page, node.url, node.user(Role.ADMIN))
     return browser_page
 
 
@@ -85,7 +89,7 @@ def test_dashboard_shows_the_node_at_work(node: Node, page: Page) -> None:
     expect(workers.filter(has_text="brain-extraction@")).to_have_count(1)
     expect(page.locator('#queues tr[data-queue="delivery"]')).to_have_count(1)
     expect(page.locator('#activity [data-window="last day"] [data-key="received"]')).to_have_text(
-        str(len(httpx.get(f"{node.api}/studies?limit=1000").json()))
+        str(len(node.http.get(f"{node.api}/studies?limit=1000").json()))
     )
     chart = page.locator("#activity-chart")
     assert chart.evaluate("img => img.complete && img.naturalWidth") > 600, "the activity chart drew"
@@ -134,13 +138,20 @@ def test_retry_buttons_requeue_a_dead_delivery_and_a_failed_job(
 
     assert wait_until(worker_took_it_again, 60, "a worker to run the retried job")
     events = node.study(study_uid)["events"]
+    admin = node.user(Role.ADMIN)
     assert any(
-        e["hop"] == "queued" and e["detail"].get("retry") and e["detail"].get("job") == job_id for e in events
+        e["hop"] == "queued"
+        and e["detail"].get("retry")
+        and e["detail"].get("job") == job_id
+        and e["detail"].get("user") == admin  # the audit names who asked
+        for e in events
     )
+    [retried] = [e for e in events if e["hop"] == "delivery_retry" and e["detail"]["delivery"] == delivery_id]
+    assert retried["detail"]["user"] == admin
 
 
 def test_retrying_what_did_not_fail_is_refused(node: Node) -> None:
-    response = httpx.post(f"http://127.0.0.1:{node.web_port}/dashboard/deliveries/999999/retry")
+    response = node.http.post(f"{node.url}/dashboard/deliveries/999999/retry")
     assert response.status_code == 409
 
 

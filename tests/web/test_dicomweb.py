@@ -14,6 +14,7 @@ from radrouter.config.settings import Settings
 from radrouter.storage.index import Index
 from radrouter.storage.ingest import record_instance
 from radrouter.web.app import create_app
+from tests.access import token_client
 from tests.router.route.test_study_router import received  # a ReceivedInstance from a file's header
 from tests.services import MPRAGE
 
@@ -27,7 +28,7 @@ def client(tmp_path: Path) -> TestClient:
     index = Index(settings.storage.resolved_index_url())
     for path in FILES:
         record_instance(index, received(path))
-    return TestClient(create_app(settings, index))
+    return token_client(create_app(settings, index), index)
 
 
 def _parts(content_type: str, body: bytes) -> list[bytes]:

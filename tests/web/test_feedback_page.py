@@ -9,10 +9,13 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
+from radrouter.config.access import Role
 from radrouter.config.rules import Priority
 from radrouter.config.settings import Settings
+from radrouter.storage.accounts import add_token, add_user
 from radrouter.storage.index import Index, Result, WorklistItem, utcnow
 from radrouter.worklist.items import open_item
+from tests.access import PASSWORD, bearer, browser_sign_in
 from tests.browser import screenshot
 from tests.monitoring.conftest import add_result
 from tests.services import free_port, wait_until
@@ -46,7 +49,10 @@ def test_agree_on_the_page_is_stored_as_feedback(served: tuple[str, Index], brow
     url, index = served
     agreed, agreed_result = on_the_list(index, "Liver volume above 2000 mL")
     disagreed, disagreed_result = on_the_list(index, "Liver volume above 2000 mL")
+    add_user(index, "dr-feedback", Role.ADMIN, PASSWORD)  # the monitoring page below is the admin's
+    browser_sign_in(browser_page, url, "dr-feedback")
     browser_page.goto(f"{url}/worklist")
+    api = httpx.Client(headers=bearer(add_token(index, "feedback-test", Role.ADMIN)))
 
     row = browser_page.locator(f'#rows tr[data-study-uid="{agreed}"]')
     row.get_by_role("button", name="Agree", exact=True).click()
@@ -56,12 +62,13 @@ def test_agree_on_the_page_is_stored_as_feedback(served: tuple[str, Index], brow
     expect(other).to_have_count(0)
 
     def verdicts(result_id: int) -> list[tuple[str, str, str]]:
-        rows = httpx.get(f"{url}/api/results/{result_id}/feedback").json()
-        return [(f["verdict"], f["source"], f["version"]) for f in rows]
+        rows = api.get(f"{url}/api/results/{result_id}/feedback").json()
+        return [(f["verdict"], f["source"], f["version"], f["author"]) for f in rows]
 
-    assert wait_until(lambda: verdicts(agreed_result), 30, "feedback") == [("agree", "worklist", "1.0")]
-    assert verdicts(disagreed_result) == [("disagree", "worklist", "1.0")]
-    stats = httpx.get(f"{url}/api/monitoring/liver-volume").json()["statistics"]
+    agreed_by = wait_until(lambda: verdicts(agreed_result), 30, "feedback")
+    assert agreed_by == [("agree", "worklist", "1.0", "dr-feedback")]  # the feedback keeps its author
+    assert verdicts(disagreed_result) == [("disagree", "worklist", "1.0", "dr-feedback")]
+    stats = api.get(f"{url}/api/monitoring/liver-volume").json()["statistics"]
     agreement = next(s for s in stats if s["statistic"] == "agreement")
     assert (agreement["days"][-1]["samples"], agreement["days"][-1]["value"]) == (2, 0.5)
 

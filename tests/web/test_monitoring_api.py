@@ -6,12 +6,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from radrouter.config.settings import Settings
 from radrouter.storage.index import DriftAlert, Index, utcnow
 from radrouter.web.app import create_app
+from tests.access import token_client
 from tests.monitoring.conftest import add_result
 from tests.services import wait_until
 
@@ -28,7 +28,7 @@ def index(settings: Settings) -> Index:
 
 def test_feedback_round_trip_with_model_version(settings: Settings, index: Index) -> None:
     result_id = add_result(index, utcnow(), measurements=[{"name": "Liver volume", "value": 1500.0}])
-    client = TestClient(create_app(settings, index))
+    client = token_client(create_app(settings, index), index)
     posted = client.post(
         f"/api/results/{result_id}/feedback",
         json={"verdict": "disagree", "item": "Liver volume", "corrected_value": 1420.5},
@@ -56,7 +56,7 @@ def test_feedback_round_trip_with_model_version(settings: Settings, index: Index
 def test_the_series_is_kept_per_model_version(settings: Settings, index: Index) -> None:
     add_result(index, utcnow(), measurements=[{"name": "Liver volume", "value": 1500.0}])
     add_result(index, utcnow(), measurements=[{"name": "Liver volume", "value": 1700.0}], version="2.0")
-    client = TestClient(create_app(settings, index))
+    client = token_client(create_app(settings, index), index)
     series = client.get("/api/monitoring/liver-volume/series").json()
     assert [(p["version"], p["measurements"][0]["value"]) for p in series] == [
         ("1.0", 1500.0),
@@ -87,14 +87,14 @@ def test_open_alerts_are_in_the_api_and_in_metrics(settings: Settings, index: In
                 findings=[{"name": "Lesion", "code": "SCT:1", "probability": 0.9 if hour == 0 else 0.1}],
                 manufacturer=maker,
             )
-    unstarted = TestClient(create_app(settings, index))  # no lifespan: its timer never ran
+    unstarted = token_client(create_app(settings, index), index)  # no lifespan: its timer never ran
     assert unstarted.get("/api/monitoring/alerts").json() == []
     assert "radrouter_drift_alert{" not in unstarted.get("/metrics").text
     assert "0 open alert(s)" in unstarted.get("/monitoring").text
     with index.session() as session:
         assert session.scalars(select(DriftAlert)).all() == [], "a read or a scrape wrote alerts"
 
-    with TestClient(create_app(settings, index)) as client:  # started: its timer checks at once
+    with token_client(create_app(settings, index), index) as client:  # started: its timer checks at once
         alerts = wait_until(lambda: client.get("/api/monitoring/alerts").json(), 30, "the first drift check")
         drifting = {a["statistic"] for a in alerts}
         assert drifting == {"input:manufacturer=GE MEDICAL SYSTEMS", "input:manufacturer=NEW VENDOR"}

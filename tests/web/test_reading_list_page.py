@@ -12,8 +12,11 @@ import pytest
 from playwright.sync_api import Page, Request, expect
 
 from bench.worklist_page import open_studies, real_headers
+from radrouter.config.access import Role
 from radrouter.config.settings import Settings
+from radrouter.storage import accounts
 from radrouter.storage.index import Index, utcnow
+from tests.access import PASSWORD, bearer, browser_sign_in
 from tests.browser import screenshot
 from tests.services import free_port
 from tests.web.served import serving
@@ -42,6 +45,8 @@ def test_the_reading_list_shows_who_filters_and_works_from_the_keyboard(
     url, index, (stat_ct, urgent_mr, urgent_ct) = served
     page = browser_page
     requests: list[Request] = []
+    accounts.add_user(index, "dr-keys", Role.RADIOLOGIST, PASSWORD)
+    browser_sign_in(page, url, "dr-keys")
     page.on("request", lambda request: requests.append(request))
     page.goto(f"{url}/worklist")
 
@@ -92,7 +97,8 @@ def test_the_reading_list_shows_who_filters_and_works_from_the_keyboard(
 
     page.keyboard.press("r")
     expect(page.locator(f'#rows tr[data-study-uid="{urgent_mr}"]')).to_have_count(0)
-    listed = [e["study_uid"] for e in httpx.get(f"{url}/api/worklist").json()]
+    token = accounts.add_token(index, "reading-list-test", Role.VIEWER)
+    listed = [e["study_uid"] for e in httpx.get(f"{url}/api/worklist", headers=bearer(token)).json()]
     assert listed == [stat_ct, urgent_ct]
     read = next(r for r in requests if r.method == "POST")
     assert read.url.endswith(f"/api/worklist/{urgent_mr}/read")

@@ -7,8 +7,6 @@ import logging
 from pathlib import Path
 
 import pytest
-from fastapi import FastAPI
-from fastapi.testclient import TestClient
 
 from radrouter.config.settings import RetentionSettings, Settings
 from radrouter.router.dispatch.contract import celery_app
@@ -18,6 +16,7 @@ from radrouter.storage.retention import DiskUsage, Purger
 from radrouter.storage.store import InstanceStore
 from radrouter.web import dashboard
 from radrouter.web.prometheus import NodeCollector, node_storage, storage_metrics
+from tests.access import app_of, token_client
 from tests.services import free_port
 from tests.storage.test_retention import _study
 
@@ -92,9 +91,10 @@ def test_full_with_nothing_to_purge_is_an_alert_everywhere(
         Purger(settings.retention, index, store, reserve_bytes=1024 * 1024 * 1024).run_once()
     assert "within the reserve" in caplog.text and "no finished study is left to purge" in caplog.text
 
-    app = FastAPI()
-    app.include_router(dashboard.dashboard_router(settings, index, celery_app(settings), lambda: "ok"))
-    client = TestClient(app)
+    app = app_of(
+        settings, index, dashboard.dashboard_router(settings, index, celery_app(settings), lambda: "ok")
+    )
+    client = token_client(app, index)
     status = client.get("/api/storage").json()
     assert status["stuck"] is True and status["eligible_bytes"] == 0
     assert status["bytes_by_state"]["PROCESSING"] == 3000 and status["used_pct"] == 99.0
@@ -112,9 +112,10 @@ def test_no_alert_while_something_can_be_purged(
     monkeypatch.setattr(dashboard, "_workers", lambda celery: None)
     monkeypatch.setattr(dashboard, "queue_depths", lambda celery, queues: {})
     _study(index, store, 2, settled_h_ago=1)
-    app = FastAPI()
-    app.include_router(dashboard.dashboard_router(settings, index, celery_app(settings), lambda: "ok"))
-    client = TestClient(app)
+    app = app_of(
+        settings, index, dashboard.dashboard_router(settings, index, celery_app(settings), lambda: "ok")
+    )
+    client = token_client(app, index)
     status = client.get("/api/storage").json()
     assert (status["reserve_reached"], status["stuck"], status["eligible_bytes"]) == (True, False, 3000)
     page = client.get("/dashboard").text

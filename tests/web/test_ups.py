@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
+import pytest
 from pydicom import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import generate_uid
+from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
+from tests.access import bearer
 from tests.services import Node
 
 GLOBAL = "1.2.840.10008.5.1.4.34.5"
@@ -39,27 +41,32 @@ def _state(state: str, transaction: str) -> str:
 
 def test_an_outside_performer_claims_and_completes_while_a_subscriber_watches(node: Node) -> None:
     web = f"http://127.0.0.1:{node.web_port}/dicomweb"
-    assert httpx.post(f"{web}/workitems/{GLOBAL}/subscribers/WATCHER").status_code == 201
-    with connect(f"ws://127.0.0.1:{node.web_port}/dicomweb/subscribers/WATCHER", open_timeout=10) as events:
+    assert node.http.post(f"{web}/workitems/{GLOBAL}/subscribers/WATCHER").status_code == 201
+    channel = f"ws://127.0.0.1:{node.web_port}/dicomweb/subscribers/WATCHER"
+    with pytest.raises(InvalidStatus):  # the event channel needs an admin's token like the rest of UPS-RS
+        connect(channel, open_timeout=10)
+    with connect(channel, open_timeout=10, additional_headers=bearer(node.token)) as events:
         study_uid, series_uid = generate_uid(), generate_uid()
-        created = httpx.post(f"{web}/workitems", json=_workitem(study_uid, series_uid), headers=DICOM_JSON)
+        created = node.http.post(
+            f"{web}/workitems", json=_workitem(study_uid, series_uid), headers=DICOM_JSON
+        )
         assert created.status_code == 201, created.text
         uid = created.headers["Location"].rsplit("/", 1)[1]
-        found = httpx.get(
+        found = node.http.get(
             f"{web}/workitems", params={"ProcedureStepState": "SCHEDULED", "StudyInstanceUID": study_uid}
         )
         assert [Dataset.from_json(item).SOPInstanceUID for item in found.json()] == [uid]
 
         transaction = generate_uid()
-        claimed = httpx.put(
+        claimed = node.http.put(
             f"{web}/workitems/{uid}/state", content=_state("IN PROGRESS", transaction), headers=DICOM_JSON
         )
         assert claimed.status_code == 200, claimed.text
-        again = httpx.put(
+        again = node.http.put(
             f"{web}/workitems/{uid}/state", content=_state("IN PROGRESS", generate_uid()), headers=DICOM_JSON
         )
         assert again.status_code == 409  # claimed already
-        stolen = httpx.put(
+        stolen = node.http.put(
             f"{web}/workitems/{uid}/state", content=_state("COMPLETED", generate_uid()), headers=DICOM_JSON
         )
         assert stolen.status_code == 409  # not the owner's transaction
@@ -75,11 +82,11 @@ def test_an_outside_performer_claims_and_completes_while_a_subscriber_watches(no
         performed = Dataset()
         performed.OutputInformationSequence = Sequence([ref])
         output.UnifiedProcedureStepPerformedProcedureSequence = Sequence([performed])
-        updated = httpx.post(
+        updated = node.http.post(
             f"{web}/workitems/{uid}", params={"transaction-uid": transaction}, json=output.to_json_dict()
         )
         assert updated.status_code == 200, updated.text
-        done = httpx.put(
+        done = node.http.put(
             f"{web}/workitems/{uid}/state", content=_state("COMPLETED", transaction), headers=DICOM_JSON
         )
         assert done.status_code == 200, done.text
@@ -90,7 +97,7 @@ def test_an_outside_performer_claims_and_completes_while_a_subscriber_watches(no
             if report.AffectedSOPInstanceUID == uid:
                 seen.append(str(report.ProcedureStepState))
     assert seen == ["SCHEDULED", "IN PROGRESS", "COMPLETED"]
-    retrieved = Dataset.from_json(httpx.get(f"{web}/workitems/{uid}").json())
+    retrieved = Dataset.from_json(node.http.get(f"{web}/workitems/{uid}").json())
     assert retrieved.ProcedureStepState == "COMPLETED"
     assert "TransactionUID" not in retrieved  # only its owner knows it
     [item] = retrieved.UnifiedProcedureStepPerformedProcedureSequence[0].OutputInformationSequence
@@ -99,9 +106,9 @@ def test_an_outside_performer_claims_and_completes_while_a_subscriber_watches(no
 
 def test_a_workitem_that_is_not_there_is_404_and_a_bad_one_400(node: Node) -> None:
     web = f"http://127.0.0.1:{node.web_port}/dicomweb"
-    assert httpx.get(f"{web}/workitems/{generate_uid()}").status_code == 404
-    assert httpx.get(f"{web}/workitems", params={"StudyInstanceUID": generate_uid()}).status_code == 204
-    assert httpx.post(f"{web}/workitems/{generate_uid()}/cancelrequest").status_code == 404
+    assert node.http.get(f"{web}/workitems/{generate_uid()}").status_code == 404
+    assert node.http.get(f"{web}/workitems", params={"StudyInstanceUID": generate_uid()}).status_code == 204
+    assert node.http.post(f"{web}/workitems/{generate_uid()}/cancelrequest").status_code == 404
     not_scheduled = _workitem(generate_uid(), generate_uid())
     not_scheduled["00741000"]["Value"] = ["COMPLETED"]
-    assert httpx.post(f"{web}/workitems", json=not_scheduled, headers=DICOM_JSON).status_code == 400
+    assert node.http.post(f"{web}/workitems", json=not_scheduled, headers=DICOM_JSON).status_code == 400

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fastapi import FastAPI
-from fastapi.testclient import TestClient
 
+from radrouter.config.access import Role
 from radrouter.config.settings import Settings
 from radrouter.router.dispatch.contract import celery_app
 from radrouter.router.route.study_router import StudyRouter
@@ -15,6 +14,7 @@ from radrouter.storage.index import Index
 from radrouter.web.app import create_app
 from radrouter.web.worklist import worklist_router
 from radrouter.worklist.items import open_for_study
+from tests.access import app_of, token_client
 from tests.services import CT_HEAD, MPRAGE
 from tests.worklist.test_reading_list import Clock, received, route
 
@@ -28,9 +28,8 @@ def test_the_api_orders_by_class_and_the_cap_with_a_controlled_clock(settings: S
     index = Index(settings.storage.resolved_index_url())
     router = StudyRouter(settings, index, celery_app(settings), open_for_study)
     clock = Clock()
-    app = FastAPI()
-    app.include_router(worklist_router(settings, index, clock))
-    client = TestClient(app)
+    app = app_of(settings, index, worklist_router(settings, index, clock))
+    client = token_client(app, index, Role.RADIOLOGIST)
 
     routine = route(router, received(sorted(MPRAGE.glob("*.dcm"))[0]), clock)
     clock.advance(5)
@@ -57,7 +56,8 @@ def test_the_api_orders_by_class_and_the_cap_with_a_controlled_clock(settings: S
 
 
 def test_the_node_app_serves_the_page_and_the_api(settings: Settings) -> None:
-    client = TestClient(create_app(settings))
+    index = Index(settings.storage.resolved_index_url())
+    client = token_client(create_app(settings, index), index, Role.VIEWER)
     page = client.get("/worklist")
     assert page.status_code == 200 and '<script src="/static/worklist.js">' in page.text
     script = client.get("/static/worklist.js")

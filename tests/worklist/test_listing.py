@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import event
 
@@ -20,10 +19,12 @@ from radrouter.config.settings import Settings
 from radrouter.storage.index import Index, WorklistItem
 from radrouter.web.worklist import worklist_router
 from radrouter.worklist.items import open_item
+from tests.access import LOCAL, app_of, bearer
 from tests.worklist.test_reading_list import Clock
 
 OPEN = 5000
 PAGE = 50
+TOKEN = "listing-test-token"
 
 
 class Statements:
@@ -49,13 +50,15 @@ def listed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClien
     settings = Settings(
         storage={"root": root},
         viewer={"url_template": "https://ohif.test/viewer?StudyInstanceUIDs={study_uid}"},
+        # Set for this test: web.api_token is checked in memory, so the statements counted below are
+        # the listing's own (a session or a `tokens add` token costs one more, its account's row).
+        web={"api_token": TOKEN},
     )
     index = Index(settings.storage.resolved_index_url())
     clock = Clock()
     uids = open_studies(index, real_headers(), OPEN, clock())
-    app = FastAPI()
-    app.include_router(worklist_router(settings, index, clock))
-    yield TestClient(app), index, clock, uids
+    app = app_of(settings, index, worklist_router(settings, index, clock))
+    yield TestClient(app, base_url=LOCAL, headers=bearer(TOKEN)), index, clock, uids
     index.engine.dispose()
 
 

@@ -7,11 +7,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pydicom
 import pytest
 from playwright.sync_api import Page, expect
 
+from radrouter.config.access import Role
+from tests.access import browser_sign_in
 from tests.browser import screenshot
 from tests.services import (
     BRAIN_VOLUME_RULE,
@@ -28,7 +29,7 @@ TRIAGE_REASON = "Brain volume above 500 mL (test rule)"
 
 
 def worklist(node: Node) -> list[dict[str, Any]]:
-    return list(httpx.get(f"{node.api}/worklist").json())
+    return list(node.http.get(f"{node.api}/worklist").json())
 
 
 def entry(node: Node, study_uid: str) -> dict[str, Any] | None:
@@ -46,7 +47,7 @@ def brain_mri(node: Node) -> str:
     """The MPRAGE, triaged STAT by its measured brain volume (sent here unless an earlier test did)."""
     files = sorted(MPRAGE.glob("*.dcm"))
     study_uid = str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
-    if httpx.get(f"{node.api}/studies/{study_uid}").status_code == 404:
+    if node.http.get(f"{node.api}/studies/{study_uid}").status_code == 404:
         send(node, files)
     wait_until(lambda: (e := entry(node, study_uid)) and e["priority"] == "stat", 300, "the MRI triaged STAT")
     return study_uid
@@ -64,7 +65,7 @@ def others_read(node: Node, brain_mri: str, routine_ct: str) -> None:
     """Other tests' studies share this node: a radiologist reads them first, so the order is ours."""
     for other in worklist(node):
         if other["study_uid"] not in (brain_mri, routine_ct):
-            httpx.post(f"{node.api}/worklist/{other['study_uid']}/read").raise_for_status()
+            node.http.post(f"{node.api}/worklist/{other['study_uid']}/read").raise_for_status()
 
 
 def stat_order_copy(tmp_path: Path) -> list[Path]:
@@ -115,6 +116,7 @@ def test_the_ris_gets_the_results_and_the_escalation_acknowledged(
 
 @pytest.fixture
 def live_page(browser_page: Page, node: Node) -> Iterator[Page]:
+    browser_sign_in(browser_page, node.url, node.user(Role.RADIOLOGIST))
     browser_page.goto(f"http://127.0.0.1:{node.web_port}/worklist")
     yield browser_page
 
@@ -146,4 +148,5 @@ def test_the_page_shows_the_urgent_study_first_and_updates_live(
     second_row.get_by_role("button", name="Read").click()
     expect(second_row).to_have_count(0)
     assert entry(node, second) is None
-    assert any(e["hop"] == "read" for e in node.study(second)["events"])
+    [read] = [e for e in node.study(second)["events"] if e["hop"] == "read"]
+    assert read["detail"]["user"] == node.user(Role.RADIOLOGIST)  # the audit names the reader

@@ -30,8 +30,11 @@ def dead_letters(index: Index, limit: int = 1000) -> list[dict[str, Any]]:
         return [DeliveryView.of(row).as_json() for row in rows]
 
 
-def retry_deliveries(index: Index, celery: Celery, delivery_ids: Sequence[int] | None = None) -> list[int]:
+def retry_deliveries(
+    index: Index, celery: Celery, delivery_ids: Sequence[int] | None = None, by: str | None = None
+) -> list[int]:
     """Put dead-lettered deliveries (all, or those named) back to PENDING and queue them; return their IDs.
+    ``by``: who asked (a user or token of the web app), for the audit.
 
     Each gets a fresh round of attempts; its study goes back to PROCESSING until they settle.
     """
@@ -47,14 +50,19 @@ def retry_deliveries(index: Index, celery: Celery, delivery_ids: Sequence[int] |
             if study is not None and study.state == StudyState.FAILED:
                 study.state, study.reason = StudyState.PROCESSING, None
             index.record_event(
-                session, study_uid, Hop.DELIVERY_RETRY, delivery=delivery.id, destination=delivery.destination
+                session,
+                study_uid,
+                Hop.DELIVERY_RETRY,
+                delivery=delivery.id,
+                destination=delivery.destination,
+                user=by,
             )
         retried = [(delivery.id, delivery.kind) for delivery in rows]
     send_tasks(celery, index, [delivery_task(delivery_id, kind) for delivery_id, kind in retried])
     return [delivery_id for delivery_id, _ in retried]
 
 
-def retry_delivery(index: Index, celery: Celery, delivery_id: int) -> None:
+def retry_delivery(index: Index, celery: Celery, delivery_id: int, by: str | None = None) -> None:
     """The dashboard's retry of one delivery."""
-    if not retry_deliveries(index, celery, [delivery_id]):
+    if not retry_deliveries(index, celery, [delivery_id], by):
         raise NotRetryable(f"delivery {delivery_id} is not a dead-lettered delivery")

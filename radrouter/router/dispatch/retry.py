@@ -18,7 +18,7 @@ class NotRetryable(ValueError):
     """The job or delivery does not exist, has not failed, or belongs to a superseded study revision."""
 
 
-def retry_job(settings: Settings, index: Index, celery: Celery, job_id: int) -> None:
+def retry_job(settings: Settings, index: Index, celery: Celery, job_id: int, by: str | None = None) -> None:
     with index.session() as session:
         job = session.get(Job, job_id)
         if job is None or job.state != JobState.FAILED:
@@ -27,7 +27,9 @@ def retry_job(settings: Settings, index: Index, celery: Celery, job_id: int) -> 
             raise NotRetryable(f"job {job_id} ran on revision {job.revision}; the study has a newer one")
         job.state, job.error, job.started_at, job.finished_at = JobState.QUEUED, None, None, None
         job.study.state, job.study.reason = StudyState.ROUTED, None
-        index.record_event(session, job.study_uid, Hop.QUEUED, job=job_id, pipeline=job.pipeline, retry=True)
+        index.record_event(
+            session, job.study_uid, Hop.QUEUED, job=job_id, pipeline=job.pipeline, retry=True, user=by
+        )
         task = inference_task(settings, job_id, job.pipeline, job.priority.celery_priority)
     celery.send_task(
         task.name,

@@ -6,7 +6,10 @@ from alembic import context
 from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.pool import NullPool
 
-from radrouter.storage import arrivals  # noqa: F401  (its tables are in Base.metadata)
+from radrouter.storage import (
+    accounts,  # noqa: F401  (its tables are part of the schema)
+    arrivals,  # noqa: F401  (its tables are in Base.metadata)
+)
 from radrouter.storage.commitments import CommitmentRequest  # noqa: F401  (its table is in Base.metadata)
 from radrouter.storage.index import Base
 from radrouter.storage.steps import PerformedStep  # noqa: F401  (its table is in Base.metadata)

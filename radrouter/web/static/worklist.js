@@ -23,7 +23,11 @@ function cell(row, text, className) {
   return td;
 }
 
+// Only a radiologist (or admin) reads: a viewer's page has no Read buttons or keys (the API refuses anyway).
+const canRead = document.getElementById("worklist").dataset.canRead === "true";
+
 async function markRead(studyUid, verdict) {
+  if (!canRead) return;
   try {
     await postJson(`/api/worklist/${encodeURIComponent(studyUid)}/read`, verdict ? {verdict} : {});
   } catch (error) {
@@ -93,8 +97,8 @@ function draw() {
     cell(row, "", "waited");
     const actions = row.insertCell();
     actions.className = "actions";
-    button(actions, "Read", item.study_uid, null, "r");
-    if (item.finding) {
+    if (canRead) button(actions, "Read", item.study_uid, null, "r");
+    if (canRead && item.finding) {
       button(actions, "Agree", item.study_uid, "agree", "a");
       button(actions, "Disagree", item.study_uid, "disagree", "d");
     }

@@ -6,19 +6,19 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from fastapi.testclient import TestClient
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
 from radrouter.config.settings import Settings
 from radrouter.router.receive.self_check import CachedEcho, echo_own_scp
 from radrouter.web.app import create_app
+from tests.access import token_client
 from tests.router.receive.test_scp import RunningSCP
 
 
 def test_health_reports_the_scp_answering_and_then_not(tmp_path: Path) -> None:
     with RunningSCP(tmp_path / "data") as scp:
-        client = TestClient(create_app(scp.settings, scp.index))
+        client = token_client(create_app(scp.settings, scp.index), scp.index)
         started = time.monotonic()
         health = client.get("/api/health").json()
         assert health["checks"]["scp"] == "ok"

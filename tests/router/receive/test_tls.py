@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import ssl
-import subprocess
 import time
 from pathlib import Path
 
@@ -12,75 +11,18 @@ import pytest
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
+from tests.pki import certificate_authority, signed_certificate
 from tests.router.receive.test_scp import ONE_SLICE, RunningSCP, stored_files
 from tests.services import storescu
-
-
-def _openssl(*args: str) -> None:
-    made = subprocess.run(["openssl", *args], capture_output=True, text=True)
-    assert made.returncode == 0, made.stderr
-
-
-def _certificate_authority(folder: Path, name: str) -> None:
-    """A self-signed CA certificate and key in ``folder`` (ca.crt, ca.key)."""
-    _openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        f"/CN={name}",
-        "-keyout",
-        str(folder / "ca.key"),
-        "-out",
-        str(folder / "ca.crt"),
-    )
-
-
-def _signed_certificate(folder: Path, name: str, extension: str) -> None:
-    """A key and a certificate for ``name``, signed by the test CA in ``folder``."""
-    _openssl(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        f"/CN={name}",
-        "-keyout",
-        str(folder / f"{name}.key"),
-        "-out",
-        str(folder / f"{name}.csr"),
-    )
-    (folder / f"{name}.ext").write_text(extension)
-    _openssl(
-        "x509",
-        "-req",
-        "-in",
-        str(folder / f"{name}.csr"),
-        "-days",
-        "2",
-        "-CA",
-        str(folder / "ca.crt"),
-        "-CAkey",
-        str(folder / "ca.key"),
-        "-CAcreateserial",
-        "-extfile",
-        str(folder / f"{name}.ext"),
-        "-out",
-        str(folder / f"{name}.crt"),
-    )
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A throw-away CA, a server certificate for 127.0.0.1 and a client certificate for the modality."""
     folder = tmp_path_factory.mktemp("pki")
-    _certificate_authority(folder, "radrouter test CA")
-    _signed_certificate(folder, "server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
-    _signed_certificate(folder, "modality", "extendedKeyUsage=clientAuth\n")
+    certificate_authority(folder, "radrouter test CA")
+    signed_certificate(folder, "server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+    signed_certificate(folder, "modality", "extendedKeyUsage=clientAuth\n")
     return folder
 
 
@@ -131,7 +73,7 @@ def test_a_client_refuses_a_server_certificate_from_another_ca(tmp_path: Path, p
     """The modality checks us: trusting only another CA, it refuses our certificate."""
     other = tmp_path / "other"
     other.mkdir()
-    _certificate_authority(other, "other CA")
+    certificate_authority(other, "other CA")
     with RunningSCP(tmp_path / "data", tls=tls_settings(pki, mutual=False)) as scp:
         sent = storescu(scp.settings.node.port, ONE_SLICE, options=("+tla", "+cf", str(other / "ca.crt")))
         assert sent.returncode != 0

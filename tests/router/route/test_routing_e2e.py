@@ -15,7 +15,6 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pydicom
 import pytest
 from pydicom.uid import generate_uid
@@ -52,7 +51,7 @@ def study_uid_of(path: Path) -> str:
 
 def settled(node: Node, study_uid: str, revision: int = 0, timeout_s: float = 120) -> dict[str, Any]:
     def done() -> dict[str, Any] | None:
-        response = httpx.get(f"{node.api}/studies/{study_uid}")
+        response = node.http.get(f"{node.api}/studies/{study_uid}")
         study = response.json() if response.status_code == 200 else None
         ended = study and study["revision"] == revision and study["state"] in ("DONE", "FAILED")
         return study if ended else None
@@ -159,7 +158,7 @@ def mixed(node: Node, edited_config: None, tmp_path_factory: pytest.TempPathFact
     sent = storescu(node.port, files)
     assert sent.returncode == 0, sent.stderr
     study = settled(node, MIXED_STUDY, timeout_s=600)
-    routing = httpx.get(f"{node.api}/studies/{MIXED_STUDY}/routing").json()
+    routing = node.http.get(f"{node.api}/studies/{MIXED_STUDY}/routing").json()
     uids = {"images": str(images[0].SeriesInstanceUID), "scout": str(scout[0].SeriesInstanceUID)}
     return {"study": study, "routing": routing, **uids, "dose": str(dose.SeriesInstanceUID)}
 
@@ -196,4 +195,4 @@ def test_the_routing_api_explains_the_mixed_study(mixed: dict[str, Any]) -> None
 
 
 def test_the_routing_api_answers_404_for_an_unknown_study(node: Node) -> None:
-    assert httpx.get(f"{node.api}/studies/1.2.3.4/routing").status_code == 404
+    assert node.http.get(f"{node.api}/studies/1.2.3.4/routing").status_code == 404
