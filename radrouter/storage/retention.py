@@ -47,7 +47,9 @@ from radrouter.storage.index import (
     WorklistItem,
     utcnow,
 )
+from radrouter.storage.steps import PerformedStep
 from radrouter.storage.store import InstanceStore
+from radrouter.storage.workitems import Workitem, WorkitemEvent
 
 log = logging.getLogger(__name__)
 
@@ -503,12 +505,17 @@ class Purger:
 
 def delete_study_rows(session: Session, study_uid: str) -> None:
     """Every index row of a study, dependents first, the study row last (in the caller's transaction):
-    jobs, results, deliveries, HL7 messages, worklist items and priority changes, feedback, monitored
-    results, audit events, instances, series. Pseudonyms are not the study's rows: erasure drops them."""
+    jobs and their UPS workitems, results, deliveries, HL7 messages, worklist items and priority changes,
+    feedback, monitored results, MPPS steps, audit events, instances, series. Pseudonyms are not the
+    study's rows: erasure drops them."""
     jobs = select(Job.id).where(Job.study_uid == study_uid).scalar_subquery()
     results = select(Result.id).where(Result.job_id.in_(jobs)).scalar_subquery()
     series = select(Series.uid).where(Series.study_uid == study_uid).scalar_subquery()
+    workitems = select(Workitem.uid).where(Workitem.study_uid == study_uid).scalar_subquery()
     statements = [
+        delete(WorkitemEvent).where(WorkitemEvent.workitem_uid.in_(workitems)),
+        delete(Workitem).where(Workitem.study_uid == study_uid),
+        delete(PerformedStep).where(PerformedStep.study_uid == study_uid),
         delete(Feedback).where(Feedback.result_id.in_(results)),
         delete(MonitoredResult).where(
             MonitoredResult.result_id.in_(results) | (MonitoredResult.study_uid == study_uid)

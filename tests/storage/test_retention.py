@@ -33,7 +33,9 @@ from radrouter.storage.index import (
 )
 from radrouter.storage.ingest import ReceivedInstance, record_instance
 from radrouter.storage.retention import DiskUsage, Purger, finished_studies
+from radrouter.storage.steps import PerformedStep, StepStatus
 from radrouter.storage.store import InstanceStore
+from radrouter.storage.workitems import UpsPriority, UpsState, Workitem, WorkitemEvent
 from tests.storage.commands import config_for
 
 KEEP = RetentionSettings(keep_images_h=72, keep_results_h=168)
@@ -306,6 +308,13 @@ def test_the_rows_of_a_study_purged_keep_records_days_ago_are_deleted(
     old = _study(index, store, 1, job=JobState.DONE, delivery=DeliveryState.DELIVERED, settled_h_ago=100)
     young = _study(index, store, 2, job=JobState.DONE, delivery=DeliveryState.DELIVERED, settled_h_ago=100)
     only_images = _study(index, store, 3, job=JobState.DONE, delivery=DeliveryState.DELIVERED)
+    with index.session() as session:  # its job's UPS workitem with a state report, and its MPPS
+        job_id = session.scalars(select(Job.id).where(Job.study_uid == old)).one()
+        session.add(
+            Workitem(uid="1.2.1.77", job_id=job_id, study_uid=old, pipeline="p", priority=UpsPriority.MEDIUM)
+        )
+        session.add(WorkitemEvent(workitem_uid="1.2.1.77", event_type=1, state=UpsState.COMPLETED))
+        session.add(PerformedStep(uid="1.2.1.88", study_uid=old, status=StepStatus.COMPLETED))
     purger = Purger(keep, index, store)
     assert {item.study_uid for item in purger.run_once().purged} == {old, young, only_images}
     with index.session() as session:
@@ -326,8 +335,11 @@ def test_the_rows_of_a_study_purged_keep_records_days_ago_are_deleted(
             (Job, Job.study_uid),
             (AuditEvent, AuditEvent.study_uid),
             (Series, Series.study_uid),
+            (Workitem, Workitem.study_uid),
+            (PerformedStep, PerformedStep.study_uid),
         ):
             assert session.scalars(select(table).where(column == old)).all() == []
+        assert session.scalars(select(WorkitemEvent)).all() == []
         assert session.scalars(select(Delivery)).all() != []  # the others' deliveries stay
         assert {uid for uid in session.scalars(select(Study.uid))} == {young, only_images}
     assert purger.run_once().forgotten == []
