@@ -11,6 +11,7 @@ from playwright.sync_api import Page, expect
 
 from radrouter.config.access import Role
 from tests.access import PASSWORD, add_user, browser_sign_in
+from tests.browser import screenshot
 from tests.services import Node
 
 FORGED_READ = """async ([uid, token]) => {
@@ -32,6 +33,7 @@ def test_without_a_session_a_page_sends_the_browser_to_sign_in_and_back(
     assert httpx.get(f"{node.url}/dicomweb/studies/1.2.3").status_code == 401
     browser_page.goto(f"{node.url}/dashboard")
     expect(browser_page).to_have_url(f"{node.url}/signin?next=%2Fdashboard")
+    screenshot(browser_page, "signin")
     browser_page.get_by_label("Name").fill(node.user(Role.ADMIN))
     browser_page.get_by_label("Password").fill(PASSWORD)
     browser_page.get_by_role("button", name="Sign in").click()
