@@ -17,40 +17,18 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import tempfile
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.ingest import cpu_seconds
+from bench.ingest import cpu_seconds, send
 from bench.synthetic import write_ct_series
 from radrouter.storage.index import AuditEvent, Hop, Study, StudyState
 from tests.cluster import Cluster
-from tests.services import storescu_command, wait_until
+from tests.services import wait_until
 
-NODELAY = {**os.environ, "TCP_NODELAY": "1"}
 #: (label, nodes, shared ledger); each set-up has its own PostgreSQL, Redis and HAProxy.
 SETUPS = [("1 node, in-memory", 1, False), ("1 node, ledger", 1, True), ("2 nodes, ledger", 2, True)]
-
-
-def send(port: int, files: list[Path], associations: int) -> float:
-    """``files`` over ``associations`` parallel storescu processes through HAProxy; seconds taken."""
-    started = time.monotonic()
-    senders = [
-        subprocess.Popen(
-            storescu_command(port, files[n::associations], calling_ae="BENCH"),
-            env=NODELAY,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        for n in range(associations)
-    ]
-    for sender in senders:
-        _, errors = sender.communicate()
-        if sender.returncode != 0:
-            raise RuntimeError(f"storescu failed: {errors.decode()[-500:]}")
-    return time.monotonic() - started
 
 
 def completion_s(cluster: Cluster, study_uid: str, sender_done: datetime) -> tuple[float, float]:
@@ -115,7 +93,7 @@ def run(workdir: Path, slices: int, reps: int, associations: int) -> None:
             for label in order:
                 cluster = clusters[label]
                 cpu_before = cpu_seconds(node_pids(cluster))
-                seconds = send(cluster.port, files, associations)
+                seconds = send(cluster.port, "RADROUTER", files, associations)  # through HAProxy
                 cpu_ms = 1000 * (cpu_seconds(node_pids(cluster)) - cpu_before) / len(files)
                 latency, from_sender = completion_s(cluster, study_uid, datetime.now(UTC))
                 print(
