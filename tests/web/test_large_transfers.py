@@ -41,10 +41,15 @@ def _body(path: Path) -> Iterator[bytes]:
     yield f"\r\n--{BOUNDARY}--\r\n".encode()
 
 
+#: The node's service token (``web.api_token``) the WADO-RS read shows.
+TOKEN = "large-transfers-test-token"
+
+
 def test_a_one_gib_stow_and_wado_within_a_smaller_memory_limit(tmp_path: Path) -> None:
     root, port = tmp_path / "data", free_port()
     config = tmp_path / "radrouter.yaml"
-    config.write_text(f"web: {{port: {port}}}\nstorage: {{root: {root}}}\n")  # a free port
+    # A free port; and a service token, since WADO-RS, like every data route, needs sign-in or a token.
+    config.write_text(f"web: {{port: {port}, api_token: {TOKEN}}}\nstorage: {{root: {root}}}\n")
     env = {**os.environ, "RADROUTER_CONFIG": str(config)}
     radrouter = [sys.executable, "-m", "radrouter.cli"]
     subprocess.run([*radrouter, "db", "upgrade"], env=env, check=True, capture_output=True, timeout=120)
@@ -97,7 +102,10 @@ def test_a_one_gib_stow_and_wado_within_a_smaller_memory_limit(tmp_path: Path) -
         with httpx.stream(
             "GET",
             f"{url}/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}",
-            headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'},
+            headers={
+                "Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*',
+                "Authorization": f"Bearer {TOKEN}",
+            },
             timeout=300,
         ) as response:
             assert response.status_code == 200

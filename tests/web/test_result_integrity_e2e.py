@@ -93,7 +93,7 @@ def test_forged_results_are_refused_and_the_delivered_sr_is_unchanged(
     assert delivered_sr["on_node"].read_bytes() == written
     [series_id] = orthanc.find_series(delivered_sr["study_uid"], "SR")
     assert orthanc.instance_files(series_id) == [delivered_sr["in_pacs"]]
-    trail = httpx.get(f"{node.api}/studies/{delivered_sr['study_uid']}/audit").json()
+    trail = node.http.get(f"/api/studies/{delivered_sr['study_uid']}/audit").json()
     refused = [event["detail"] for event in trail if event["hop"] == "store_refused"]
     assert [(r["sop_uid"], r["job"], r["via"]) for r in refused] == [
         (delivered_sr["sr"]["sop_uid"], None, "STOW-RS"),

@@ -20,6 +20,7 @@ from radrouter.router.dispatch.job_credential import credentials_of
 from radrouter.storage.index import AuditEvent, Hop, Index, Job, JobState, Result, ResultKind
 from radrouter.storage.ingest import record_instance
 from radrouter.web.app import create_app
+from tests.access import LOCAL
 from tests.router.route.test_study_router import received
 from tests.services import CT_HEAD, MPRAGE
 
@@ -46,7 +47,7 @@ def node(tmp_path: Path) -> dict[str, Any]:
     assert credentials is not None
     identity = ResultIdentity(job_key(str(header.SeriesInstanceUID), PIPELINE, 0), PIPELINE, "1", 1)
     return {
-        "client": TestClient(create_app(settings, index)),
+        "client": TestClient(create_app(settings, index), base_url=LOCAL),
         "index": index,
         "root": tmp_path,
         "job_id": job_id,
@@ -193,7 +194,7 @@ def test_a_body_above_the_limit_is_refused_413_with_nothing_stored(
         "Authorization": f"Bearer {node['credential']}",
     }
     content: Any = body if declared else (body[i : i + 65536] for i in range(0, len(body), 65536))
-    response = TestClient(app).post("/dicomweb/studies", content=content, headers=headers)
+    response = TestClient(app, base_url=LOCAL).post("/dicomweb/studies", content=content, headers=headers)
     assert response.status_code == 413
     assert "web.max_request_mb" in response.json()["detail"]
     assert not _stored(node).exists()
@@ -204,7 +205,7 @@ def test_a_node_at_its_free_space_reserve_answers_503_try_later(node: dict[str, 
     """A reserve larger than any disk (the default is 1024 MB) stands for a full one."""
     full = Settings(storage={"root": node["root"], "free_space_reserve_mb": 2**40})
     app = create_app(full, node["index"])
-    node = {**node, "client": TestClient(app)}
+    node = {**node, "client": TestClient(app, base_url=LOCAL)}
     response = _stow(node, [_result(node, tmp_path)], node["credential"])
     assert response.status_code == 503 and response.headers["retry-after"] == "60"
     assert "try later" in response.json()["detail"]
