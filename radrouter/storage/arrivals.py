@@ -4,6 +4,10 @@ Each node writes, in batches, which associations carried which study and series 
 ended, and heartbeats; the node that holds the sweeper's lease reads the ledger back to decide which
 studies are complete. An association counts as open only while its node heartbeats and no newer start
 of the same node exists, so a node that died leaves studies that complete from what it stored.
+
+A node that has missed two heartbeats is in doubt: its open associations hold their studies until it
+beats again or is gone (``node_timeout_s``), so a study whose node died mid-association is not
+completed on part of its instances while the sender is still finding out and sending the rest again.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import DateTime, Integer, String, and_, delete, exists, func, or_, select, update
+from sqlalchemy import DateTime, Integer, String, and_, case, delete, exists, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Mapped, aliased, mapped_column
 
@@ -198,8 +202,17 @@ def quiet(index: Index, completion: CompletionSettings, node_timeout_s: float, n
     )
     # NULL for a node never registered: bool_or skips it, and None reads as closed.
     is_open = func.bool_or(and_(LedgerAssociation.ended_at.is_(None), node_alive))
+    # Nodes beat every fifth of node_timeout_s: one silent for two beats may have died.
+    in_doubt = ScpNode.heartbeat_at < now - timedelta(seconds=node_timeout_s * 2 / 5)
+    doubted_since = func.max(
+        case((and_(LedgerAssociation.ended_at.is_(None), node_alive, in_doubt), ScpNode.heartbeat_at))
+    )
     rows = select(
-        LedgerArrival.study_uid, LedgerArrival.series_uid, func.max(LedgerArrival.last_seen), is_open
+        LedgerArrival.study_uid,
+        LedgerArrival.series_uid,
+        func.max(LedgerArrival.last_seen),
+        is_open,
+        doubted_since,
     ).join(
         LedgerAssociation,
         and_(
@@ -222,11 +235,13 @@ def quiet(index: Index, completion: CompletionSettings, node_timeout_s: float, n
     waiting: set[str] = set()
     series: list[Quiet] = []
     deadlines: list[datetime] = []
-    for study_uid, series_uid, last_seen, open_ in found:
+    for study_uid, series_uid, last_seen, open_, doubted in found:
         quiet_s = completion.open_quiet_period_s if open_ else completion.quiet_period_s
         if series_uid == WHOLE_STUDY:
             last_seen = max(last_seen, last_indexed.get(study_uid, last_seen))
         deadline = last_seen + timedelta(seconds=quiet_s)
+        if doubted is not None:  # until its node beats again, or is gone and its associations ended
+            deadline = max(deadline, doubted + timedelta(seconds=node_timeout_s + completion.quiet_period_s))
         if now < deadline:
             deadlines.append(deadline)
             if series_uid == WHOLE_STUDY:

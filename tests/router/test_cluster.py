@@ -51,7 +51,9 @@ class Node:
         self.assembler.beat()  # its threads not started: the test flushes and sweeps
 
     def sweep(self) -> None:
+        """What the node's threads do: write its arrivals and beat, then sweep if it leads."""
         self.assembler.flush()
+        self.assembler.beat()
         self.assembler.sweep_once()
 
 
@@ -116,6 +118,7 @@ def test_an_open_association_completes_after_the_open_quiet_period_and_a_series_
     a.sweep()
     assert (a.series, a.completed) == ([("1.3", "1.3.1")], [])
     clock.advance(completion.open_quiet_period_s)
+    b.sweep()  # b is alive (it beats), its association open and quiet
     a.sweep()
     assert a.completed == ["1.3"] and a.series == [("1.3", "1.3.1")]
 
@@ -227,3 +230,40 @@ def test_mpps_hold_a_study_on_the_sweeper_and_complete_it_at_its_last_listed_ins
     clock.advance(settings.completion.open_quiet_period_s + 1)
     a.sweep()
     assert a.completed == [STUDY], "completed twice"
+
+
+def test_a_node_silent_mid_association_holds_its_study_until_it_is_gone(
+    cluster: tuple[Settings, Index, Clock],
+) -> None:
+    """b dies with an association open: the study waits for b to be declared gone (its associations
+    ended) instead of completing on what b had received after the open quiet period, while the sender
+    is still timing out and sending the rest again; an instance resent through a is part of it."""
+    settings, _index, clock = cluster
+    completion, timeout_s = settings.completion, settings.cluster.node_timeout_s
+    a, b, clock = two_nodes(cluster)
+    b.assembler.instance_received("1.7", "y", "1.7.1")
+    b.sweep()  # b's last write and beat: it dies here, its association open
+    died_at = clock.now
+    for _ in range(int((completion.open_quiet_period_s + 1) / 0.5)):
+        clock.advance(0.5)
+        a.sweep()
+    assert a.completed == [], "completed on a dead node's part of the study"
+    a.assembler.instance_received("1.7", "z", "1.7.1")  # the sender's retry, through HAProxy to a
+    a.assembler.association_ended("z")
+    while clock.now < died_at + timedelta(seconds=timeout_s + completion.quiet_period_s + 0.5):
+        clock.advance(0.5)
+        a.sweep()
+    assert a.completed == ["1.7"]
+
+
+def test_a_node_that_beats_again_is_no_longer_in_doubt(cluster: tuple[Settings, Index, Clock]) -> None:
+    settings, _index, clock = cluster
+    a, b, clock = two_nodes(cluster)
+    b.assembler.instance_received("1.8", "y", "1.8.1")
+    b.sweep()
+    clock.advance(settings.cluster.node_timeout_s / 2)  # two beats missed: b is in doubt
+    a.sweep()
+    b.sweep()  # b was only slow: it beats again, its association still open
+    clock.advance(settings.completion.open_quiet_period_s - settings.cluster.node_timeout_s / 2 + 0.1)
+    a.sweep()
+    assert a.completed == ["1.8"], "the open association's quiet period applies again"
