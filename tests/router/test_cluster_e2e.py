@@ -147,7 +147,10 @@ class Sender:
     def send(self, files: list[Path], after_each: Any = None) -> list[Path]:
         """Send ``files`` on one association; return those not answered Success (to send again)."""
         ae = AE(ae_title="MODALITY")
-        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 10
+        # A modality that gives up on a silent peer after 5 s and sends the rest again: within
+        # cluster.node_timeout_s (10 s), while the dead node's studies are held for it. One that
+        # retries later makes a new revision of the study, as any late instance does.
+        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 5
         datasets = [pydicom.dcmread(path) for path in files]
         for syntax in {ds.file_meta.TransferSyntaxUID for ds in datasets}:
             ae.add_requested_context(datasets[0].SOPClassUID, syntax)
