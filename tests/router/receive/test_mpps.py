@@ -101,8 +101,9 @@ class RisMppsSCP:
 
 class ScpWithShortGrace:
     """``radrouter scp`` alone (no broker, no rules: a complete study goes DONE), with
-    ``completion.mpps_grace_s`` of 2 s instead of 30 s so that the test waits 2 s, not 30, and a RIS
-    as destination that gets the MPPS forwarded."""
+    ``completion.mpps_grace_s`` of 2 s instead of 30 s so that the test waits 2 s, not 30, a RIS
+    as destination that gets the MPPS forwarded, free ports, and a 64 MB free-space reserve instead of
+    1024 MB (a CI disk may have less than a GB free)."""
 
     GRACE_S = 2.0
 
@@ -113,7 +114,7 @@ class ScpWithShortGrace:
         config = workdir / "radrouter.yaml"
         config.write_text(
             f"node: {{port: {self.port}, metrics_port: 0}}\n"
-            f"storage: {{root: {root}, free_space_reserve_mb: 64, fsync: false}}\n"
+            f"storage: {{root: {root}, free_space_reserve_mb: 64}}\n"
             f"broker: {{url: 'redis://127.0.0.1:{free_port()}/0'}}\n"
             f"completion: {{mpps_grace_s: {self.GRACE_S}}}\n"
             "destinations:\n"
