@@ -29,21 +29,28 @@ class FirstCopy:
     path: str
 
 
-def first_copy(index: Index, sop_uid: str) -> FirstCopy | None:
+@dataclass(frozen=True)
+class HeldUnder:
+    """What the node already holds under a SOP Instance UID a C-STORE brings.
+
+    ``result_job``: the job whose result has this UID; the node wrote it, and it is never replaced by
+    an instance received (a PACS sending the node's own results back would reopen the study).
+    ``first``: the instance received before under it, if any."""
+
+    result_job: int | None
+    first: FirstCopy | None
+
+
+def held_under(index: Index, sop_uid: str) -> HeldUnder:
+    """Both looked up in one session: this runs for every instance received."""
     with index.session() as session:
+        job_id = session.scalars(select(Result.job_id).where(Result.sop_uid == sop_uid)).first()
         row = session.execute(
             select(Series.study_uid, Instance.series_uid, Instance.path)
             .join(Series)
             .where(Instance.sop_uid == sop_uid)
         ).first()
-    return FirstCopy(*row) if row is not None else None
-
-
-def result_job(index: Index, sop_uid: str) -> int | None:
-    """The job whose result has this SOP Instance UID: the node wrote it, and it is never replaced
-    by an instance received (a PACS sending the node's own results back would reopen the study)."""
-    with index.session() as session:
-        return session.scalars(select(Result.job_id).where(Result.sop_uid == sop_uid)).first()
+    return HeldUnder(job_id, FirstCopy(*row) if row is not None else None)
 
 
 def audit_refused_result(index: Index, received: ReceivedInstance, job_id: int) -> None:

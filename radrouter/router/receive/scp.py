@@ -56,10 +56,9 @@ from radrouter.storage.resend import (
     audit_resend,
     conflict,
     copies_kept,
-    first_copy,
+    held_under,
     kept_apart_path,
     record_kept_apart,
-    result_job,
 )
 from radrouter.storage.retention import Purger
 from radrouter.storage.steps import StepBook
@@ -297,11 +296,11 @@ class StorageSCP:
             called_ae=str(getattr(event.assoc.requestor.primitive, "called_ae_title", "") or ""),
             receiver=process_incarnation(),
         )
-        job_id = result_job(self.index, sop_uid)
-        if job_id is not None:
-            audit_refused_result(self.index, received, job_id)
+        held = held_under(self.index, sop_uid)
+        if held.result_job is not None:
+            audit_refused_result(self.index, received, held.result_job)
             return StoreStatus.DUPLICATE_SOP_INSTANCE
-        first = first_copy(self.index, sop_uid)
+        first = held.first
         why = conflict(first, study_uid, str(header.get("PatientID", ""))) if first is not None else None
         policy = self.settings.storage.conflicting_resend
         if first is not None and why is not None:
