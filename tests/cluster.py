@@ -69,7 +69,10 @@ class ClusterNode:
         self.process = self.namespace.popen(
             command, self.log, {**os.environ, "RADROUTER_CONFIG": str(self.config)}
         )
-        wait_until(self._ready, 120, f"SCP node {self.name}")
+        try:
+            wait_until(self._ready, 120, f"SCP node {self.name}")
+        except TimeoutError as late:  # what it was doing instead, for the CI log
+            raise TimeoutError(f"{late}; its log ends: {self.log.read_text()[-3000:]}") from None
 
     def _ready(self) -> bool:
         assert self.process is not None

@@ -255,7 +255,10 @@ destinations:
             stdout=self.log_path.open("wb"),
             stderr=subprocess.STDOUT,
         )
-        wait_until(self._ready, 120, "radrouter up")
+        try:
+            wait_until(self._ready, 120, "radrouter up")
+        except TimeoutError as late:  # what it was doing instead, for the CI log
+            raise TimeoutError(f"{late}; its log ends: {self.log_path.read_text()[-3000:]}") from None
         # The tests' own admin token, made as an admin makes one; `http` carries it to the API.
         self.token = add_token(self.config_path, "tests", Role.ADMIN)
         self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.web_port}", headers=bearer(self.token))

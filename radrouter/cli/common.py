@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -40,6 +43,23 @@ def location(settings_data: dict[str, Any], loc: tuple[int | str, ...]) -> str:
             parts.append(str(key))
             node = node.get(key) if isinstance(node, dict) else None
     return ".".join(parts) or "(top level)"
+
+
+@contextmanager
+def port_in_use_exits(option: str, host: str, port: int) -> Iterator[None]:
+    """A port another process already holds is a sentence naming the option and exit 1, not a
+    traceback; ``option`` is the setting that chose the port."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno != errno.EADDRINUSE:
+            raise
+        console.print(
+            f"[red]error:[/red] {host}:{port} ({option}) is already in use by another process: "
+            "stop it, or set another port",
+            soft_wrap=True,  # one line, for the log it lands in
+        )
+        raise typer.Exit(1) from error
 
 
 def settings_or_exit(config_file: Path | None) -> Settings:

@@ -10,6 +10,7 @@ import typer
 from radrouter.cli.common import (
     ConfigOption,
     exit_on_unknown_pipelines,
+    port_in_use_exits,
     settings_or_exit,
     setup_logging,
 )
@@ -39,11 +40,14 @@ def scp(config: ConfigOption = None) -> None:
         share_metrics_between_processes(
             folder / settings.cluster.resolved_node_name() if settings.cluster.enabled else folder
         )
-        serve_metrics(settings.node.metrics_port, settings.node.metrics_host)
-    from radrouter.router.receive.listener import run_scp
+        with port_in_use_exits("node.metrics_port", settings.node.metrics_host, settings.node.metrics_port):
+            serve_metrics(settings.node.metrics_port, settings.node.metrics_host)
+    from radrouter.router.receive.listener import listening_socket, run_scp
     from radrouter.worklist.items import open_for_study
 
-    run_scp(settings, open_for_study)
+    with port_in_use_exits("node.port", settings.node.host, settings.node.port):
+        sock = listening_socket(settings.node.host, settings.node.port)
+    run_scp(settings, open_for_study, sock)
 
 
 def worker(

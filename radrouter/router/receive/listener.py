@@ -142,7 +142,8 @@ def _receive(
     pydicom.config.settings.writing_validation_mode = pydicom.config.IGNORE
     index = Index(settings.storage.resolved_index_url())
     store = InstanceStore(settings.storage.root, fsync=settings.storage.fsync)
-    spool_in(store.root)  # data sets arrive on the store's disk, then are linked into place
+    # Data sets arrive on the store's disk, then are linked into place.
+    spool_in(store.root, settings.cluster.resolved_node_name())
     receiver = StorageSCP(settings, store, index, PipedArrivals(pipe), counts, budget)
     # pynetdicom runs gc.collect() every 60 connections, holding the GIL for 0.25 s over the imported
     # modules; frozen, they are left out of every collection.
@@ -163,9 +164,10 @@ def _die_with_parent(parent: int) -> None:
 class ReceiverPool:
     """The parent: forks the receivers, feeds their arrivals to the assembler, replaces the dead."""
 
-    def __init__(self, settings: Settings, assembler: Assembler) -> None:
+    def __init__(self, settings: Settings, assembler: Assembler, sock: socket.socket) -> None:
         self.settings = settings
         self.assembler = assembler
+        self.socket = sock
         self.slots: Any = RawArray("i", settings.node.processes)
         self.held_bytes: Any = RawArray("q", settings.node.processes)  # of the memory budget
         self.receivers: list[ForkProcess | None] = [None] * settings.node.processes
@@ -178,7 +180,6 @@ class ReceiverPool:
 
         ``started`` runs once the receivers are forked: threads it starts (heartbeat, reconciler) are
         not running yet at the first fork, so no receiver inherits a lock one of them held."""
-        self.socket = listening_socket(self.settings.node.host, self.settings.node.port)
         for slot in range(len(self.receivers)):
             self._start_receiver(slot)
         if started is not None:
@@ -259,10 +260,11 @@ class ReceiverPool:
                 self.assembler.association_ended(association)
 
 
-def run_scp(settings: Settings, reading_list: ReadingListEntry) -> None:
+def run_scp(settings: Settings, reading_list: ReadingListEntry, sock: socket.socket) -> None:
     """``radrouter scp``: the receivers, and the assembler routing complete studies, until stopped.
 
-    ``reading_list`` puts each complete study on the radiologists' list (the worklist's own code)."""
+    ``reading_list`` puts each complete study on the radiologists' list (the worklist's own code);
+    ``sock``: the DICOM port, bound by the caller first, so a port in use is said before any work."""
     from radrouter.router.dispatch.contract import celery_app
     from radrouter.router.dispatch.heartbeat import SCP, heartbeat_key, keep_beating
     from radrouter.router.dispatch.recovery import start_reconciler
@@ -306,7 +308,7 @@ def run_scp(settings: Settings, reading_list: ReadingListEntry) -> None:
             stops.append(start_purger(settings.retention, index, store, reserve_bytes))
 
     try:
-        ReceiverPool(settings, assembler).run(started=start_threads)
+        ReceiverPool(settings, assembler, sock).run(started=start_threads)
     finally:
         for stop in stops:
             stop.set()

@@ -2,9 +2,11 @@
 
 pynetdicom writes each C-STORE's data set, fragment by fragment, to a Part 10 file
 (``_config.STORE_RECV_CHUNKED_DATASET``, its documented switch) in ``tempfile``'s folder; a receiver
-process points that folder at ``<root>/.receiving/<pid>``, on the store's own file system, so that
-the finished file is linked into place rather than copied, and a large instance never lands on a
-RAM-backed ``/tmp``. A receiver that was killed leaves its folder; the next one to start removes it.
+process points that folder at ``<root>/.receiving/<node>/<pid>``, on the store's own file system, so
+that the finished file is linked into place rather than copied, and a large instance never lands on a
+RAM-backed ``/tmp``. A receiver that was killed leaves its folder; the next one of the same node to
+start removes it. A cluster's nodes share the root, and a process number means something only on its
+own machine: a node never touches another node's folders.
 """
 
 from __future__ import annotations
@@ -28,10 +30,10 @@ def receive_to_files() -> None:
     _config.STORE_RECV_CHUNKED_DATASET = True
 
 
-def spool_in(root: Path) -> Path:
+def spool_in(root: Path, node: str) -> Path:
     """Make this process's spool folder under the storage root the one ``tempfile`` uses, and remove
-    the folders of receivers no longer alive."""
-    spools = root / ".receiving"
+    the folders of ``node``'s receivers no longer alive."""
+    spools = root / ".receiving" / node
     spools.mkdir(parents=True, exist_ok=True)
     for folder in spools.iterdir():
         if folder.name.isdigit() and not _alive(int(folder.name)):

@@ -199,3 +199,28 @@ def test_the_command_line_does_not_import_prometheus_client_before_the_scp_names
     probe = "import sys, radrouter.cli.commands; print('prometheus_client' in sys.modules)"
     found = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert found.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("option", ["node.port", "node.metrics_port"])
+def test_a_port_another_process_holds_is_a_sentence_and_exit_1(tmp_path: Path, option: str) -> None:
+    """An admin who starts a second node on a used port reads which setting chose it, and the node
+    stops rather than running without its port."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        held = holder.getsockname()[1]
+        scp_port, metrics_port = (held, 0) if option == "node.port" else (free_port(), held)
+        config = tmp_path / "radrouter.yaml"
+        config.write_text(
+            f"node: {{host: 127.0.0.1, port: {scp_port}, metrics_port: {metrics_port}}}\n"
+            f"storage: {{root: {tmp_path / 'data'}}}\n"
+        )
+        ended = subprocess.run(
+            [sys.executable, "-m", "radrouter.cli", "scp", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert ended.returncode == 1
+    assert f"127.0.0.1:{held} ({option}) is already in use by another process" in ended.stderr
+    assert "Traceback" not in ended.stderr
