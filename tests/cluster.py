@@ -146,6 +146,10 @@ class Cluster:
                 start_new_session=True,
             )
         )  # fmt: skip
+        redis = self.others[-1]
+        wait_until(lambda: port_open(self.redis_port) or redis.poll() is not None, 30, "Redis")
+        if redis.poll() is not None:
+            raise RuntimeError(f"redis-server ended: {(self.workdir / 'redis.log').read_text()[-2000:]}")
         host_config = self.workdir / "host.yaml"
         host_config.write_text(self._config("127.0.0.1", self.database))
         self.host_env = {**os.environ, "RADROUTER_CONFIG": str(host_config)}

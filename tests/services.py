@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -47,10 +48,40 @@ ECHOSCU = "/usr/bin/echoscu"
 DCMSEND = "/usr/bin/dcmsend"
 
 
+def _ephemeral_ports() -> range:
+    """Where the kernel picks the local port of an outgoing connection (Linux's default if unreadable)."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return range(low, high + 1)
+
+
+_EPHEMERAL = _ephemeral_ports()
+#: Ports handed to a service in this run: never handed out again, even once that service has stopped.
+_HANDED_OUT: set[int] = set()
+_PICK = random.Random(os.getpid())
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port nothing holds now, for a service about to start on it.
+
+    Picked below the ephemeral range: a port the kernel chose there (bind to 0) is taken back by the
+    suite's own outgoing connections, thousands of them, before the service binds it, and the
+    service then ends with "Address already in use"."""
+    low = 15000  # above every default port of radrouter, Orthanc, Redis and PostgreSQL
+    candidates = [port for port in range(low, 32768) if port not in _EPHEMERAL] or list(range(low, 65536))
+    while True:
+        port = _PICK.choice(candidates)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("", port))  # every IPv4 address: services bind 0.0.0.0 or a link's address
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
 
 
 def wait_until(predicate: Any, timeout_s: float, what: str, interval_s: float = 0.1) -> Any:
@@ -257,8 +288,13 @@ destinations:
         )
         try:
             wait_until(self._ready, 120, "radrouter up")
-        except TimeoutError as late:  # what it was doing instead, for the CI log
-            raise TimeoutError(f"{late}; its log ends: {self.log_path.read_text()[-3000:]}") from None
+        except (TimeoutError, RuntimeError) as failed:
+            # A node that never got ready is stopped, so that its processes hold no port and no CPU
+            # through the rest of the run; what it was doing instead goes to the CI log.
+            self._stop_or_kill()
+            if isinstance(failed, RuntimeError):
+                raise
+            raise TimeoutError(f"{failed}; its log ends: {self.log_path.read_text()[-3000:]}") from None
         # The tests' own admin token, made as an admin makes one; `http` carries it to the API.
         self.token = add_token(self.config_path, "tests", Role.ADMIN)
         self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.web_port}", headers=bearer(self.token))
@@ -280,6 +316,14 @@ destinations:
         assert self._process is not None
         self._process.send_signal(signal.SIGINT)
         return self._process.wait(timeout=60)
+
+    def _stop_or_kill(self) -> None:
+        assert self._process is not None
+        try:
+            self.stop()
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
 
     def user(self, role: Role) -> str:
         """A local account of ``role`` (made once per node, password ``tests.access.PASSWORD``)."""
