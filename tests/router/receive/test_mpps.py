@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +47,13 @@ def test_a_study_sent_in_two_parts_completes_at_its_last_listed_instance(node: N
     assert node.study(study_uid)["state"] == "RECEIVING", "completed at the pause"
     assert storescu(node.port, series_b).returncode == 0
     assert end_step(node.port, step_uid, series_a + series_b) == 0x0000
+    ended = datetime.now(UTC)  # the node has answered the COMPLETED: every listed instance is stored
 
     study = wait_until(lambda: (s := node.study(study_uid)) and _completions(s) and s, 60, "complete")
     [complete] = _completions(study)
+    routed_after = datetime.fromisoformat(complete["at"]) - ended
+    print(f"completed {routed_after.total_seconds():.3f} s after the step's COMPLETED was answered")
+    assert routed_after < timedelta(seconds=0.5), "the study waited after its last listed instance"
     assert complete["detail"]["instances"] == len(series_a) + len(series_b)
     # Completed by the step, earlier than the timer could have: the timer waits a quiet period after
     # the association's end, and the last instance was stored before that end.
