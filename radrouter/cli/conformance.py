@@ -18,7 +18,8 @@ from radrouter.router.deliver.scu import RESULT_CONTEXTS
 from radrouter.router.receive.commitment import ActionStatus, FailureReason, ReportType
 from radrouter.router.receive.mpps import MPPS_SOP_CLASS, StepStatusCode
 from radrouter.router.receive.scp import REQUESTOR_ROLES_ACCEPTED, SCP_ABSTRACT_SYNTAXES, StoreStatus
-from radrouter.web.ups import GLOBAL_SUBSCRIPTION, UPS_PUSH
+from radrouter.storage.workitems import FILTERED_SUBSCRIPTION, GLOBAL_SUBSCRIPTION
+from radrouter.web.ups import UPS_PUSH
 
 _VERIFICATION = UID("1.2.840.10008.1.1")
 _APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"
@@ -196,8 +197,11 @@ def conformance_markdown() -> str:
         "",
         "UPS-RS (PS3.18 11, Unified Procedure Step Push, Pull and Watch over DICOMweb, under",
         f"`/dicomweb`): every AI job is a UPS workitem (`{UPS_PUSH}`); create, retrieve, search, change",
-        "state with the Transaction UID, update, request cancellation, subscribe (one workitem, or",
-        f"all with `{GLOBAL_SUBSCRIPTION}`), events over a WebSocket per subscriber AE title.",
+        "state with the Transaction UID, update, request cancellation, subscribe (one workitem,",
+        f"all with `{GLOBAL_SUBSCRIPTION}`, or those matching `filter=<attribute>=<value>` with",
+        f"`{FILTERED_SUBSCRIPTION}`; `deletionlock=true`), suspend a global subscription, and",
+        "unsubscribe; events over a WebSocket per subscriber AE title, each newly followed workitem's",
+        "state first.",
         "WADO-RS and STOW-RS for the node's remote workers.",
         "",
         "## 6 Support of character sets",

@@ -291,7 +291,8 @@ def _erase_study(index: Index, store: InstanceStore, study_uid: str) -> tuple[in
             folder.rmdir()
     # Step 3: the rows, dependents first, the study (and its mark) last.
     with index.session() as session:
-        delete_study_rows(session, study_uid)
+        # Erasure is asked for by name: no deletion lock keeps any row of the study.
+        delete_study_rows(session, study_uid, keep_locked_workitems=False)
         session.execute(delete(ResentInstance).where(ResentInstance.study_uid == study_uid))
     result_count = len(result_files)
     return len(instances), sum(size for _, size in instances), result_count

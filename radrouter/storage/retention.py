@@ -49,7 +49,7 @@ from radrouter.storage.index import (
 )
 from radrouter.storage.steps import PerformedStep
 from radrouter.storage.store import InstanceStore
-from radrouter.storage.workitems import Workitem, WorkitemEvent
+from radrouter.storage.workitems import UpsSubscription, Workitem, WorkitemEvent, keep_locked
 
 log = logging.getLogger(__name__)
 
@@ -503,18 +503,24 @@ class Purger:
         return len(ids)
 
 
-def delete_study_rows(session: Session, study_uid: str) -> None:
+def delete_study_rows(session: Session, study_uid: str, keep_locked_workitems: bool = True) -> None:
     """Every index row of a study, dependents first, the study row last (in the caller's transaction):
-    jobs and their UPS workitems, results, deliveries, HL7 messages, worklist items and priority changes,
-    feedback, monitored results, MPPS steps, audit events, instances, series. Pseudonyms are not the
-    study's rows: erasure drops them."""
+    jobs and their UPS workitems and subscriptions, results, deliveries, HL7 messages, worklist items
+    and priority changes, feedback, monitored results, MPPS steps, audit events, instances, series.
+    Pseudonyms are not the study's rows: erasure drops them. ``keep_locked_workitems``: a workitem a
+    subscriber holds a deletion lock on stays (UIDs and states only) until released."""
+    going = Workitem.study_uid == study_uid
+    if keep_locked_workitems:
+        keep_locked(session, study_uid)
+        going = going & Workitem.kept_for_lock.is_(False)
     jobs = select(Job.id).where(Job.study_uid == study_uid).scalar_subquery()
     results = select(Result.id).where(Result.job_id.in_(jobs)).scalar_subquery()
     series = select(Series.uid).where(Series.study_uid == study_uid).scalar_subquery()
-    workitems = select(Workitem.uid).where(Workitem.study_uid == study_uid).scalar_subquery()
+    workitems = select(Workitem.uid).where(going).scalar_subquery()
     statements = [
         delete(WorkitemEvent).where(WorkitemEvent.workitem_uid.in_(workitems)),
-        delete(Workitem).where(Workitem.study_uid == study_uid),
+        delete(UpsSubscription).where(UpsSubscription.workitem_uid.in_(workitems)),
+        delete(Workitem).where(going),
         delete(PerformedStep).where(PerformedStep.study_uid == study_uid),
         delete(Feedback).where(Feedback.result_id.in_(results)),
         delete(MonitoredResult).where(

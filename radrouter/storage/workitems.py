@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from pydicom.uid import generate_uid
-from sqlalchemy import JSON, ForeignKey, Integer, String, func, select
+from sqlalchemy import JSON, ForeignKey, Integer, String, delete, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from radrouter.config.rules import Priority
@@ -87,6 +87,8 @@ class Workitem(Base):
     reason: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: Its study is gone by retention; kept while a subscriber holds a deletion lock on it.
+    kept_for_lock: Mapped[bool] = mapped_column(default=False)
 
 
 class WorkitemEvent(Base):
@@ -102,39 +104,171 @@ class WorkitemEvent(Base):
     at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+#: The well-known UPS instance a subscription to every workitem names (PS3.4 CC.3.1).
+GLOBAL_SUBSCRIPTION = "1.2.840.10008.5.1.4.34.5"
+#: The well-known UPS instance of a subscription to the workitems that match a filter.
+FILTERED_SUBSCRIPTION = "1.2.840.10008.5.1.4.34.5.1"
+
+
+class WorkitemKey(enum.StrEnum):
+    """The attributes a search or a filtered subscription matches on, by keyword."""
+
+    STATE = "ProcedureStepState"
+    STUDY = "StudyInstanceUID"
+    PIPELINE = "ScheduledWorkitemCodeSequence.CodeValue"
+    PRIORITY = "ScheduledProcedureStepPriority"
+
+
+#: The same attributes by tag (path), as DICOMweb query keys may name them.
+_BY_TAG = {
+    "00741000": WorkitemKey.STATE,
+    "0020000D": WorkitemKey.STUDY,
+    "00404018.00080100": WorkitemKey.PIPELINE,
+    "00741200": WorkitemKey.PRIORITY,
+}
+
+
+def workitem_key(name: str) -> WorkitemKey | None:
+    """The matching key a query parameter names (keyword or tag), or None."""
+    if name in _BY_TAG:
+        return _BY_TAG[name]
+    return WorkitemKey(name) if name in set(WorkitemKey) else None
+
+
+def _value(item: Workitem, key: WorkitemKey) -> str:
+    match key:
+        case WorkitemKey.STATE:
+            return item.state.value
+        case WorkitemKey.STUDY:
+            return item.study_uid
+        case WorkitemKey.PIPELINE:
+            return item.pipeline
+        case WorkitemKey.PRIORITY:
+            return item.priority.value
+
+
+def matches(item: Workitem, wanted: dict[str, str]) -> bool:
+    """Whether ``item`` has every value of ``wanted`` (keys are :class:`WorkitemKey` values)."""
+    return all(_value(item, WorkitemKey(key)) == value for key, value in wanted.items())
+
+
 class UpsSubscription(Base):
-    """A subscriber AE title following one workitem, or all (the global UPS instance UID); kept in the
-    index, so a subscription outlives a restart of the web app (PS3.4 CC.2.3)."""
+    """A subscriber AE title following one workitem, every workitem (the global UPS instance UID) or
+    those matching a filter (the filtered one); kept in the index, so a subscription outlives a restart
+    of the web app (PS3.4 CC.2.3). A global or filtered subscription subscribes the AE to each workitem
+    as it is reported (matching the filter then), so that suspending it keeps those it follows.
+
+    A deletion lock keeps the workitem, once its study has gone by retention, until the AE
+    unsubscribes from it: it has then seen the final state (PS3.4 CC.2.3.2)."""
 
     __tablename__ = "ups_subscriptions"
 
     ae_title: Mapped[str] = mapped_column(String(16), primary_key=True)
     workitem_uid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    deletion_lock: Mapped[bool] = mapped_column(default=False)
+    #: A filtered subscription's match, by :class:`WorkitemKey` value.
+    filter: Mapped[dict[str, str] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-def subscribe(index: Index, ae_title: str, workitem_uid: str) -> None:
+def subscribe(
+    index: Index,
+    ae_title: str,
+    workitem_uid: str,
+    deletion_lock: bool = False,
+    wanted: dict[str, str] | None = None,
+) -> None:
+    """Subscribe (again: the lock and the filter are the new ones); a global or filtered subscription
+    also subscribes the AE to each workitem not yet ended that it covers now."""
     with index.session() as session:
-        if session.get(UpsSubscription, (ae_title, workitem_uid)) is None:
-            session.add(UpsSubscription(ae_title=ae_title, workitem_uid=workitem_uid))
+        found = session.get(UpsSubscription, (ae_title, workitem_uid))
+        if found is None:
+            found = UpsSubscription(ae_title=ae_title, workitem_uid=workitem_uid)
+            session.add(found)
+        found.deletion_lock, found.filter = deletion_lock, wanted
+        if workitem_uid in (GLOBAL_SUBSCRIPTION, FILTERED_SUBSCRIPTION):
+            open_items = select(Workitem).where(
+                Workitem.state.in_([UpsState.SCHEDULED, UpsState.IN_PROGRESS])
+            )
+            for item in session.scalars(open_items):
+                if matches(item, wanted or {}):
+                    _follow(session, ae_title, item.uid, deletion_lock)
+
+
+def _follow(session: Session, ae_title: str, workitem_uid: str, deletion_lock: bool) -> None:
+    if session.get(UpsSubscription, (ae_title, workitem_uid)) is None:
+        session.add(
+            UpsSubscription(ae_title=ae_title, workitem_uid=workitem_uid, deletion_lock=deletion_lock)
+        )
 
 
 def unsubscribe(index: Index, ae_title: str, workitem_uid: str) -> None:
+    """End one subscription; a global one ends with the workitems it subscribed the AE to (PS3.4
+    CC.2.3.3). A workitem kept only by this AE's deletion lock, whose study is gone, goes too."""
     with index.session() as session:
         found = session.get(UpsSubscription, (ae_title, workitem_uid))
         if found is not None:
             session.delete(found)
+        if workitem_uid in (GLOBAL_SUBSCRIPTION, FILTERED_SUBSCRIPTION):
+            session.execute(delete(UpsSubscription).where(UpsSubscription.ae_title == ae_title))
+        session.flush()
+        _delete_released(session)
+
+
+def suspend(index: Index, ae_title: str) -> None:
+    """Suspend a global (or filtered) subscription: no workitem is added to it from now on, and the AE
+    keeps following those it was subscribed to (PS3.18 11.10)."""
+    with index.session() as session:
+        session.execute(
+            delete(UpsSubscription).where(
+                UpsSubscription.ae_title == ae_title,
+                UpsSubscription.workitem_uid.in_([GLOBAL_SUBSCRIPTION, FILTERED_SUBSCRIPTION]),
+            )
+        )
 
 
 def subscribed(index: Index, ae_title: str) -> set[str]:
-    """The workitem UIDs (or the global UID) ``ae_title`` follows."""
+    """The workitem UIDs ``ae_title`` follows."""
     with index.session() as session:
         query = select(UpsSubscription.workitem_uid).where(UpsSubscription.ae_title == ae_title)
         return set(session.scalars(query))
 
 
+def keep_locked(session: Session, study_uid: str) -> None:
+    """Before a study's rows go by retention: its workitems a subscriber holds a deletion lock on stay,
+    apart from the job (which goes), until the lock is released."""
+    held = select(UpsSubscription.workitem_uid).where(UpsSubscription.deletion_lock.is_(True))
+    session.execute(
+        update(Workitem)
+        .where(Workitem.study_uid == study_uid, Workitem.uid.in_(held))
+        .values(job_id=None, kept_for_lock=True)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _delete_released(session: Session) -> None:
+    """Workitems kept for a deletion lock (their job gone with their study) that no lock holds now."""
+    held = select(UpsSubscription.workitem_uid).where(UpsSubscription.deletion_lock.is_(True))
+    released = select(Workitem.uid).where(
+        Workitem.job_id.is_(None), Workitem.kept_for_lock.is_(True), Workitem.uid.not_in(held)
+    )
+    uids = list(session.scalars(released))
+    if uids:
+        session.execute(delete(WorkitemEvent).where(WorkitemEvent.workitem_uid.in_(uids)))
+        session.execute(delete(UpsSubscription).where(UpsSubscription.workitem_uid.in_(uids)))
+        session.execute(delete(Workitem).where(Workitem.uid.in_(uids)))
+
+
 def _report(session: Session, item: Workitem, event: UpsEventType = UpsEventType.STATE_REPORT) -> None:
+    """Record the event; every global subscription, and every filtered one the workitem matches now,
+    subscribes its AE to the workitem first, so the event reaches it."""
     item.changed_at = utcnow()
+    covering = select(UpsSubscription).where(
+        UpsSubscription.workitem_uid.in_([GLOBAL_SUBSCRIPTION, FILTERED_SUBSCRIPTION])
+    )
+    for subscription in session.scalars(covering):
+        if matches(item, subscription.filter or {}):
+            _follow(session, subscription.ae_title, item.uid, subscription.deletion_lock)
     session.add(
         WorkitemEvent(workitem_uid=item.uid, event_type=int(event), state=item.state, reason=item.reason)
     )
@@ -267,6 +401,23 @@ def events_after(index: Index, last_id: int) -> list[dict[str, Any]]:
         return [
             {"id": e.id, "uid": e.workitem_uid, "type": e.event_type, "state": e.state, "reason": e.reason}
             for e in rows
+        ]
+
+
+def current_states(index: Index, uids: set[str]) -> list[dict[str, Any]]:
+    """The state report a new subscriber of each of ``uids`` gets first (PS3.4 CC.2.3.1), in the shape
+    of :func:`events_after` (``id`` None: no event row)."""
+    with index.session() as session:
+        rows = session.scalars(select(Workitem).where(Workitem.uid.in_(uids)).order_by(Workitem.created_at))
+        return [
+            {
+                "id": None,
+                "uid": i.uid,
+                "type": int(UpsEventType.STATE_REPORT),
+                "state": i.state,
+                "reason": i.reason,
+            }
+            for i in rows
         ]
 
 

@@ -22,18 +22,25 @@ from radrouter.config.access import Role
 from radrouter.config.settings import Settings
 from radrouter.storage.index import Index
 from radrouter.storage.workitems import (
+    FILTERED_SUBSCRIPTION,
+    GLOBAL_SUBSCRIPTION,
     UpsError,
     UpsPriority,
     UpsRefusal,
     UpsState,
     Workitem,
+    WorkitemKey,
     claim,
+    current_states,
     events_after,
     finish,
     last_event,
+    matches,
     request_cancel,
     schedule,
     subscribed,
+    suspend,
+    workitem_key,
 )
 from radrouter.storage.workitems import subscribe as subscribe_to
 from radrouter.storage.workitems import unsubscribe as unsubscribe_from
@@ -41,8 +48,6 @@ from radrouter.web.access.principal import token_principal
 
 DICOM_JSON = "application/dicom+json"
 UPS_PUSH = "1.2.840.10008.5.1.4.34.6.1"
-#: The well-known UPS instance a subscription to every workitem names (PS3.4 CC.3.1).
-GLOBAL_SUBSCRIPTION = "1.2.840.10008.5.1.4.34.5"
 #: Coding scheme of the Scheduled Workitem Code: the node's pipeline names.
 PIPELINE_SCHEME = "99RADROUTER"
 _HTTP = {UpsRefusal.NO_SUCH_WORKITEM: 404, UpsRefusal.WRONG_TRANSACTION: 409, UpsRefusal.NOT_ALLOWED: 409}
@@ -118,6 +123,20 @@ def _outputs(ds: Dataset) -> list[dict[str, str]] | None:
     ]
 
 
+def _filter(filters: list[str]) -> dict[str, str]:
+    """``filter`` query values, ``<keyword or tag>=<value>``, by matching key; a 400 names what is
+    not one."""
+    wanted: dict[str, str] = {}
+    for item in filters:
+        name, equals, value = item.partition("=")
+        key = workitem_key(name)
+        if not equals or key is None:
+            known = ", ".join(k.value for k in WorkitemKey)
+            raise HTTPException(400, f"filter {item!r} is not <attribute>=<value> on one of {known}")
+        wanted[key.value] = value
+    return wanted
+
+
 def _refused(error: UpsError) -> HTTPException:
     return HTTPException(_HTTP[error.refusal], str(error))
 
@@ -162,16 +181,18 @@ def ups_router(index: Index) -> APIRouter:
     @router.get("/workitems")
     def search(request: Request) -> Response:
         """Matching on state, study and pipeline (by keyword or tag), the usual worklist queries."""
+        wanted = {
+            key.value: value
+            for name, value in request.query_params.items()
+            if (key := workitem_key(name)) is not None
+        }
         query = select(Workitem).order_by(Workitem.created_at)
-        for key, value in request.query_params.items():
-            if key in ("ProcedureStepState", "00741000"):
-                query = query.where(Workitem.state == UpsState(value))
-            elif key in ("StudyInstanceUID", "0020000D"):
-                query = query.where(Workitem.study_uid == value)
-            elif key in ("ScheduledWorkitemCodeSequence.CodeValue", "00404018.00080100"):
-                query = query.where(Workitem.pipeline == value)
+        if WorkitemKey.STUDY in wanted:  # the usual query, and the one the index keeps in order
+            query = query.where(Workitem.study_uid == wanted[WorkitemKey.STUDY])
         with index.session() as session:
-            found = [as_dataset(item).to_json_dict() for item in session.scalars(query)]
+            found = [
+                as_dataset(item).to_json_dict() for item in session.scalars(query) if matches(item, wanted)
+            ]
         if not found:
             return Response(status_code=204)  # PS3.18 11.9.4: no match, no content
         return Response(json.dumps(found), media_type=DICOM_JSON)
@@ -225,12 +246,36 @@ def ups_router(index: Index) -> APIRouter:
             raise _refused(error) from error
 
     @router.post("/workitems/{uid}/subscribers/{ae_title}", status_code=201)
-    def subscribe(uid: str, ae_title: str) -> None:
-        if uid != GLOBAL_SUBSCRIPTION:
+    def subscribe(uid: str, ae_title: str, request: Request, response: Response) -> None:
+        """Create Subscription (PS3.18 11.9): one workitem, all (the global UID), or those matching
+        ``filter`` (the filtered global UID; ``filter=<keyword or tag>=<value>``, repeated);
+        ``deletionlock=true`` keeps each followed workitem until the AE unsubscribes from it."""
+        lock = request.query_params.get("deletionlock", "false").lower()
+        if lock not in ("true", "false"):
+            raise HTTPException(400, "deletionlock is true or false")
+        filters = request.query_params.getlist("filter")
+        if filters and uid != FILTERED_SUBSCRIPTION:
+            raise HTTPException(
+                400, f"a filter is given with the filtered global UID {FILTERED_SUBSCRIPTION}"
+            )
+        wanted = _filter(filters)
+        if uid == FILTERED_SUBSCRIPTION and not wanted:
+            raise HTTPException(400, "a filtered subscription needs at least one filter=<attribute>=<value>")
+        if uid not in (GLOBAL_SUBSCRIPTION, FILTERED_SUBSCRIPTION):
             with index.session() as session:
                 if session.get(Workitem, uid) is None:
                     raise HTTPException(404, f"no workitem {uid}")
-        subscribe_to(index, ae_title[:16], uid)
+        subscribe_to(index, ae_title[:16], uid, deletion_lock=lock == "true", wanted=wanted or None)
+        response.headers["Content-Location"] = (
+            f"{request.base_url}dicomweb/subscribers/{ae_title[:16]}".replace("http", "ws", 1)
+        )
+
+    @router.post("/workitems/{uid}/subscribers/{ae_title}/suspend")
+    def suspend_subscription(uid: str, ae_title: str) -> None:
+        """Suspend Global Subscription (PS3.18 11.10): no new workitems; those followed stay."""
+        if uid not in (GLOBAL_SUBSCRIPTION, FILTERED_SUBSCRIPTION):
+            raise HTTPException(400, "only a global or filtered global subscription is suspended")
+        suspend(index, ae_title[:16])
 
     @router.delete("/workitems/{uid}/subscribers/{ae_title}")
     def unsubscribe(uid: str, ae_title: str) -> None:
@@ -253,13 +298,23 @@ def ups_events_router(settings: Settings, index: Index) -> APIRouter:
             return
         await websocket.accept()
         last = await asyncio.to_thread(last_event, index)
+        followed: set[str] = set()
         try:
             while True:
+                # Events first: a subscription made with an event (a global one's new workitem) is
+                # then read with it, or the event is read again next time.
+                events = await asyncio.to_thread(events_after, index, last)
                 wanted = await asyncio.to_thread(subscribed, index, ae_title[:16])
-                for event in await asyncio.to_thread(events_after, index, last):
+                reported = {event["uid"] for event in events}
+                # Each workitem newly followed: its state now, once (PS3.4 CC.2.3.1).
+                first = wanted - followed - reported - {GLOBAL_SUBSCRIPTION, FILTERED_SUBSCRIPTION}
+                for event in await asyncio.to_thread(current_states, index, first) if first else []:
+                    await websocket.send_text(json.dumps(_event_report(event)))
+                for event in events:
                     last = event["id"]
-                    if GLOBAL_SUBSCRIPTION in wanted or event["uid"] in wanted:
+                    if event["uid"] in wanted:
                         await websocket.send_text(json.dumps(_event_report(event)))
+                followed = wanted
                 await asyncio.sleep(_EVENT_POLL_S)
         except WebSocketDisconnect:
             return

@@ -112,3 +112,78 @@ def test_a_workitem_that_is_not_there_is_404_and_a_bad_one_400(node: Node) -> No
     not_scheduled = _workitem(generate_uid(), generate_uid())
     not_scheduled["00741000"]["Value"] = ["COMPLETED"]
     assert node.http.post(f"{web}/workitems", json=not_scheduled, headers=DICOM_JSON).status_code == 400
+
+
+FILTERED = "1.2.840.10008.5.1.4.34.5.1"
+
+
+def _reports(events: Any, count: int) -> list[tuple[str, str]]:
+    """The next ``count`` (workitem, state) reports on the channel."""
+    return [
+        (str(report.AffectedSOPInstanceUID), str(report.ProcedureStepState))
+        for report in (Dataset.from_json(json.loads(events.recv(timeout=10))) for _ in range(count))
+    ]
+
+
+def _create(node: Node, pipeline: str) -> str:
+    web = f"http://127.0.0.1:{node.web_port}/dicomweb"
+    workitem = _workitem(generate_uid(), generate_uid())
+    workitem["00404018"]["Value"][0]["00080100"]["Value"] = [pipeline]
+    created = node.http.post(f"{web}/workitems", json=workitem, headers=DICOM_JSON)
+    assert created.status_code == 201, created.text
+    return str(created.headers["Location"].rsplit("/", 1)[1])
+
+
+def test_a_filtered_subscription_follows_only_matching_workitems_until_suspended(node: Node) -> None:
+    web = f"http://127.0.0.1:{node.web_port}/dicomweb"
+    pipeline = f"filtered-{generate_uid()[-8:]}"  # no other test's workitem matches
+    subscribed = node.http.post(
+        f"{web}/workitems/{FILTERED}/subscribers/FILTERED",
+        params={"filter": f"ScheduledWorkitemCodeSequence.CodeValue={pipeline}"},
+    )
+    assert subscribed.status_code == 201, subscribed.text
+    assert subscribed.headers["Content-Location"].endswith("/dicomweb/subscribers/FILTERED")
+    channel = f"ws://127.0.0.1:{node.web_port}/dicomweb/subscribers/FILTERED"
+    with connect(channel, open_timeout=10, additional_headers=bearer(node.token)) as events:
+        _create(node, "another-pipeline")
+        followed = _create(node, pipeline)
+        assert _reports(events, 1) == [(followed, "SCHEDULED")]  # not the other pipeline's
+
+        assert node.http.post(f"{web}/workitems/{FILTERED}/subscribers/FILTERED/suspend").status_code == 200
+        _create(node, pipeline)  # after the suspension: not followed
+        transaction = generate_uid()
+        claimed = node.http.put(
+            f"{web}/workitems/{followed}/state",
+            content=_state("IN PROGRESS", transaction),
+            headers=DICOM_JSON,
+        )
+        assert claimed.status_code == 200, claimed.text
+        # The workitem followed before the suspension still reports; the new one never did.
+        assert _reports(events, 1) == [(followed, "IN PROGRESS")]
+
+
+def test_a_new_subscriber_gets_the_workitems_state_first(node: Node) -> None:
+    web = f"http://127.0.0.1:{node.web_port}/dicomweb"
+    uid = _create(node, "state-first")
+    channel = f"ws://127.0.0.1:{node.web_port}/dicomweb/subscribers/LATECOMER"
+    with connect(channel, open_timeout=10, additional_headers=bearer(node.token)) as events:
+        assert node.http.post(f"{web}/workitems/{uid}/subscribers/LATECOMER").status_code == 201
+        assert _reports(events, 1) == [(uid, "SCHEDULED")]  # no change happened: its state as it is
+
+
+@pytest.mark.parametrize(
+    ("uid", "params", "why"),
+    [
+        (FILTERED, {}, "needs at least one filter"),
+        (FILTERED, {"filter": "PatientName=DOE"}, "is not <attribute>=<value> on one of"),
+        (GLOBAL, {"filter": "ProcedureStepState=SCHEDULED"}, "with the filtered global UID"),
+        (GLOBAL, {"deletionlock": "maybe"}, "deletionlock is true or false"),
+    ],
+)
+def test_a_subscription_the_node_cannot_keep_is_400_with_the_reason(
+    node: Node, uid: str, params: dict[str, str], why: str
+) -> None:
+    web = f"http://127.0.0.1:{node.web_port}/dicomweb"
+    refused = node.http.post(f"{web}/workitems/{uid}/subscribers/REFUSED", params=params)
+    assert refused.status_code == 400
+    assert why in refused.json()["detail"]
