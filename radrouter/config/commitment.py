@@ -31,3 +31,11 @@ class CommitmentSettings(BaseModel):
         description="How long a delivery to a destination with `storage_commitment` waits for its "
         "N-EVENT-REPORT before the attempt counts as failed.",
     )
+    report_answer_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        le=600,
+        description="How long a report sent on the request's own association waits for the "
+        "requester's answer before it goes on a new association (a requester that released at once "
+        "never answers).",
+    )

@@ -144,6 +144,9 @@ class CommitmentSCP:
             request.transaction_uid, request.references, kept(self.index, self.store, request.references)
         )
         if assoc.is_established:
+            # A requester releasing just after our N-ACTION answer never answers the report: wait for
+            # it briefly, not for the whole DIMSE timeout, before the new association.
+            assoc.dimse_timeout = self.settings.commitment.report_answer_timeout_s
             status = assoc.send_n_event_report(info, event_type, COMMITMENT_SOP_CLASS, COMMITMENT_INSTANCE)
             if getattr(status, "Status", None) == 0x0000:
                 return  # else (no answer, or refused on this association): on a new one
