@@ -24,7 +24,7 @@ from radrouter.inference.results.key_images import KeyImageRequest, build_key_im
 from radrouter.inference.results.measurements import reported_findings, reported_measurements, result_summary
 from radrouter.inference.results.sanitise import Repair, sanitise_sources
 from radrouter.inference.results.seg import build_segmentation
-from radrouter.inference.results.sr import build_report
+from radrouter.inference.results.sr import build_report, report_on_stand_in
 from radrouter.inference.results.summary import ResultSummary
 
 
@@ -92,21 +92,11 @@ def build_results(
         report = build_report(
             datasets, segmentation, measurements, findings, pipeline.procedure, identity, replaces=replaces
         )
-        stand_in_report = None
-        if stand_in is not None:
-            stand_in_report = build_report(
-                datasets,
-                stand_in,
-                measurements,
-                findings,
-                pipeline.procedure,
-                identity,
-                replaces=replaces,
-                role="sr-stand-in",
-            )
-    for written in (report, stand_in_report):
-        if written is not None:
-            _finish(written, datasets[0], repairs)
+        _finish(report, datasets[0], repairs)
+        # The report on the stand-in differs only in what it references: copied, not built again.
+        stand_in_report = (
+            report_on_stand_in(report, segmentation, stand_in, identity) if stand_in is not None else None
+        )
     built_sr = time.perf_counter()
     images: list[hd.sc.SCImage] = []
     key_objects = None

@@ -8,12 +8,15 @@ site. Every group carries TID 4019 algorithm identification.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import highdicom as hd
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
+from pydicom.uid import UID
 
 from radrouter.inference.results.content import MANUFACTURER, UTF8, ResultIdentity
 from radrouter.inference.results.measurements import ReportedFinding, ReportedMeasurement
@@ -63,11 +66,10 @@ def build_report(
     identity: ResultIdentity,
     replaces: Sequence[Dataset] = (),
     character_set: str = UTF8,
-    role: str = "sr",
 ) -> hd.sr.Comprehensive3DSR:
     """The report; ``replaces`` are earlier reports of the same job on an older study revision, which
-    the new one lists in its Predecessor Documents Sequence (PS3.3 C.17.2.3). ``role`` names its UID:
-    the report on a SEG's stand-in is another document, in the same series."""
+    the new one lists in its Predecessor Documents Sequence (PS3.3 C.17.2.3). The report on a SEG's
+    stand-in is another document in the same series (:func:`report_on_stand_in`)."""
     algorithm = identity.tid4019()
     observer = identity.device_observer()
     present = {int(item.SegmentNumber) for item in segmentation.SegmentSequence}
@@ -112,7 +114,7 @@ def build_report(
         content=report,
         series_instance_uid=identity.uid("sr-series"),
         series_number=identity.series_number + 1,
-        sop_instance_uid=identity.uid(role),
+        sop_instance_uid=identity.uid("sr"),
         instance_number=1,
         manufacturer=MANUFACTURER,
         is_complete=True,
@@ -121,3 +123,30 @@ def build_report(
         previous_versions=list(replaces) or None,
         specific_character_set=character_set,
     )
+
+
+def report_on_stand_in(
+    report: hd.sr.Comprehensive3DSR,
+    segmentation: hd.seg.Segmentation,
+    stand_in: hd.seg.Segmentation,
+    identity: ResultIdentity,
+) -> hd.sr.Comprehensive3DSR:
+    """The same report, on the SEG's stand-in: a copy whose references to ``segmentation`` (its SOP
+    class, instance and series) name ``stand_in``, under its own UID in the same series. What
+    :func:`build_report` gives for the stand-in, without building the content tree again."""
+    copied = copy.deepcopy(report)
+    swapped = {
+        str(segmentation.SOPClassUID): str(stand_in.SOPClassUID),
+        str(segmentation.SOPInstanceUID): str(stand_in.SOPInstanceUID),
+        str(segmentation.SeriesInstanceUID): str(stand_in.SeriesInstanceUID),
+    }
+
+    def swap(dataset: Dataset, element: DataElement) -> None:
+        if element.VR == "UI" and str(element.value) in swapped:
+            element.value = swapped[str(element.value)]
+
+    copied.walk(swap)
+    copied.SOPInstanceUID = UID(identity.uid("sr-stand-in"))
+    if "MediaStorageSOPInstanceUID" in getattr(copied, "file_meta", {}):
+        copied.file_meta.MediaStorageSOPInstanceUID = copied.SOPInstanceUID
+    return copied

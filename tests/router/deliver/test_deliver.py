@@ -20,7 +20,7 @@ from radrouter.inference.pipeline import Prediction, SegmentSpec
 from radrouter.inference.results.content import ResultIdentity
 from radrouter.inference.results.measurements import reported_measurements
 from radrouter.inference.results.seg import build_segmentation
-from radrouter.inference.results.sr import build_report
+from radrouter.inference.results.sr import build_report, report_on_stand_in
 from radrouter.inference.volume import load_volume, read_series
 from radrouter.router.deliver.scu import OutgoingObject, RefusedByDestination, Sent, send
 from tests.services import CT_HEAD, Orthanc, free_port, port_open, wait_until
@@ -57,10 +57,8 @@ def labelmap_results(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     assert (labelmap.SOPClassUID, binary.SOPClassUID) == (LABELMAP_SEG, BINARY_SEG)
     assert labelmap.SOPInstanceUID != binary.SOPInstanceUID
     measurements = reported_measurements(_Thresholds(), prediction)
-    reports = [
-        build_report(datasets, seg, measurements, [], codes.LN.CTUnspecifiedBodyRegion, identity, role=role)
-        for seg, role in ((labelmap, "sr"), (binary, "sr-stand-in"))
-    ]
+    report = build_report(datasets, labelmap, measurements, [], codes.LN.CTUnspecifiedBodyRegion, identity)
+    reports = [report, report_on_stand_in(report, labelmap, binary, identity)]
     paths = [folder / name for name in ("labelmap.dcm", "binary.dcm", "sr.dcm", "sr-stand-in.dcm")]
     for dataset, path in zip((labelmap, binary, *reports), paths, strict=True):
         dataset.save_as(path, enforce_file_format=True)
