@@ -406,18 +406,30 @@ def events_after(index: Index, last_id: int) -> list[dict[str, Any]]:
 
 def current_states(index: Index, uids: set[str]) -> list[dict[str, Any]]:
     """The state report a new subscriber of each of ``uids`` gets first (PS3.4 CC.2.3.1), in the shape
-    of :func:`events_after` (``id`` None: no event row)."""
+    of :func:`events_after`, with ``id`` the workitem's newest event: the state includes it and every
+    earlier one, which the subscriber is then not sent again."""
     with index.session() as session:
-        rows = session.scalars(select(Workitem).where(Workitem.uid.in_(uids)).order_by(Workitem.created_at))
+        newest = (
+            select(WorkitemEvent.workitem_uid, func.max(WorkitemEvent.id).label("id"))
+            .where(WorkitemEvent.workitem_uid.in_(uids))
+            .group_by(WorkitemEvent.workitem_uid)
+            .subquery()
+        )
+        rows = session.execute(
+            select(Workitem, newest.c.id)
+            .outerjoin(newest, newest.c.workitem_uid == Workitem.uid)
+            .where(Workitem.uid.in_(uids))
+            .order_by(Workitem.created_at)
+        )
         return [
             {
-                "id": None,
-                "uid": i.uid,
+                "id": upto or 0,
+                "uid": item.uid,
                 "type": int(UpsEventType.STATE_REPORT),
-                "state": i.state,
-                "reason": i.reason,
+                "state": item.state,
+                "reason": item.reason,
             }
-            for i in rows
+            for item, upto in rows
         ]
 
 

@@ -299,6 +299,8 @@ def ups_events_router(settings: Settings, index: Index) -> APIRouter:
         await websocket.accept()
         last = await asyncio.to_thread(last_event, index)
         followed: set[str] = set()
+        #: Workitem → its newest event already told as its state (not sent again).
+        told: dict[str, int] = {}
         try:
             while True:
                 # Events first: a subscription made with an event (a global one's new workitem) is
@@ -308,11 +310,12 @@ def ups_events_router(settings: Settings, index: Index) -> APIRouter:
                 reported = {event["uid"] for event in events}
                 # Each workitem newly followed: its state now, once (PS3.4 CC.2.3.1).
                 first = wanted - followed - reported - {GLOBAL_SUBSCRIPTION, FILTERED_SUBSCRIPTION}
-                for event in await asyncio.to_thread(current_states, index, first) if first else []:
-                    await websocket.send_text(json.dumps(_event_report(event)))
+                for state in await asyncio.to_thread(current_states, index, first) if first else []:
+                    told[state["uid"]] = state["id"]
+                    await websocket.send_text(json.dumps(_event_report(state)))
                 for event in events:
                     last = event["id"]
-                    if event["uid"] in wanted:
+                    if event["uid"] in wanted and event["id"] > told.get(event["uid"], 0):
                         await websocket.send_text(json.dumps(_event_report(event)))
                 followed = wanted
                 await asyncio.sleep(_EVENT_POLL_S)
