@@ -58,6 +58,8 @@ def _ephemeral_ports() -> range:
 
 
 _EPHEMERAL = _ephemeral_ports()
+#: Below the ephemeral range, above every default port of radrouter, Orthanc, Redis and PostgreSQL.
+_CANDIDATES = [port for port in range(15000, 32768) if port not in _EPHEMERAL] or list(range(15000, 65536))
 #: Ports handed to a service in this run: never handed out again, even once that service has stopped.
 _HANDED_OUT: set[int] = set()
 _PICK = random.Random(os.getpid())
@@ -69,10 +71,8 @@ def free_port() -> int:
     Picked below the ephemeral range: a port the kernel chose there (bind to 0) is taken back by the
     suite's own outgoing connections, thousands of them, before the service binds it, and the
     service then ends with "Address already in use"."""
-    low = 15000  # above every default port of radrouter, Orthanc, Redis and PostgreSQL
-    candidates = [port for port in range(low, 32768) if port not in _EPHEMERAL] or list(range(low, 65536))
     while True:
-        port = _PICK.choice(candidates)
+        port = _PICK.choice(_CANDIDATES)
         if port in _HANDED_OUT:
             continue
         with socket.socket() as sock:

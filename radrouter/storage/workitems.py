@@ -135,21 +135,35 @@ def workitem_key(name: str) -> WorkitemKey | None:
     return WorkitemKey(name) if name in set(WorkitemKey) else None
 
 
-def _value(item: Workitem, key: WorkitemKey) -> str:
-    match key:
-        case WorkitemKey.STATE:
-            return item.state.value
-        case WorkitemKey.STUDY:
-            return item.study_uid
-        case WorkitemKey.PIPELINE:
-            return item.pipeline
-        case WorkitemKey.PRIORITY:
-            return item.priority.value
+#: The workitem's column each key matches, and for coded columns the codes it may hold.
+_COLUMNS: dict[WorkitemKey, tuple[Any, type[enum.StrEnum] | None]] = {
+    WorkitemKey.STATE: (Workitem.state, UpsState),
+    WorkitemKey.STUDY: (Workitem.study_uid, None),
+    WorkitemKey.PIPELINE: (Workitem.pipeline, None),
+    WorkitemKey.PRIORITY: (Workitem.priority, UpsPriority),
+}
 
 
 def matches(item: Workitem, wanted: dict[str, str]) -> bool:
     """Whether ``item`` has every value of ``wanted`` (keys are :class:`WorkitemKey` values)."""
-    return all(_value(item, WorkitemKey(key)) == value for key, value in wanted.items())
+    return all(
+        str(getattr(item, _COLUMNS[WorkitemKey(key)][0].key)) == value for key, value in wanted.items()
+    )
+
+
+def matching(wanted: dict[str, str]) -> list[Any] | None:
+    """``wanted`` as SQL conditions on workitems; None where no workitem can match (a code that is
+    none of its column's)."""
+    conditions = []
+    for key, value in wanted.items():
+        column, codes = _COLUMNS[WorkitemKey(key)]
+        if codes is not None:
+            if value not in set(codes):
+                return None
+            conditions.append(column == codes(value))
+        else:
+            conditions.append(column == value)
+    return conditions
 
 
 class UpsSubscription(Base):

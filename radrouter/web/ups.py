@@ -35,7 +35,7 @@ from radrouter.storage.workitems import (
     events_after,
     finish,
     last_event,
-    matches,
+    matching,
     request_cancel,
     schedule,
     subscribed,
@@ -180,19 +180,18 @@ def ups_router(index: Index) -> APIRouter:
 
     @router.get("/workitems")
     def search(request: Request) -> Response:
-        """Matching on state, study and pipeline (by keyword or tag), the usual worklist queries."""
+        """Matching on state, study, pipeline and priority (by keyword or tag), in SQL."""
         wanted = {
             key.value: value
             for name, value in request.query_params.items()
             if (key := workitem_key(name)) is not None
         }
-        query = select(Workitem).order_by(Workitem.created_at)
-        if WorkitemKey.STUDY in wanted:  # the usual query, and the one the index keeps in order
-            query = query.where(Workitem.study_uid == wanted[WorkitemKey.STUDY])
-        with index.session() as session:
-            found = [
-                as_dataset(item).to_json_dict() for item in session.scalars(query) if matches(item, wanted)
-            ]
+        conditions = matching(wanted)
+        found = []
+        if conditions is not None:
+            query = select(Workitem).where(*conditions).order_by(Workitem.created_at)
+            with index.session() as session:
+                found = [as_dataset(item).to_json_dict() for item in session.scalars(query)]
         if not found:
             return Response(status_code=204)  # PS3.18 11.9.4: no match, no content
         return Response(json.dumps(found), media_type=DICOM_JSON)

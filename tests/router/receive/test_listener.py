@@ -211,6 +211,8 @@ def test_a_port_another_process_holds_is_a_sentence_and_exit_1(tmp_path: Path, o
         held = holder.getsockname()[1]
         scp_port, metrics_port = (held, 0) if option == "node.port" else (free_port(), held)
         config = tmp_path / "radrouter.yaml"
+        # Overrides, each for a reason: the held port as the one under test (the other free, or off);
+        # 127.0.0.1 where the holder listens; a storage root of the test's own.
         config.write_text(
             f"node: {{host: 127.0.0.1, port: {scp_port}, metrics_port: {metrics_port}}}\n"
             f"storage: {{root: {tmp_path / 'data'}}}\n"
