@@ -27,6 +27,9 @@ class ResultsNotReturned(RuntimeError):
 class SharedStorage:
     """The node's storage root is mounted here: nothing moves over the network."""
 
+    #: The files are those the SCP stored, so the index's Pixel Data offsets hold.
+    files_as_received = True
+
     def __init__(self, store: InstanceStore) -> None:
         self.store = store
 
@@ -43,6 +46,9 @@ class SharedStorage:
 
 class NodeOverDicomweb:
     """A worker on another machine: series in by WADO-RS (cached), results out by STOW-RS."""
+
+    #: The cached files are written here anew, so the index's Pixel Data offsets need not hold.
+    files_as_received = False
 
     def __init__(self, store: InstanceStore, node_url: str, api_token: str | None = None) -> None:
         self.store = store

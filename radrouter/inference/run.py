@@ -36,6 +36,7 @@ from radrouter.storage import workitems
 from radrouter.storage.index import (
     Hop,
     Index,
+    Instance,
     Job,
     JobState,
     Result,
@@ -45,6 +46,7 @@ from radrouter.storage.index import (
     settle_study,
     utcnow,
 )
+from radrouter.storage.slices import SliceRecord
 from radrouter.storage.store import InstanceStore
 
 log = logging.getLogger(__name__)
@@ -107,6 +109,7 @@ class JobRunner:
             series = session.get(Series, job.series_uid)
             assert series is not None
             recorded = {instance.sop_uid: instance.path for instance in series.instances}
+            slices = [_slice_record(instance) for instance in series.instances]
             study_uid, series_uid, pipeline_name, revision = (
                 job.study_uid,
                 job.series_uid,
@@ -123,6 +126,8 @@ class JobRunner:
         recorder = ResultHandOff(self.index, parts, hand_off)
         try:
             paths = [str(path) for path in self.node.series_files(study_uid, series_uid, recorded)]
+            if not self.node.files_as_received:
+                slices = [None] * len(paths)  # fetched copies: the Pixel Data offsets are the node's
             key_images = any(ResultPart.KEY_IMAGES in wanted for wanted in parts.values())
             timings, summary, repairs = self._compute(
                 job_id,
@@ -131,6 +136,7 @@ class JobRunner:
                 pipeline_name,
                 revision,
                 paths,
+                slices,
                 replaced,
                 recorder,
                 key_images,
@@ -200,6 +206,7 @@ class JobRunner:
         pipeline_name: str,
         revision: int,
         paths: list[str],
+        slices: list[SliceRecord | None],
         replaced: list[str],
         recorder: ResultHandOff,
         key_images: bool = False,
@@ -218,7 +225,7 @@ class JobRunner:
             pipeline = self.pipelines.get(pipeline_name)
         lap("model_load_s")
         with stage("the series could not be read"):
-            stored = read_stored_series(paths)
+            stored = read_stored_series(paths, slices)
         where = series_name(stored.headers)
         try:
             datasets, volume = load_series(stored)
@@ -307,6 +314,12 @@ class JobRunner:
                     raise
                 log.warning("out of memory in %s; evicted the other models and retrying", pipeline.name)
                 return pipeline.predict(volume)
+
+
+def _slice_record(instance: Instance) -> SliceRecord | None:
+    if instance.slice_header is None or instance.pixel_data_at is None:
+        return None
+    return SliceRecord(instance.slice_header, instance.transfer_syntax_uid, instance.pixel_data_at)
 
 
 def _earlier_reports(session: Session, job: Job) -> list[str]:

@@ -8,6 +8,10 @@ sanitiser, the SEG and the SR use public attributes only), and the Pixel Data va
 uncompressed little endian slice is read as it lies in the file. Anything else (compressed or big
 endian syntaxes, multi-frame instances, colour, LUTs, an inverted presentation) has no fast volume:
 the caller takes the full path, which handles it or refuses it with its reason.
+
+Where the index has each slice's record (``storage.slices``: kept by the SCP, which parsed the header
+as it arrived), only the first file's header is parsed: the other slices are their slice headers
+from the index and their pixel values read where the record says they lie in the file.
 """
 
 from __future__ import annotations
@@ -22,43 +26,13 @@ import highdicom as hd
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.tag import BaseTag, Tag
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.tag import BaseTag
+from pydicom.uid import UID, ImplicitVRLittleEndian
 
 from radrouter.inference.volume import check_series, load_volume, read_series
+from radrouter.storage.slices import PLAIN_SYNTAXES, SLICE_TAGS, SliceRecord, decode_slice_header
 
-#: What the volume needs from every slice, whether or not the first instance has it.
-GEOMETRY_TAGS = tuple(
-    Tag(keyword)
-    for keyword in (
-        "SOPClassUID",
-        "SOPInstanceUID",
-        "StudyInstanceUID",
-        "SeriesInstanceUID",
-        "FrameOfReferenceUID",
-        "ImagePositionPatient",
-        "ImageOrientationPatient",
-        "PixelSpacing",
-        "SpacingBetweenSlices",
-        "NumberOfFrames",
-        "SamplesPerPixel",
-        "PhotometricInterpretation",
-        "Rows",
-        "Columns",
-        "BitsAllocated",
-        "BitsStored",
-        "PixelRepresentation",
-        "RescaleSlope",
-        "RescaleIntercept",
-        "ModalityLUTSequence",
-        "RealWorldValueMappingSequence",
-        "PresentationLUTShape",
-        "PerFrameFunctionalGroupsSequence",
-        "SharedFunctionalGroupsSequence",
-    )
-)
 _PIXEL_DATA = 0x7FE00010
-_PLAIN_SYNTAXES = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 _INTEGER_TYPES = {(8, 0): np.uint8, (8, 1): np.int8, (16, 0): np.uint16, (16, 1): np.int16}
 #: Pixel transforms this path does not apply: a modality LUT, or per-frame functional groups.
 _TRANSFORMS_ELSEWHERE = (
@@ -78,31 +52,47 @@ class StoredSeries:
     pixels: list[np.ndarray | None]
 
 
-def read_stored_series(paths: Sequence[str | Path]) -> StoredSeries:
-    """Open each file once: its headers (the first instance's public tags) and its plain pixel values."""
+def read_stored_series(
+    paths: Sequence[str | Path], slices: Sequence[SliceRecord | None] | None = None
+) -> StoredSeries:
+    """Open each file once: its headers (the first instance's public tags) and its plain pixel values.
+
+    With ``slices`` (the index's records, one per path or None), the first instance is still read
+    whole, but a slice with a record is its slice header and its pixel values read where the record
+    says they lie; a slice whose Pixel Data is not there after all is read from its file."""
     files = [Path(path) for path in paths]
+    records = list(slices) if slices is not None else [None] * len(files)
     headers: list[Dataset] = []
     pixels: list[np.ndarray | None] = []
     wanted: list[BaseTag] | None = None
-    for path in files:
+    for path, record in zip(files, records, strict=True):
+        if wanted is not None and record is not None and record.pixel_data_at is not None:
+            header = decode_slice_header(record)
+            with path.open("rb") as handle:
+                handle.seek(record.pixel_data_at)
+                values = _plain_pixels(handle, header, UID(record.transfer_syntax_uid))
+            if values is not None:
+                headers.append(header)
+                pixels.append(values)
+                continue
         with path.open("rb") as handle:
             dataset = pydicom.dcmread(handle, stop_before_pixels=True, specific_tags=wanted)
             if wanted is None:
                 public = {element.tag for element in dataset if not element.tag.is_private}
-                wanted = sorted(public | set(GEOMETRY_TAGS))
+                wanted = sorted(public | SLICE_TAGS)
                 # The first instance was read whole: keep only what every other slice keeps.
                 for element in [e for e in dataset if e.tag.is_private]:
                     del dataset[element.tag]
-            pixels.append(_plain_pixels(handle, dataset))
+            meta = getattr(dataset, "file_meta", None)
+            syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+            pixels.append(_plain_pixels(handle, dataset, syntax))
         headers.append(dataset)
     return StoredSeries(files, headers, pixels)
 
 
-def _plain_pixels(handle: BinaryIO, dataset: Dataset) -> np.ndarray | None:
-    """The slice's stored values, read where pydicom stopped (the Pixel Data element), if plain."""
-    meta = getattr(dataset, "file_meta", None)
-    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
-    if syntax not in _PLAIN_SYNTAXES or not _plain_image(dataset):
+def _plain_pixels(handle: BinaryIO, dataset: Dataset, syntax: UID | None) -> np.ndarray | None:
+    """The slice's stored values, read from where ``handle`` is (the Pixel Data element), if plain."""
+    if syntax not in PLAIN_SYNTAXES or not _plain_image(dataset):
         return None
     dtype = np.dtype(_INTEGER_TYPES[(int(dataset.BitsAllocated), int(dataset.PixelRepresentation))])
     header = handle.read(8)

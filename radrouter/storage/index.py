@@ -21,6 +21,7 @@ from sqlalchemy import (
     Enum,
     ForeignKey,
     Integer,
+    LargeBinary,
     String,
     UniqueConstraint,
     create_engine,
@@ -198,6 +199,10 @@ class Instance(Base):
     path: Mapped[str] = mapped_column(String(400))
     size: Mapped[int]
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: The slice header a worker reads instead of the file's (``storage.slices``), and the offset of
+    #: the Pixel Data element in the file; both None where the worker reads the file whole.
+    slice_header: Mapped[bytes | None] = mapped_column(LargeBinary)
+    pixel_data_at: Mapped[int | None] = mapped_column(BigInteger)
 
     series: Mapped[Series] = relationship(back_populates="instances")
 

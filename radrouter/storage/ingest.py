@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pydicom
 from sqlalchemy import bindparam, func, insert, update
 from sqlalchemy.exc import IntegrityError
 
 from radrouter.storage.index import Hop, Index, Instance, Series, Study, StudyState, utcnow
+from radrouter.storage.slices import SliceRecord
 from radrouter.storage.store import validate_uid
 
 HIGH_PRIORITY = 1
@@ -36,6 +38,14 @@ class ReceivedInstance:
     calling_address: str = ""
     #: The SCP start that received it (``router.dispatch.worker.process_incarnation``).
     receiver: str = ""
+    #: Its slice header and Pixel Data offset, for a slice a worker reads in place (``storage.slices``).
+    slice: SliceRecord | None = None
+
+    def slice_columns(self) -> dict[str, Any]:
+        """The instance row's slice columns (both None without a slice record)."""
+        if self.slice is None:
+            return {"slice_header": None, "pixel_data_at": None}
+        return {"slice_header": self.slice.header, "pixel_data_at": self.slice.pixel_data_at}
 
     @classmethod
     def of_stored_file(cls, path: Path, calling_ae: str = "") -> ReceivedInstance:
@@ -107,6 +117,7 @@ def _record_next_instance(index: Index, received: ReceivedInstance) -> bool:
                     "path": received.path,
                     "size": received.size,
                     "received_at": now,
+                    **received.slice_columns(),
                 },
             )
     except (_NotTheCommonCase, IntegrityError):
@@ -165,6 +176,7 @@ def _record(index: Index, received: ReceivedInstance) -> bool:
                     path=received.path,
                     size=received.size,
                     received_at=now,
+                    **received.slice_columns(),
                 )
             )
         else:
@@ -174,6 +186,8 @@ def _record(index: Index, received: ReceivedInstance) -> bool:
             existing.transfer_syntax_uid = received.transfer_syntax_uid
             existing.size = received.size
             existing.received_at = now
+            for column, value in received.slice_columns().items():
+                setattr(existing, column, value)
         if first or reopened or replaced:
             # One event per study revision, plus one per replaced instance: the trail stays readable.
             index.record_event(

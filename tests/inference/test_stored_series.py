@@ -1,22 +1,28 @@
 """The series read once (headers without private groups, pixel values as stored) gives exactly what
-the full path gives: the same volume on every real series, the same SEG and SR; anything not plain
+the full path gives: the same volume on every real series, the same SEG, SR and key images, read
+from the files alone or with the slice records the SCP keeps in the index; anything not plain
 (compressed, enhanced multi-frame) takes the full path."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
-from pydicom.uid import RLELossless
+from pydicom.filereader import read_file_meta_info
+from pydicom.uid import UID, RLELossless
 
 from radrouter.inference.models.brain_extraction import BrainExtraction
 from radrouter.inference.results.build import build_results
 from radrouter.inference.results.content import ResultIdentity
+from radrouter.inference.results.key_images import KeyImageRequest
 from radrouter.inference.stored_series import load_series, read_stored_series, stored_volume
 from radrouter.inference.volume import load_volume, read_series
+from radrouter.router.receive.header import index_header
+from radrouter.storage.slices import SliceRecord, slice_record
 from tests.inference.variants import enhanced_copy, threshold_prediction
 from tests.services import CT_CHEST, CT_HEAD, DATA, MPRAGE
 
@@ -27,11 +33,29 @@ def _images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix not in (".txt", ".md"))
 
 
+def slice_records(paths: list[Path]) -> list[SliceRecord | None]:
+    """What the SCP keeps of each file in the index, from the same header reader."""
+    records = []
+    for path in paths:
+        syntax = UID(read_file_meta_info(path).TransferSyntaxUID)
+        header, pixel_data_at = index_header(path, syntax)
+        records.append(slice_record(header, syntax, pixel_data_at))
+    return records
+
+
+def _read(folder: Path, with_records: bool) -> Any:
+    paths = _images(folder)
+    return read_stored_series(paths, slice_records(paths) if with_records else None)
+
+
+@pytest.mark.parametrize("with_records", [False, True], ids=["files", "slice-records"])
 @pytest.mark.parametrize("folder", SERIES, ids=[f.name for f in SERIES])
-def test_the_volume_from_stored_pixels_equals_the_full_path(folder: Path) -> None:
+def test_the_volume_from_stored_pixels_equals_the_full_path(folder: Path, with_records: bool) -> None:
     full = load_volume(read_series(_images(folder)))
-    stored = read_stored_series(_images(folder))
+    stored = _read(folder, with_records)
     assert all(values is not None for values in stored.pixels)  # every real slice is plain
+    # From the records, only the first header is the file's: the others hold no patient data.
+    assert ("PatientID" in stored.headers[-1]) is not with_records
     fast = stored_volume(stored)
     assert fast is not None
     assert fast.array.dtype == full.array.dtype == np.float32
@@ -43,7 +67,12 @@ def test_the_volume_from_stored_pixels_equals_the_full_path(folder: Path) -> Non
 
 #: What differs between two builds of the same result: the clock, and highdicom's random UIDs.
 _PER_BUILD = {"ContentDate", "ContentTime", "InstanceCreationDate", "InstanceCreationTime"}
-_PER_BUILD |= {"ContributionDateTime", "DimensionOrganizationUID"}
+_PER_BUILD |= {
+    "ContributionDateTime",
+    "DimensionOrganizationUID",
+    "DateOfSecondaryCapture",
+    "TimeOfSecondaryCapture",
+}
 
 
 def _without_timestamps(dataset: Dataset) -> Dataset:
@@ -56,18 +85,42 @@ def _without_timestamps(dataset: Dataset) -> Dataset:
     return dataset
 
 
-def test_the_seg_and_sr_from_the_headers_equal_those_from_the_full_datasets() -> None:
-    """The results copy public attributes only: leaving the private groups unread changes nothing."""
-    full = read_series(_images(MPRAGE))
-    headers, volume = load_series(read_stored_series(_images(MPRAGE)))
+@pytest.mark.parametrize("folder", [MPRAGE, CT_CHEST], ids=["mprage", "ct-chest"])
+def test_the_results_from_the_headers_equal_those_from_the_full_datasets(folder: Path) -> None:
+    """The results copy public attributes only, of the other slices only what the slice records
+    keep: leaving the private groups, or all but the slice header, unread changes nothing."""
+    full = read_series(_images(folder))
+    headers, volume = load_series(_read(folder, with_records=False))
+    sliced, _ = load_series(_read(folder, with_records=True))
     prediction = threshold_prediction(volume)
     pipeline = BrainExtraction()
     identity = ResultIdentity("series/brain-extraction/1", pipeline.name, pipeline.version, 9000)
-    built = [build_results(datasets, prediction, pipeline, identity) for datasets in (full, headers)]
-    assert built[0].repairs == built[1].repairs
-    for kind in ("segmentation", "report"):
-        first, second = (_without_timestamps(getattr(b, kind)) for b in built)
-        assert first == second, kind
+    built = [
+        build_results(datasets, prediction, pipeline, identity, key_images=KeyImageRequest(volume, 2, 4))
+        for datasets in (full, headers, sliced)
+    ]
+    assert built[0].key_images and built[0].repairs == built[1].repairs == built[2].repairs
+    for kind in ("segmentation", "report", "key_objects"):
+        first, *others = (_without_timestamps(getattr(b, kind)) for b in built)
+        assert all(first == other for other in others), kind
+    for images in zip(*(b.key_images for b in built), strict=True):
+        first, *others = (_without_timestamps(image) for image in images)
+        assert all(first == other for other in others), "key images"
+
+
+def test_a_slice_whose_pixel_data_is_not_where_its_record_says_is_read_from_its_file() -> None:
+    paths = _images(CT_CHEST)
+    records = slice_records(paths)
+    moved = records[3]
+    assert moved is not None and moved.pixel_data_at is not None
+    records[3] = SliceRecord(moved.header, moved.transfer_syntax_uid, moved.pixel_data_at - 2)
+    records[5] = None  # no record: an instance indexed before records were kept
+    stored = read_stored_series(paths, records)
+    assert "PatientID" in stored.headers[3] and "PatientID" in stored.headers[5]  # read from the file
+    assert "PatientID" not in stored.headers[4]
+    fast = stored_volume(stored)
+    assert fast is not None
+    np.testing.assert_array_equal(fast.array, load_volume(read_series(paths)).array)
 
 
 def test_a_compressed_series_takes_the_full_path(tmp_path: Path) -> None:

@@ -378,10 +378,12 @@ def sanitise_sources(datasets: Iterable[Dataset]) -> list[Repair]:
     attribute and rule, however many instances had it."""
     repairs: dict[tuple[str, RepairRule], Repair] = {}
     conforming: _Conforming = set()
-    for dataset in datasets:
+    for number, dataset in enumerate(datasets):
         encodings = source_encodings(dataset)
         for repair in _walk(dataset, encodings, conforming):
             repairs.setdefault((repair.attribute, repair.rule), repair)
+        if number > 0:
+            continue  # the results copy patient and study from the first instance (storage.slices)
         for keyword in STUDY_TYPE_2:
             if keyword not in dataset:
                 setattr(dataset, keyword, "")

@@ -36,8 +36,9 @@ class NoRoom(Exception):
     """A deflated data set inflates to more than the memory it was given."""
 
 
-def index_header(received: Path, transfer_syntax: UID, room: int = 0) -> Dataset:
-    """The header up to the pixel data, with the elements the index needs decoded now.
+def index_header(received: Path, transfer_syntax: UID, room: int = 0) -> tuple[Dataset, int | None]:
+    """The header up to the pixel data, with the elements the index needs decoded now, and the offset
+    in the file of the element reading stopped at (None for a deflated data set, or none reached).
 
     Every element's structure is read (a data set that cannot be read back is refused here, not found
     later by routing or a pipeline), but only the indexed elements are converted. Every element must
@@ -64,6 +65,8 @@ def index_header(received: Path, transfer_syntax: UID, room: int = 0) -> Dataset
         header = read_dataset(
             source, implicit, little, stop_when=lambda tag, _vr, _length: tag in _PIXEL_DATA_TAGS
         )
+        # pydicom leaves the file at the start of the element it stopped before.
+        stopped_at = handle.tell() if source is handle and handle.tell() < len(view) else None
         for keyword in _HEADER_TAGS:
             header.get(keyword)
-    return header
+    return header, stopped_at

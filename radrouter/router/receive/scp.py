@@ -61,6 +61,7 @@ from radrouter.storage.resend import (
     record_kept_apart,
 )
 from radrouter.storage.retention import Purger
+from radrouter.storage.slices import slice_record
 from radrouter.storage.steps import StepBook
 from radrouter.storage.store import InstanceStore, InvalidUID, validate_uid
 
@@ -246,7 +247,7 @@ class StorageSCP:
             room = in_memory.enter_context(self.budget.holding_the_rest(self.max_instance_bytes))
         raw: bytes | None = None  # the file as stored, when it is not the received one
         try:
-            header = index_header(received_file, transfer_syntax, room)
+            header, pixel_data_at = index_header(received_file, transfer_syntax, room)
             sop_uid = validate_uid(str(event.request.AffectedSOPInstanceUID), "SOPInstanceUID")
             sop_class_uid = validate_uid(str(event.request.AffectedSOPClassUID), "SOPClassUID")
             own_uids = (
@@ -265,7 +266,7 @@ class StorageSCP:
                 if not fits_in_memory():
                     return StoreStatus.OUT_OF_RESOURCES
                 raw, header = self._reidentified(received_file.read_bytes())
-                size = len(raw)
+                size, pixel_data_at = len(raw), None  # stored as re-identified, not as received
                 sop_uid = validate_uid(str(header.SOPInstanceUID), "SOPInstanceUID")
             study_uid = validate_uid(str(header.StudyInstanceUID), "StudyInstanceUID")
             series_uid = validate_uid(str(header.SeriesInstanceUID), "SeriesInstanceUID")
@@ -295,6 +296,7 @@ class StorageSCP:
             dimse_priority=_int_or_none(event.request.Priority) or 0,
             called_ae=str(getattr(event.assoc.requestor.primitive, "called_ae_title", "") or ""),
             receiver=process_incarnation(),
+            slice=slice_record(header, transfer_syntax, pixel_data_at),
         )
         held = held_under(self.index, sop_uid)
         if held.result_job is not None:
