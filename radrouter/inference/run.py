@@ -46,6 +46,7 @@ from radrouter.storage.index import (
     settle_study,
     utcnow,
 )
+from radrouter.storage.label_maps import LABEL_MAP_SEGMENTATION, refuses_label_maps
 from radrouter.storage.slices import SliceRecord
 from radrouter.storage.store import InstanceStore
 
@@ -120,6 +121,7 @@ class JobRunner:
             if job.pipeline in self.settings.monitoring.shadow_pipelines:
                 results_to = []  # shadow mode: stored and monitored, never sent
             parts = {name: self._parts(name) for name in results_to}
+            label_map = _label_map_wanted(session, job, parts)
             replaced = _earlier_reports(session, job)
             waited = (job.started_at - job.queued_at).total_seconds() if job.started_at else 0.0
 
@@ -141,6 +143,7 @@ class JobRunner:
                 recorder,
                 key_images,
                 credential,
+                label_map,
             )
         except Exception as error:
             reason = (
@@ -211,6 +214,7 @@ class JobRunner:
         recorder: ResultHandOff,
         key_images: bool = False,
         credential: str | None = None,
+        label_map: bool = True,
     ) -> tuple[dict[str, Any], ResultSummary, list[Repair]]:
         timings: dict[str, Any] = {}
         clock = time.perf_counter()
@@ -291,6 +295,7 @@ class JobRunner:
             if key_images
             else None,
             segmentation_ready=lambda seg, stand_in: store_result(ResultKind.SEG, seg, stand_in),
+            label_map=label_map,
         )
         timings.update(built.timings)
         store_result(ResultKind.SR, built.report, built.stand_in_report)
@@ -314,6 +319,17 @@ class JobRunner:
                     raise
                 log.warning("out of memory in %s; evicted the other models and retrying", pipeline.name)
                 return pipeline.predict(volume)
+
+
+def _label_map_wanted(session: Session, job: Job, parts: dict[str, set[ResultPart]]) -> bool:
+    """Whether a multi-label SEG is written as a label map (with its BINARY stand-in) or as the BINARY
+    SEG alone: alone when every destination that gets the SEG refused label maps on its last delivery
+    of one. A job run again writes what its first attempt wrote (its results' UIDs depend on it)."""
+    earlier = [result.sop_class_uid for result in job.results if result.kind == ResultKind.SEG]
+    if earlier:
+        return earlier[0] == LABEL_MAP_SEGMENTATION
+    receiving = [name for name, wanted in parts.items() if ResultPart.SEG in wanted]
+    return not receiving or not all(refuses_label_maps(session, name) for name in receiving)
 
 
 def _slice_record(instance: Instance) -> SliceRecord | None:

@@ -63,17 +63,20 @@ def build_results(
     replaces: Sequence[Dataset] = (),
     key_images: KeyImageRequest | None = None,
     segmentation_ready: Callable[[hd.seg.Segmentation, hd.seg.Segmentation | None], None] | None = None,
+    label_map: bool = True,
 ) -> ResultObjects:
     """The SEG and SR of a job, and its key images with ``key_images``; raises
     :class:`~radrouter.inference.failures.JobFailed` with the reason.
 
     ``segmentation_ready`` gets the finished SEG (and its stand-in) before the SR is built, so they can
-    be on their way meanwhile; its time is not counted as the SR's."""
+    be on their way meanwhile; its time is not counted as the SR's. Without ``label_map`` (no
+    destination would take one), several labels give one BINARY SEG and no stand-in."""
     started = time.perf_counter()
     repairs = sanitise_sources(datasets)
     where = series_name(list(datasets))
     with stage("the SEG could not be written", where):
-        segmentation = build_segmentation(datasets, prediction, pipeline.segments, identity)
+        binary = None if label_map else hd.seg.SegmentationTypeValues.BINARY
+        segmentation = build_segmentation(datasets, prediction, pipeline.segments, identity, binary)
         stand_in = None
         if segmentation.SegmentationType == "LABELMAP":
             stand_in = build_segmentation(

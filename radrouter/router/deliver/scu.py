@@ -27,6 +27,7 @@ from pynetdicom.presentation import build_context
 from radrouter.config.settings import Destination
 from radrouter.router.deliver.associations import AssociationPool, OpenAssociation, PeerKey
 from radrouter.router.transport import NODELAY_HANDLER
+from radrouter.storage.label_maps import LABEL_MAP_SEGMENTATION
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ MAX_CONTEXTS = 128
 #: kept open proposes them all, so the SEG's association can carry its SR and the next study's results.
 RESULT_CONTEXTS = {
     (str(SegmentationStorage), str(ExplicitVRLittleEndian)),
-    ("1.2.840.10008.5.1.4.1.1.66.7", str(RLELossless)),  # Label Map Segmentation Storage
+    (LABEL_MAP_SEGMENTATION, str(RLELossless)),
     (str(Comprehensive3DSRStorage), str(ExplicitVRLittleEndian)),
 }
 
