@@ -7,7 +7,10 @@ polls Orthanc's REST API every 50 ms until the study's SEG and SR are there. It 
 over the runs, the median time from storescu's exit to both results in Orthanc minus the model's own
 forward time (target <= 3 s), each stage from radrouter's own records (audit trail, job timings,
 deliveries), and the stages other than the model and the completion wait, added up, as a share of
-the model's time (target <= 25 %). Then: (a) delivery speed, radrouter's C-STORE SCU
+the model's time (target <= 25 %). Each pipeline then runs again with the modality's MPPS around the
+send (N-CREATE IN PROGRESS before, N-SET COMPLETED listing every instance after): timed from the
+N-SET's answer, and with the completion wait (COMPLETED -> routed) counted among the stages. Then:
+(a) delivery speed, radrouter's C-STORE SCU
 against a plain pynetdicom SCU, 300 instances over one association to Orthanc, interleaved;
 (b) five studies sent at once, each one's end-to-end time; (c) the PyPI peer ``dicom-ai-router``
 (:mod:`bench.peer`), where it can run here.
@@ -20,6 +23,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +31,7 @@ from pathlib import Path
 import httpx
 import pydicom
 import yaml
+from pydicom.uid import generate_uid
 from sqlalchemy import select
 
 from bench.delivery import delivery_rates
@@ -34,6 +39,7 @@ from bench.ingest import NODELAY
 from bench.peer import peer_end_to_end
 from radrouter.config.settings import Settings
 from radrouter.storage.index import AuditEvent, Hop, Index, Study, utcnow
+from tests.router.receive.mpps_scu import completed_step, send_step, start_step
 from tests.services import CT_CHEST, MPRAGE, Node, Orthanc, as_new_study, storescu_command, wait_until
 
 #: The README's default rule, and chest CT to ct-lung (the rules of a config replace the defaults).
@@ -74,10 +80,13 @@ STAGES = (
 
 @dataclass
 class StudyTiming:
-    """One study's end-to-end seconds (storescu's exit -> SEG and SR in Orthanc) and its stages."""
+    """One study's end-to-end seconds (storescu's exit, or with MPPS the N-SET COMPLETED's answer ->
+    SEG and SR in Orthanc) and its stages."""
 
     end_to_end_s: float
     stages: dict[str, float]
+    #: Sent with MPPS: the completion wait is the node's (COMPLETED -> routed) and counts as a stage.
+    mpps: bool = False
 
     @property
     def minus_model_s(self) -> float:
@@ -85,8 +94,10 @@ class StudyTiming:
 
     @property
     def around_model(self) -> float:
-        """Every stage other than the model and the completion wait, added up, over the model's time."""
-        around = sum(s for name, s in self.stages.items() if name not in NOT_AROUND_THE_MODEL)
+        """Every stage other than the model and (without MPPS) the completion wait, added up, over the
+        model's time."""
+        excluded = ("model",) if self.mpps else NOT_AROUND_THE_MODEL
+        around = sum(s for name, s in self.stages.items() if name not in excluded)
         return around / self.stages["model"]
 
 
@@ -114,8 +125,11 @@ def recorded(index: Index, study_uid: str) -> bool:
         return job.finished_at is not None and bool(deliveries) and all(d.delivered_at for d in deliveries)
 
 
-def stages_of(index: Index, study_uid: str, seen_at: datetime) -> dict[str, float]:
-    """A study's stages in seconds, from the index the node keeps anyway (no bench instrumentation)."""
+def stages_of(
+    index: Index, study_uid: str, seen_at: datetime, completed_at: datetime | None = None
+) -> dict[str, float]:
+    """A study's stages in seconds, from the index the node keeps anyway (no bench instrumentation);
+    with ``completed_at`` (the MPPS N-SET COMPLETED's answer), the completion wait runs from then."""
     wait_until(lambda: recorded(index, study_uid), 30, f"the records of study {study_uid}", 0.02)
     with index.session() as session:
         study = session.get(Study, study_uid)
@@ -129,8 +143,11 @@ def stages_of(index: Index, study_uid: str, seen_at: datetime) -> dict[str, floa
         assert job.finished_at is not None and all(d.delivered_at for d in deliveries)
         created = min(d.created_at for d in deliveries)
         delivered = max(d.delivered_at for d in deliveries if d.delivered_at)
+        started = study.last_received_at  # without MPPS, the wait runs from the last instance
         return {
-            "completion wait": (routed.at - study.last_received_at).total_seconds(),
+            "completion wait": (
+                routed.at - max(study.last_received_at, completed_at or started)
+            ).total_seconds(),
             "queue wait": timings["queue_wait_s"],
             "volume load": timings["volume_load_s"],
             "model": timings["model_s"],
@@ -144,8 +161,14 @@ def stages_of(index: Index, study_uid: str, seen_at: datetime) -> dict[str, floa
         }
 
 
-def send_and_wait(node: Node, index: Index, watch: ResultWatch, folders: list[Path]) -> list[StudyTiming]:
-    """Send each folder as one study (all at once, one storescu each); time each to its results."""
+def send_and_wait(
+    node: Node, index: Index, watch: ResultWatch, folders: list[Path], mpps: bool = False
+) -> list[StudyTiming]:
+    """Send each folder as one study (all at once, one storescu each); time each to its results. With
+    ``mpps``, one folder, inside its Modality Performed Procedure Step."""
+    if mpps:
+        (folder,) = folders
+        return [_send_with_mpps(node, index, watch, folder)]
     started = {
         folder.name: subprocess.Popen(
             storescu_command(node.port, sorted(folder.iterdir())),
@@ -172,6 +195,29 @@ def send_and_wait(node: Node, index: Index, watch: ResultWatch, folders: list[Pa
     return [StudyTiming(seen[uid][0] - sent[uid][0], stages_of(index, uid, seen[uid][1])) for uid in started]
 
 
+def _send_with_mpps(node: Node, index: Index, watch: ResultWatch, folder: Path) -> StudyTiming:
+    """N-CREATE, storescu, N-SET COMPLETED (its dataset built before the send, as a modality has it);
+    timed from the N-SET's answer."""
+    files = sorted(folder.iterdir())
+    step_uid = str(generate_uid())
+    completion = completed_step(files)
+    if start_step(node.port, step_uid, folder.name) != 0x0000:
+        raise RuntimeError("the node refused the MPPS N-CREATE")
+    sender = subprocess.run(storescu_command(node.port, files), env=NODELAY, stdout=subprocess.DEVNULL)
+    if sender.returncode != 0:
+        raise RuntimeError(f"storescu failed with exit status {sender.returncode}")
+    if send_step(node.port, step_uid, completion) != 0x0000:
+        raise RuntimeError("the node refused the MPPS N-SET COMPLETED")
+    sent, completed_at = time.monotonic(), utcnow()
+    deadline = sent + 300
+    while not watch.arrived(folder.name):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"results of {folder.name} not in Orthanc after 300 s")
+        time.sleep(0.05)
+    seen, seen_at = time.monotonic(), utcnow()
+    return StudyTiming(seen - sent, stages_of(index, folder.name, seen_at, completed_at), mpps=True)
+
+
 def new_study(workdir: Path, series: Path = MPRAGE) -> Path:
     """A series (the MPRAGE) under new UIDs, in a folder named by its Study Instance UID."""
     scratch = Path(tempfile.mkdtemp(dir=workdir))
@@ -180,22 +226,25 @@ def new_study(workdir: Path, series: Path = MPRAGE) -> Path:
     return scratch.rename(workdir / uid)
 
 
-def print_stage_table(timings: list[StudyTiming], warm_up: StudyTiming) -> None:
+def print_stage_table(timings: list[StudyTiming], warm_up: StudyTiming | None = None) -> None:
     """Median, min and max of each stage over the runs; the warm-up (the node's first study) beside."""
-    print(f"\n{'stage':30} {'median s':>9} {'min':>7} {'max':>7} {'warm-up':>8}")
-    rows = [(stage, [t.stages[stage] for t in timings], warm_up.stages[stage]) for stage in STAGES]
-    rows.append(("end to end", [t.end_to_end_s for t in timings], warm_up.end_to_end_s))
-    rows.append(("end to end minus model", [t.minus_model_s for t in timings], warm_up.minus_model_s))
-    rows.append(("around the model / model", [t.around_model for t in timings], warm_up.around_model))
-    for name, values, first in rows:
-        print(
-            f"{name:30} {statistics.median(values):9.3f} {min(values):7.3f} {max(values):7.3f} {first:8.3f}"
-        )
+    print(f"\n{'stage':30} {'median s':>9} {'min':>7} {'max':>7} {'warm-up' if warm_up else '':>8}")
+    columns: list[tuple[str, Callable[[StudyTiming], float]]] = [
+        *((stage, lambda t, stage=stage: t.stages[stage]) for stage in STAGES),
+        ("end to end", lambda t: t.end_to_end_s),
+        ("end to end minus model", lambda t: t.minus_model_s),
+        ("around the model / model", lambda t: t.around_model),
+    ]
+    for name, value in columns:
+        values = [value(t) for t in timings]
+        beside = f"{value(warm_up):8.3f}" if warm_up is not None else ""
+        print(f"{name:30} {statistics.median(values):9.3f} {min(values):7.3f} {max(values):7.3f} {beside}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="single-study runs (after one warm-up)")
+    parser.add_argument("--mpps-runs", type=int, default=3, help="runs sent with MPPS per pipeline (0: skip)")
     parser.add_argument("--concurrent", type=int, default=5, help="studies sent at once (0: skip)")
     parser.add_argument("--delivery", type=int, default=300, help="instances of the delivery test (0: skip)")
     parser.add_argument("--delivery-reps", type=int, default=3, help="repetitions of the delivery test")
@@ -239,6 +288,20 @@ def run(workdir: Path, args: argparse.Namespace) -> None:
                 f"{pipeline}: stages other than the model and the completion wait, added up: "
                 f"{around:.0%} of the model's time (target <= 25 %)"
             )
+            if args.mpps_runs:
+                with_mpps = [
+                    send_and_wait(node, index, watch, [new_study(studies, series)], mpps=True)[0]
+                    for _ in range(args.mpps_runs)
+                ]
+                print(
+                    f"\n{pipeline} with MPPS, {args.mpps_runs} runs timed from the N-SET COMPLETED's answer:"
+                )
+                print_stage_table(with_mpps)
+                print(
+                    f"{pipeline} with MPPS: stages other than the model, the completion wait included: "
+                    f"{statistics.median(t.around_model for t in with_mpps):.0%} of the model's time "
+                    "(target <= 25 %)"
+                )
         if args.delivery:
             delivery_rates(orthanc, workdir / "delivery", args.delivery, args.delivery_reps)
         if args.concurrent:

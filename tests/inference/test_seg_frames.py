@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from radrouter.inference.models.brain_extraction import BrainExtraction
@@ -18,22 +17,8 @@ from radrouter.inference.pipeline import Prediction, SegmentSpec
 from radrouter.inference.results import seg
 from radrouter.inference.results.content import ResultIdentity
 from radrouter.inference.stored_series import load_series, read_stored_series
+from tests.inference.variants import comparable
 from tests.services import CT_CHEST, MPRAGE
-
-#: Set anew each time a SEG is built: Instance Creation, Content and Contribution Date Time, and the
-#: Dimension Organization UID highdicom generates.
-_BUILT_ANEW = ("00080012", "00080013", "00080023", "00080033", "0018A002", "00209164")
-
-
-def _comparable(dataset: Dataset) -> Any:
-    def without(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: without(v) for k, v in value.items() if k not in _BUILT_ANEW}
-        if isinstance(value, list):
-            return [without(v) for v in value]
-        return value
-
-    return without(dataset.to_json_dict())
 
 
 def _labels(volume: Any, segments: tuple[SegmentSpec, ...]) -> Prediction:
@@ -69,7 +54,7 @@ def test_the_seg_from_frames_is_the_seg_from_the_volume(
     from_volume = seg.build_segmentation(datasets, prediction, segments, identity)
 
     assert from_frames.NumberOfFrames == from_volume.NumberOfFrames > 0
-    assert _comparable(from_frames) == _comparable(from_volume)
+    assert comparable(from_frames) == comparable(from_volume)
 
 
 def test_frames_off_the_source_slices_go_to_highdicom_as_a_volume() -> None:

@@ -4,10 +4,7 @@ its own UID and the times of building."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
-from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from radrouter.inference.models.ct_lung import CTLung
@@ -17,21 +14,8 @@ from radrouter.inference.results.content import ResultIdentity, drop_empty_inher
 from radrouter.inference.results.measurements import reported_findings, reported_measurements
 from radrouter.inference.results.sr import build_report
 from radrouter.inference.stored_series import load_series, read_stored_series
+from tests.inference.variants import comparable
 from tests.services import CT_CHEST
-
-#: Set when a document is built (Instance Creation, Content, Contribution Date Time): not compared.
-_BUILDING_TIMES = ("00080012", "00080013", "00080023", "00080033", "0018A002")
-
-
-def _comparable(dataset: Dataset) -> Any:
-    def without_times(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: without_times(v) for k, v in value.items() if k not in _BUILDING_TIMES}
-        if isinstance(value, list):
-            return [without_times(v) for v in value]
-        return value
-
-    return without_times(dataset.to_json_dict())
 
 
 def test_the_stand_ins_report_is_the_report_built_on_the_stand_in() -> None:
@@ -59,6 +43,6 @@ def test_the_stand_ins_report_is_the_report_built_on_the_stand_in() -> None:
     assert copied.SOPInstanceUID == identity.uid("sr-stand-in") != rebuilt.SOPInstanceUID
     assert copied.SeriesInstanceUID == built.report.SeriesInstanceUID  # one series, two documents
     rebuilt.SOPInstanceUID = copied.SOPInstanceUID
-    assert _comparable(copied) == _comparable(rebuilt)
+    assert comparable(copied) == comparable(rebuilt)
     assert str(built.segmentation.SOPInstanceUID) not in str(copied.to_json_dict())  # nothing left over
     assert str(built.stand_in.SOPInstanceUID) in str(copied.to_json_dict())

@@ -12,6 +12,7 @@ import subprocess
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import highdicom as hd
 import numpy as np
@@ -112,3 +113,21 @@ def dataset_bytes(dataset: Dataset) -> bytes:
     buffer = io.BytesIO()
     dataset.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
+
+
+#: Set anew each time a result is built: Instance Creation, Content and Contribution Date Time, and
+#: the Dimension Organization UID highdicom generates for a SEG.
+BUILT_ANEW = ("00080012", "00080013", "00080023", "00080033", "0018A002", "00209164")
+
+
+def comparable(dataset: Dataset, built_anew: Sequence[str] = BUILT_ANEW) -> Any:
+    """A result as DICOM JSON without what is set anew at each build (tags as 8 hex digits)."""
+
+    def without(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: without(v) for k, v in value.items() if k not in built_anew}
+        if isinstance(value, list):
+            return [without(v) for v in value]
+        return value
+
+    return without(dataset.to_json_dict())

@@ -56,8 +56,8 @@ def start_step(port: int, step_uid: str, study_uid: str) -> int:
     return _n_request(port, "send_n_create", step, ModalityPerformedProcedureStep, step_uid)
 
 
-def end_step(port: int, step_uid: str, files: list[Path], status: str = "COMPLETED") -> int:
-    """N-SET: the step ends, listing the series and instances of ``files``; returns the status."""
+def completed_step(files: list[Path], status: str = "COMPLETED") -> Dataset:
+    """The N-SET that ends a step, listing the series and instances of ``files``."""
     series: dict[str, Dataset] = {}
     for path in files:
         header = pydicom.dcmread(path, stop_before_pixels=True)
@@ -75,4 +75,14 @@ def end_step(port: int, step_uid: str, files: list[Path], status: str = "COMPLET
     changes = Dataset()
     changes.PerformedProcedureStepStatus = status
     changes.PerformedSeriesSequence = Sequence(list(series.values()))
+    return changes
+
+
+def send_step(port: int, step_uid: str, changes: Dataset) -> int:
+    """N-SET ``changes`` on the step; returns the status."""
     return _n_request(port, "send_n_set", changes, ModalityPerformedProcedureStep, step_uid)
+
+
+def end_step(port: int, step_uid: str, files: list[Path], status: str = "COMPLETED") -> int:
+    """N-SET: the step ends, listing the series and instances of ``files``; returns the status."""
+    return send_step(port, step_uid, completed_step(files, status))
