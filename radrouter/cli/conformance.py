@@ -173,7 +173,9 @@ def conformance_markdown() -> str:
         "The delivery proposes, per association, the (SOP class, transfer syntax) of the files it sends",
         "as stored, plus those of its results when the association is kept open for reuse",
         f"(`delivery.keep_open_s`, {delivery.keep_open_s} s); a BINARY Segmentation stand-in is sent",
-        "when a destination refuses Label Map Segmentation. Results proposed:",
+        "when a destination refuses Label Map Segmentation, and the results of later jobs whose SEG goes",
+        "only to destinations that refused it on their last label map hold a BINARY Segmentation alone.",
+        "Results proposed:",
         "",
         *_table(
             "| SOP class | transfer syntax |",
