@@ -331,8 +331,22 @@ IDENTIFYING_UIDS = frozenset(
 )
 
 
-#: A raw value already found conforming: (tag, VR, raw bytes, the source's encodings).
-_Conforming = set[tuple[BaseTag, str, bytes, tuple[str, ...]]]
+#: A value already found conforming: (tag, VR, its raw bytes or, once pydicom has converted it, its
+#: values as text, the source's encodings).
+_Conforming = set[tuple[BaseTag, str, bytes | tuple[str, ...], tuple[str, ...]]]
+
+
+def _conforming_key(
+    dataset: Dataset, tag: BaseTag, vr: str, encodings: list[str]
+) -> tuple[BaseTag, str, bytes | tuple[str, ...], tuple[str, ...]] | None:
+    """What the check of this element depends on: its bytes, or its values as text where pydicom has
+    converted it (a slice's rescale, read for the volume, is checked once for the series)."""
+    item = dataset.get_item(tag)
+    if isinstance(item, RawDataElement):
+        return (tag, vr, item.value, tuple(encodings)) if isinstance(item.value, bytes) else None
+    if item is None or isinstance(item, Dataset) or vr in TEXT_VRS:
+        return None  # decoded text: checked each time (its encoding is part of the check)
+    return tag, vr, tuple(_as_text(item)), tuple(encodings)
 
 
 def _walk(dataset: Dataset, encodings: list[str], conforming: _Conforming) -> Iterator[Repair]:
@@ -348,9 +362,7 @@ def _walk(dataset: Dataset, encodings: list[str], conforming: _Conforming) -> It
             for nested in dataset[tag].value:
                 yield from _walk(nested, encodings, conforming)
             continue
-        item = dataset.get_item(tag)
-        raw = item.value if isinstance(item, RawDataElement) else None
-        key = (tag, vr, raw, tuple(encodings)) if isinstance(raw, bytes) else None
+        key = _conforming_key(dataset, tag, vr, encodings)
         if key is not None and key in conforming:
             continue
         try:
