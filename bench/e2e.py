@@ -286,7 +286,7 @@ def run(workdir: Path, args: argparse.Namespace) -> None:
             print(f"median end to end minus model: {ours:.2f} s (target <= 3 s)")
             print(
                 f"{pipeline}: stages other than the model and the completion wait, added up: "
-                f"{around:.0%} of the model's time (target <= 25 %)"
+                f"{around:.1%} of the model's time (target <= 25 %)"
             )
             if args.mpps_runs:
                 with_mpps = [
@@ -299,7 +299,7 @@ def run(workdir: Path, args: argparse.Namespace) -> None:
                 print_stage_table(with_mpps)
                 print(
                     f"{pipeline} with MPPS: stages other than the model, the completion wait included: "
-                    f"{statistics.median(t.around_model for t in with_mpps):.0%} of the model's time "
+                    f"{statistics.median(t.around_model for t in with_mpps):.1%} of the model's time "
                     "(target <= 25 %)"
                 )
         if args.delivery:
