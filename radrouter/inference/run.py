@@ -36,7 +36,6 @@ from radrouter.storage import workitems
 from radrouter.storage.index import (
     Hop,
     Index,
-    Instance,
     Job,
     JobState,
     Result,
@@ -110,7 +109,11 @@ class JobRunner:
             series = session.get(Series, job.series_uid)
             assert series is not None
             recorded = {instance.sop_uid: instance.path for instance in series.instances}
-            slices = [_slice_record(instance) for instance in series.instances]
+            # Fetched copies (DICOMweb) are written anew: the index's Pixel Data offsets are the node's.
+            slices = [
+                SliceRecord.of_instance(instance) if self.node.files_as_received else None
+                for instance in series.instances
+            ]
             study_uid, series_uid, pipeline_name, revision = (
                 job.study_uid,
                 job.series_uid,
@@ -128,8 +131,6 @@ class JobRunner:
         recorder = ResultHandOff(self.index, parts, hand_off)
         try:
             paths = [str(path) for path in self.node.series_files(study_uid, series_uid, recorded)]
-            if not self.node.files_as_received:
-                slices = [None] * len(paths)  # fetched copies: the Pixel Data offsets are the node's
             key_images = any(ResultPart.KEY_IMAGES in wanted for wanted in parts.values())
             timings, summary, repairs = self._compute(
                 job_id,
@@ -330,12 +331,6 @@ def _label_map_wanted(session: Session, job: Job, parts: dict[str, set[ResultPar
         return earlier[0] == LABEL_MAP_SEGMENTATION
     receiving = [name for name, wanted in parts.items() if ResultPart.SEG in wanted]
     return not receiving or not all(refuses_label_maps(session, name) for name in receiving)
-
-
-def _slice_record(instance: Instance) -> SliceRecord | None:
-    if instance.slice_header is None or instance.pixel_data_at is None:
-        return None
-    return SliceRecord(instance.slice_header, instance.transfer_syntax_uid, instance.pixel_data_at)
 
 
 def _earlier_reports(session: Session, job: Job) -> list[str]:

@@ -24,6 +24,8 @@ from pydicom.filewriter import write_dataset
 from pydicom.tag import Tag
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from radrouter.storage.index import Instance
+
 log = logging.getLogger(__name__)
 
 #: What the pipelines read from each slice but the first: the volume's geometry, pixel format and
@@ -86,6 +88,13 @@ class SliceRecord:
     header: bytes
     transfer_syntax_uid: str
     pixel_data_at: int | None
+
+    @classmethod
+    def of_instance(cls, instance: Instance) -> SliceRecord | None:
+        """The record an instance's index row holds; None where it holds none."""
+        if instance.slice_header is None or instance.pixel_data_at is None:
+            return None
+        return cls(instance.slice_header, instance.transfer_syntax_uid, instance.pixel_data_at)
 
 
 def slice_record(header: Dataset, transfer_syntax: UID, pixel_data_at: int | None) -> SliceRecord | None:
