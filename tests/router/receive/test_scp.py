@@ -38,6 +38,11 @@ ONE_SLICE = [CT_HEAD / "I10"]
 
 
 class RunningSCP:
+    """The SCP in this process, on the README's defaults but for these overrides, each for a reason: a
+    free port and a storage root of the test's own (tests run side by side); a 0.2 s quiet period, so
+    a test of what is stored and refused does not wait out the default completion; no fsync, which
+    these tests do not exercise (the fault tests, on ``radrouter up`` as shipped, do)."""
+
     def __init__(self, root: Path, **node: Any) -> None:
         storage = node.pop("storage", {})
         self.settings = Settings(node={"port": free_port(), **node}, storage={"root": root, **storage})
