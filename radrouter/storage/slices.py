@@ -13,16 +13,19 @@ attributes from the first instance, read from its file.
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass
 from io import BytesIO
 
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
 from pydicom.filewriter import write_dataset
 from pydicom.tag import Tag
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.valuerep import VR
 
 from radrouter.storage.index import Instance
 
@@ -117,7 +120,13 @@ def encode_slice_header(header: Dataset, transfer_syntax: UID) -> bytes:
     """The :data:`SLICE_TAGS` of a received header, as the sender encoded them (values not decoded)."""
     kept = Dataset()
     for tag in SLICE_TAGS.intersection(header.keys()):
-        kept[tag] = header.get_item(tag)
+        element = header.get_item(tag)
+        if isinstance(element, DataElement) and element.VR == VR.SQ and element.is_undefined_length:
+            # With its length, a sequence is read back unparsed until asked for (a Philips value map
+            # on each of 170 slices is then parsed once); of undefined length, pydicom parses it whole.
+            element = copy.copy(element)
+            element.is_undefined_length = False
+        kept[tag] = element
     implicit, little = transfer_syntax.is_implicit_VR, transfer_syntax.is_little_endian
     buffer = DicomBytesIO()
     buffer.is_implicit_VR, buffer.is_little_endian = implicit, little

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.tag import Tag
 
 from radrouter.inference.results.sanitise import RepairRule, sanitise_sources
 from tests.inference.variants import reread, with_raw
@@ -74,3 +76,31 @@ def test_a_value_seen_conforming_on_one_slice_does_not_hide_a_bad_value_on_the_n
     repairs = sanitise_sources(datasets)
     assert [(r.attribute, r.rule) for r in repairs] == [("StudyDate", RepairRule.EMPTIED)]
     assert [str(ds.StudyDate) for ds in datasets] == ["20210902", "", ""]  # each slice repaired
+
+
+def _with_value_map(label: bytes) -> Dataset:
+    """The first slice with a value map whose LUT Label (SH, at most 16 characters) is ``label``,
+    read back as a worker reads a slice header: the sequence, of defined length, still as bytes."""
+    dataset = pydicom.dcmread(FIRST_SLICE, stop_before_pixels=True)
+    dataset.RealWorldValueMappingSequence[0].LUTLabel = label.decode("latin-1")
+    dataset["RealWorldValueMappingSequence"].is_undefined_length = False
+    read_back = reread(dataset)
+    assert isinstance(read_back.get_item(Tag("RealWorldValueMappingSequence")), RawDataElement)
+    return read_back
+
+
+def test_a_sequence_seen_conforming_is_not_read_again_and_a_bad_one_is_repaired_on_every_slice() -> None:
+    """A sequence's bytes seen conforming on one slice are not parsed again on the next (a Philips
+    value map on each of 170 slices); a sequence holding a bad value is repaired wherever it is."""
+    good = [_with_value_map(b"Philips") for _ in range(3)]
+    assert sanitise_sources(good) == []
+    assert isinstance(good[2].get_item(Tag("RealWorldValueMappingSequence")), RawDataElement)
+
+    mixed = [_with_value_map(b"Philips"), _with_value_map(b"x" * 17), _with_value_map(b"x" * 17)]
+    repairs = sanitise_sources(mixed)
+    assert [(r.attribute, r.rule) for r in repairs] == [("LUTLabel", RepairRule.DROPPED)]
+    assert [item.RealWorldValueMappingSequence[0].get("LUTLabel") for item in mixed] == [
+        "Philips",
+        None,
+        None,
+    ]

@@ -5,14 +5,17 @@ from the files alone or with the slice records the SCP keeps in the index; anyth
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pydicom
 import pytest
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_file_meta_info
+from pydicom.tag import Tag
 from pydicom.uid import UID, RLELossless
 
 from radrouter.inference.models.brain_extraction import BrainExtraction
@@ -22,10 +25,11 @@ from radrouter.inference.results.key_images import KeyImageRequest
 from radrouter.inference.stored_series import load_series, read_stored_series, stored_volume
 from radrouter.inference.volume import load_volume, read_series
 from radrouter.router.receive.header import index_header
-from radrouter.storage.slices import SliceRecord, slice_record
+from radrouter.storage.slices import SliceRecord, decode_slice_header, slice_record
 from tests.inference.variants import enhanced_copy, threshold_prediction
 from tests.services import CT_CHEST, CT_HEAD, DATA, MPRAGE
 
+VALUE_MAP = Tag("RealWorldValueMappingSequence")
 SERIES = [MPRAGE, CT_HEAD, CT_CHEST, DATA / "ct-abdomen-3slice-with-seg" / "ct"]
 
 
@@ -143,3 +147,60 @@ def test_an_enhanced_instance_takes_the_full_path(tmp_path: Path) -> None:
     datasets, volume = load_series(stored)
     assert "PixelData" in datasets[0]
     np.testing.assert_array_equal(volume.array, load_volume(read_series(_images(CT_HEAD))).array)
+
+
+def test_a_sequence_of_undefined_length_is_kept_with_its_length() -> None:
+    """A sequence sent with undefined length (the MPRAGE files' value map) is kept in the slice header
+    with its length: a worker reads it back unparsed and parses it only if it asks for it."""
+    paths = _images(MPRAGE)[:2]
+    sent = pydicom.dcmread(paths[1], stop_before_pixels=True)
+    assert sent[VALUE_MAP].is_undefined_length
+    record = slice_records(paths)[1]
+    assert record is not None
+    header = decode_slice_header(record)
+    assert isinstance(header.get_item(VALUE_MAP), RawDataElement)
+    assert header.RealWorldValueMappingSequence == sent.RealWorldValueMappingSequence
+
+
+def _mprage_slices(target: Path, change: Callable[[int, Dataset], None], count: int = 6) -> list[Path]:
+    """The first ``count`` MPRAGE slices, each changed by ``change(number, dataset)``, as files."""
+    paths = []
+    for number, source in enumerate(_images(MPRAGE)[:count]):
+        dataset = pydicom.dcmread(source)
+        change(number, dataset)
+        dataset.save_as(target / source.name)
+        paths.append(target / source.name)
+    return paths
+
+
+@pytest.mark.parametrize("with_records", [False, True], ids=["files", "slice-records"])
+def test_each_slice_keeps_its_own_value_map(tmp_path: Path, with_records: bool) -> None:
+    """A value map is read once for the slices that encode it alike, and each slice's own is applied."""
+
+    def own_slope(number: int, dataset: Dataset) -> None:
+        if number in (2, 3):
+            dataset.RealWorldValueMappingSequence[0].RealWorldValueSlope = 1.5 + number
+
+    paths = _mprage_slices(tmp_path, own_slope)
+    fast = stored_volume(read_stored_series(paths, slice_records(paths) if with_records else None))
+    assert fast is not None
+    full = load_volume(read_series(paths))
+    np.testing.assert_array_equal(fast.array, full.array)
+    plain = load_volume(read_series(_images(MPRAGE)[:6]))
+    assert not np.array_equal(fast.array, plain.array)  # the two slices' own slopes were applied
+
+
+@pytest.mark.parametrize("with_records", [False, True], ids=["files", "slice-records"])
+def test_a_slice_with_values_outside_its_shared_value_map_takes_the_full_path(
+    tmp_path: Path, with_records: bool
+) -> None:
+    def past_the_map(number: int, dataset: Dataset) -> None:
+        if number == 4:
+            values = dataset.pixel_array.copy()
+            values[0, 0] = dataset.RealWorldValueMappingSequence[0].RealWorldValueLastValueMapped + 1
+            dataset.PixelData = values.tobytes()
+
+    paths = _mprage_slices(tmp_path, past_the_map)
+    stored = read_stored_series(paths, slice_records(paths) if with_records else None)
+    assert all(values is not None for values in stored.pixels)
+    assert stored_volume(stored) is None

@@ -332,20 +332,23 @@ IDENTIFYING_UIDS = frozenset(
 
 
 #: A value already found conforming: (tag, VR, its raw bytes or, once pydicom has converted it, its
-#: values as text, the source's encodings).
+#: values as text, the source's encodings and, with raw bytes, the data set's transfer encoding).
 _Conforming = set[tuple[BaseTag, str, bytes | tuple[str, ...], tuple[str, ...]]]
 
 
 def _conforming_key(
     dataset: Dataset, tag: BaseTag, vr: str, encodings: list[str]
 ) -> tuple[BaseTag, str, bytes | tuple[str, ...], tuple[str, ...]] | None:
-    """What the check of this element depends on: its bytes, or its values as text where pydicom has
-    converted it (a slice's rescale, read for the volume, is checked once for the series)."""
+    """What the check of this element depends on: its bytes as read (with the data set's encoding, which
+    a sequence's bytes are read in), or its values as text where pydicom has converted it (a slice's
+    rescale, read for the volume, is checked once for the series)."""
     item = dataset.get_item(tag)
     if isinstance(item, RawDataElement):
-        return (tag, vr, item.value, tuple(encodings)) if isinstance(item.value, bytes) else None
-    if item is None or isinstance(item, Dataset) or vr in TEXT_VRS:
-        return None  # decoded text: checked each time (its encoding is part of the check)
+        if not isinstance(item.value, bytes):
+            return None
+        return tag, vr, item.value, (*encodings, str(dataset.original_encoding))
+    if item is None or isinstance(item, Dataset) or vr in TEXT_VRS or vr == "SQ":
+        return None  # decoded text or a parsed sequence: checked each time
     return tag, vr, tuple(_as_text(item)), tuple(encodings)
 
 
@@ -359,8 +362,16 @@ def _walk(dataset: Dataset, encodings: list[str], conforming: _Conforming) -> It
         if vr is None:
             continue
         if vr == "SQ":
+            key = _conforming_key(dataset, tag, vr, encodings)  # a sequence still as read: its bytes
+            if key is not None and key in conforming:
+                continue
+            repaired = False
             for nested in dataset[tag].value:
-                yield from _walk(nested, encodings, conforming)
+                for inner in _walk(nested, encodings, conforming):
+                    repaired = True
+                    yield inner
+            if key is not None and not repaired:
+                conforming.add(key)
             continue
         key = _conforming_key(dataset, tag, vr, encodings)
         if key is not None and key in conforming:

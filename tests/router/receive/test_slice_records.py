@@ -7,7 +7,10 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pydicom
 import pytest
+from pydicom.dataelem import RawDataElement
+from pydicom.tag import Tag
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless
 
 from radrouter.storage.index import Instance
@@ -16,6 +19,7 @@ from tests.router.receive.test_scp import RunningSCP
 from tests.services import CT_HEAD, MPRAGE, storescu
 
 PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"
+VALUE_MAP = Tag("RealWorldValueMappingSequence")
 
 
 @pytest.mark.parametrize(
@@ -55,3 +59,8 @@ def test_each_plain_slice_is_kept_with_its_slice_header_and_pixel_data_offset(
         assert len(header.ImagePositionPatient) == 3 and int(header.Rows) > 0
         assert not any(element.tag.is_private for element in header)
         assert not {"PatientName", "PatientID", "PatientBirthDate", "AccessionNumber"} & set(header.dir())
+        if syntax == ExplicitVRLittleEndian:  # the MPRAGE's value map, left unparsed until asked for
+            kept = decode_slice_header(SliceRecord(instance.slice_header, syntax, instance.pixel_data_at))
+            assert isinstance(kept.get_item(VALUE_MAP), RawDataElement)  # (iterating parses it)
+            stored = pydicom.dcmread(instance.path, stop_before_pixels=True)
+            assert kept.RealWorldValueMappingSequence == stored.RealWorldValueMappingSequence
