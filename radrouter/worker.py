@@ -7,6 +7,7 @@ at import.
 
 from __future__ import annotations
 
+import gc
 from functools import cache
 from typing import Any
 
@@ -36,6 +37,10 @@ def _worker_started(sender: Any, **_: Any) -> None:
     if DELIVERY_QUEUE in {queue.name for queue in sender.app.amqp.queues.consume_from.values()}:
         delivery_tasks.take_over_lost_aftercare(sender.app)
     inference_tasks.load_served_pipelines(sender.app)
+    # What a worker holds from its start on (imported modules, warm models) is left out of every
+    # later collection, which would walk it all again in some task's time.
+    gc.collect()
+    gc.freeze()
 
 
 def _worker_stopping(**_: Any) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
 from pathlib import Path
 
 import pytest
@@ -81,3 +83,28 @@ def test_models_are_evicted_while_memory_is_short(settings: Settings) -> None:
     warm.get("threshold-ts")
     warm.get("threshold-bundle")
     assert warm.loaded == ["threshold-bundle"]
+
+
+def test_a_loaded_model_is_left_out_of_collections_and_an_evicted_one_is_freed(settings: Settings) -> None:
+    """Collections skip what a worker keeps warm (a full one walked it all in a job's time), and an
+    evicted model is still freed, even one that only a collection can free (held in a cycle)."""
+    warm = WarmPipelines(
+        settings.model_copy(
+            update={
+                "inference": settings.inference.model_copy(
+                    update={"max_loaded_pipelines": 1, "min_free_memory_mb": 0}
+                )
+            }
+        )
+    )
+    gc.unfreeze()
+    first = warm.get("threshold-ts")
+    assert gc.get_freeze_count() > 0
+    first.cycle = first  # type: ignore[attr-defined]
+    evicted = weakref.ref(first)
+    del first
+    warm.get("threshold-bundle")
+    assert warm.loaded == ["threshold-bundle"]
+    assert evicted() is None
+    assert gc.get_freeze_count() > 0
+    gc.unfreeze()  # the test process goes on as it was
