@@ -3,7 +3,8 @@
 Runs ``radrouter up`` (the default rule: the Philips 3D T1 goes to brain extraction; and a chest CT
 rule: ct-lung; results to the PACS) and a real Orthanc as that PACS, on free ports. Each run sends the
 MPRAGE (170 instances) or the chest CT (16) as a new study with dcmtk's storescu (TCP_NODELAY=1) and
-polls Orthanc's REST API every 50 ms until the study's SEG and SR are there. It prints, per pipeline
+waits for Orthanc to say, from its Lua ``OnStoredInstance`` callback, that it has stored the study's
+SEG and SR (no polling loads the cores while the model runs). It prints, per pipeline
 over the runs, the median time from storescu's exit to both results in Orthanc minus the model's own
 forward time (target <= 3 s), each stage from radrouter's own records (audit trail, job timings,
 deliveries), and the stages other than the model and the completion wait, added up, as a share of
@@ -22,13 +23,15 @@ import argparse
 import statistics
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
-import httpx
 import pydicom
 import yaml
 from pydicom.uid import generate_uid
@@ -101,16 +104,49 @@ class StudyTiming:
         return around / self.stages["model"]
 
 
+#: Orthanc's callback on each stored instance: a result's study and modality to the bench's listener.
+ON_STORED = """
+function OnStoredInstance(instanceId, tags, metadata, origin)
+  if tags['Modality'] == 'SEG' or tags['Modality'] == 'SR' then
+    HttpPost('{url}', tags['StudyInstanceUID'] .. ' ' .. tags['Modality'])
+  end
+end
+"""
+
+
 class ResultWatch:
-    """Polls Orthanc for a study's SEG and SR series (each holds one instance, the result)."""
+    """When each study's SEG and SR were stored in Orthanc, as Orthanc itself says it (its Lua
+    ``OnStoredInstance`` callback posts each result to this listener): to the millisecond, and no
+    polling loads the two cores while the model runs."""
 
-    def __init__(self, orthanc: Orthanc) -> None:
-        self.client = httpx.Client(base_url=orthanc.url, timeout=10)
+    def __init__(self, workdir: Path) -> None:
+        self.stored: dict[tuple[str, str], tuple[float, datetime]] = {}
+        watch = self
 
-    def arrived(self, study_uid: str) -> bool:
-        query = {"Level": "Series", "Query": {"StudyInstanceUID": study_uid}, "Expand": True}
-        series = self.client.post("/tools/find", json=query).json()
-        return {"SEG", "SR"} <= {item["MainDicomTags"].get("Modality") for item in series}
+        class Listener(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                when = (time.monotonic(), utcnow())
+                study_uid, modality = self.rfile.read(int(self.headers["Content-Length"])).decode().split()
+                watch.stored.setdefault((study_uid, modality), when)
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Listener)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.script = workdir / "on-stored.lua"
+        url = f"http://127.0.0.1:{self.server.server_address[1]}/stored"
+        self.script.write_text(ON_STORED.replace("{url}", url))
+
+    def arrived(self, study_uid: str) -> tuple[float, datetime] | None:
+        """When the later of the study's SEG and SR was stored (monotonic, UTC); None before."""
+        times = [self.stored.get((study_uid, modality)) for modality in ("SEG", "SR")]
+        return max(t for t in times if t is not None) if all(times) else None
+
+    def close(self) -> None:
+        self.server.shutdown()
 
 
 def recorded(index: Index, study_uid: str) -> bool:
@@ -189,9 +225,9 @@ def send_and_wait(
                     raise RuntimeError(f"storescu failed with exit status {sender.returncode}")
                 sent[uid] = (time.monotonic(), utcnow())
         for uid in sent:
-            if uid not in seen and watch.arrived(uid):
-                seen[uid] = (time.monotonic(), utcnow())
-        time.sleep(0.05)
+            if uid not in seen and (stored := watch.arrived(uid)) is not None:
+                seen[uid] = stored
+        time.sleep(0.01)  # storescu's exit is timed to 10 ms; the results' arrival is Orthanc's own time
     return [StudyTiming(seen[uid][0] - sent[uid][0], stages_of(index, uid, seen[uid][1])) for uid in started]
 
 
@@ -210,11 +246,11 @@ def _send_with_mpps(node: Node, index: Index, watch: ResultWatch, folder: Path) 
         raise RuntimeError("the node refused the MPPS N-SET COMPLETED")
     sent, completed_at = time.monotonic(), utcnow()
     deadline = sent + 300
-    while not watch.arrived(folder.name):
+    while (stored := watch.arrived(folder.name)) is None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"results of {folder.name} not in Orthanc after 300 s")
         time.sleep(0.05)
-    seen, seen_at = time.monotonic(), utcnow()
+    seen, seen_at = stored
     return StudyTiming(seen - sent, stages_of(index, folder.name, seen_at, completed_at), mpps=True)
 
 
@@ -256,14 +292,14 @@ def main() -> None:
 
 def run(workdir: Path, args: argparse.Namespace) -> None:
     (workdir / "orthanc").mkdir()
-    orthanc = Orthanc(workdir / "orthanc")
+    watch = ResultWatch(workdir)
+    orthanc = Orthanc(workdir / "orthanc", lua_scripts=[watch.script])
     orthanc.start()
     (workdir / "node").mkdir()
     node = Node(workdir / "node", orthanc, pipelines=RULES)
     node.start()
     settings = Settings(**yaml.safe_load(node.config_path.read_text()))
     index = Index(settings.storage.resolved_index_url())
-    watch = ResultWatch(orthanc)
     studies = workdir / "studies"
     studies.mkdir()
     try:
@@ -320,6 +356,7 @@ def run(workdir: Path, args: argparse.Namespace) -> None:
     finally:
         node.stop()
         orthanc.stop()
+        watch.close()
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -106,11 +107,13 @@ DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
 class Orthanc:
     """Debian's Orthanc with its own temporary configuration (and TCP_NODELAY=1, which its build needs)."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, lua_scripts: Sequence[Path] = ()) -> None:
         self.workdir = workdir
         self.dicom_port = free_port()
         self.http_port = free_port()
         self.ae_title = "ORTHANC"
+        #: Lua scripts Orthanc runs (its ``LuaScripts``): callbacks such as ``OnStoredInstance``.
+        self.lua_scripts = list(lua_scripts)
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -133,6 +136,7 @@ class Orthanc:
             # DICOMweb (Debian's orthanc-dicomweb) for the viewer test: OHIF reads the PACS through it.
             "Plugins": [DICOMWEB_PLUGIN],
             "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+            "LuaScripts": [str(script) for script in self.lua_scripts],
         }
         config_path = self.workdir / "orthanc.json"
         config_path.write_text(json.dumps(config))
