@@ -249,8 +249,7 @@ def _as_text(element: DataElement) -> list[str]:
     return [str(value)]
 
 
-def _vr(dataset: Dataset, tag: BaseTag) -> str | None:
-    item = dataset.get_item(tag)
+def _vr(item: DataElement | RawDataElement | None, tag: BaseTag) -> str | None:
     if item is None or isinstance(item, Dataset):
         return None
     try:
@@ -337,32 +336,32 @@ _Conforming = set[tuple[BaseTag, str, bytes | tuple[str, ...], tuple[str, ...]]]
 
 
 def _conforming_key(
-    dataset: Dataset, tag: BaseTag, vr: str, encodings: list[str]
+    item: DataElement | RawDataElement, tag: BaseTag, vr: str, context: tuple[str, ...]
 ) -> tuple[BaseTag, str, bytes | tuple[str, ...], tuple[str, ...]] | None:
-    """What the check of this element depends on: its bytes as read (with the data set's encoding, which
-    a sequence's bytes are read in), or its values as text where pydicom has converted it (a slice's
-    rescale, read for the volume, is checked once for the series)."""
-    item = dataset.get_item(tag)
+    """What the check of this element depends on: its bytes as read, or its values as text where
+    pydicom has converted it (a slice's rescale, read for the volume, is checked once for the series);
+    ``context``: the source's encodings, then the data set's transfer encoding (which a sequence's
+    bytes are read in)."""
     if isinstance(item, RawDataElement):
-        if not isinstance(item.value, bytes):
-            return None
-        return tag, vr, item.value, (*encodings, str(dataset.original_encoding))
-    if item is None or isinstance(item, Dataset) or vr in TEXT_VRS or vr == "SQ":
+        return (tag, vr, item.value, context) if isinstance(item.value, bytes) else None
+    if vr in TEXT_VRS or vr == "SQ":
         return None  # decoded text or a parsed sequence: checked each time
-    return tag, vr, tuple(_as_text(item)), tuple(encodings)
+    return tag, vr, tuple(_as_text(item)), context[:-1]
 
 
 def _walk(dataset: Dataset, encodings: list[str], conforming: _Conforming) -> Iterator[Repair]:
     """Each public element through its VR's rules; a value already seen conforming on an earlier
     slice (most of a series' header repeats slice after slice) is not checked again."""
+    context = (*encodings, str(dataset.original_encoding))
     for tag in list(dataset.keys()):
         if tag.is_private or tag.group in (0x0002, 0x7FE0) or tag.element == 0:
             continue
-        vr = _vr(dataset, tag)  # once per element: this runs on every attribute of every slice
-        if vr is None:
+        item = dataset.get_item(tag)  # once per element: this runs on every attribute of every slice
+        vr = _vr(item, tag)
+        if item is None or vr is None:
             continue
         if vr == "SQ":
-            key = _conforming_key(dataset, tag, vr, encodings)  # a sequence still as read: its bytes
+            key = _conforming_key(item, tag, vr, context)  # a sequence still as read: its bytes
             if key is not None and key in conforming:
                 continue
             repaired = False
@@ -373,7 +372,7 @@ def _walk(dataset: Dataset, encodings: list[str], conforming: _Conforming) -> It
             if key is not None and not repaired:
                 conforming.add(key)
             continue
-        key = _conforming_key(dataset, tag, vr, encodings)
+        key = _conforming_key(item, tag, vr, context)
         if key is not None and key in conforming:
             continue
         try:
