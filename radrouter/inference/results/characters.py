@@ -53,7 +53,8 @@ def carry_character_set(result: Dataset, source: Dataset) -> Repair | None:
     # pydicom reads an unknown term as Latin-1 with a warning; the results then say UTF-8.
     known = all(term in python_encoding or (term == "" and i == 0) for i, term in enumerate(terms))
     encodings = list(convert_encodings(declared)) if known else []
-    if known and all(fits(text, encodings) for text in _text_values(result)):
+    # Each distinct text once: a SEG repeats a few code meanings on each of its frames.
+    if known and all(fits(text, encodings) for text in set(_text_values(result))):
         if declared == "ISO_IR 6":
             del result.SpecificCharacterSet  # the default repertoire is declared by its absence
         else:
