@@ -83,11 +83,12 @@ def read_stored_series(
         with path.open("rb") as handle:
             dataset = pydicom.dcmread(handle, stop_before_pixels=True, specific_tags=wanted)
             if wanted is None:
-                public = {element.tag for element in dataset if not element.tag.is_private}
-                wanted = sorted(public | SLICE_TAGS)
+                # By tag, not element: iterating a data set converts every value, private ones too.
+                private = [tag for tag in dataset.keys() if tag.is_private]
+                wanted = sorted(set(dataset.keys()).difference(private) | SLICE_TAGS)
                 # The first instance was read whole: keep only what every other slice keeps.
-                for element in [e for e in dataset if e.tag.is_private]:
-                    del dataset[element.tag]
+                for tag in private:
+                    del dataset[tag]
             meta = getattr(dataset, "file_meta", None)
             syntax = meta.get("TransferSyntaxUID") if meta is not None else None
             pixels.append(_plain_pixels(handle, dataset, syntax, formats))
