@@ -83,9 +83,10 @@ def read_stored_series(
         with path.open("rb") as handle:
             dataset = pydicom.dcmread(handle, stop_before_pixels=True, specific_tags=wanted)
             if wanted is None:
-                # By tag, not element: iterating a data set converts every value, private ones too.
-                private = [tag for tag in dataset.keys() if tag.is_private]
-                wanted = sorted(set(dataset.keys()).difference(private) | SLICE_TAGS)
+                # Its tags, not its elements: iterating a data set converts every value, private too.
+                tags = list(dataset.keys())
+                private = [tag for tag in tags if tag.is_private]
+                wanted = sorted(set(tags).difference(private) | SLICE_TAGS)
                 # The first instance was read whole: keep only what every other slice keeps.
                 for tag in private:
                     del dataset[tag]
