@@ -179,11 +179,10 @@ def stages_of(
         assert job.finished_at is not None and all(d.delivered_at for d in deliveries)
         created = min(d.created_at for d in deliveries)
         delivered = max(d.delivered_at for d in deliveries if d.delivered_at)
-        started = study.last_received_at  # without MPPS, the wait runs from the last instance
+        # Without MPPS the wait runs from the last instance; with it, from COMPLETED if that came later.
+        since = max(study.last_received_at, completed_at or study.last_received_at)
         return {
-            "completion wait": (
-                routed.at - max(study.last_received_at, completed_at or started)
-            ).total_seconds(),
+            "completion wait": (routed.at - since).total_seconds(),
             "queue wait": timings["queue_wait_s"],
             "volume load": timings["volume_load_s"],
             "model": timings["model_s"],
@@ -218,7 +217,7 @@ def send_and_wait(
     deadline = time.monotonic() + 300
     while len(seen) < len(started):
         if time.monotonic() > deadline:
-            raise TimeoutError(f"results of {set(started) - set(seen)} not in Orthanc after 300 s")
+            raise TimeoutError(f"Orthanc reported no SEG and SR of {set(started) - set(seen)} in 300 s")
         for uid, sender in started.items():
             if uid not in sent and sender.poll() is not None:
                 if sender.returncode != 0:
@@ -248,7 +247,7 @@ def _send_with_mpps(node: Node, index: Index, watch: ResultWatch, folder: Path) 
     deadline = sent + 300
     while (stored := watch.arrived(folder.name)) is None:
         if time.monotonic() > deadline:
-            raise TimeoutError(f"results of {folder.name} not in Orthanc after 300 s")
+            raise TimeoutError(f"Orthanc reported no SEG and SR of {folder.name} in 300 s")
         time.sleep(0.05)
     seen, seen_at = stored
     return StudyTiming(seen - sent, stages_of(index, folder.name, seen_at, completed_at), mpps=True)

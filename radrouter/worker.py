@@ -38,8 +38,8 @@ def _worker_started(sender: Any, **_: Any) -> None:
         delivery_tasks.take_over_lost_aftercare(sender.app)
     inference_tasks.load_served_pipelines(sender.app)
     # What a worker holds from its start on (imported modules, warm models) is left out of every
-    # later collection, which would walk it all again in some task's time.
-    gc.collect()
+    # later collection, which would walk it all again in some task's time (each model load above
+    # has collected already; a worker with no model has little garbage yet).
     gc.freeze()
 
 

@@ -88,6 +88,7 @@ def test_models_are_evicted_while_memory_is_short(settings: Settings) -> None:
 def test_a_loaded_model_is_left_out_of_collections_and_an_evicted_one_is_freed(settings: Settings) -> None:
     """Collections skip what a worker keeps warm (a full one walked it all in a job's time), and an
     evicted model is still freed, even one that only a collection can free (held in a cycle)."""
+    # Override: one model warm at a time and no memory floor, so that the second load evicts the first.
     warm = WarmPipelines(
         settings.model_copy(
             update={
